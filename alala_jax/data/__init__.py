@@ -1,0 +1,1 @@
+"""Data: vocabulary and codec, CSV loading, synthetic data."""

@@ -1,0 +1,185 @@
+"""OpenAddresses-style CSV -> records of a flat dataclass schema.
+
+Columns map onto dataclass fields by name, case-insensitively; ``columns`` gives explicit
+``field -> column`` names where they differ (the Vermont file's ``LON`` is the field ``long``).
+String cells are kept exactly as written (zip codes keep leading zeros, runs of spaces inside
+street names are kept); float cells must parse as finite numbers. For ``Optional[...]`` fields an
+empty cell is None.
+
+Bad input raises `DataError` naming the file, the line and the field. With
+``on_bad_row='skip'`` a row with a bad value or the wrong number of cells is skipped instead, and
+every skip is counted in the returned `CsvReport` (with the first few line numbers) — nothing is
+dropped silently. A missing column, an undecodable file or an empty file is always an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import os
+from typing import Any
+
+from alala_jax import schema as sc
+
+
+class DataError(ValueError):
+  """Bad input data; the message names the file, the line and the field."""
+
+  def __init__(self, path: str, line: int | None, field: str | None, message: str):
+    where = f"{path}" + (f", line {line}" if line is not None else "") + (
+        f", field {field!r}" if field is not None else "")
+    super().__init__(f"{where}: {message}")
+    self.path, self.line, self.field = path, line, field
+
+
+@dataclasses.dataclass
+class CsvReport:
+  rows_read: int = 0
+  rows_skipped: int = 0
+  skipped_lines: list[int] = dataclasses.field(default_factory=list)  # first 20 only
+  skip_reasons: list[str] = dataclasses.field(default_factory=list)   # first 20 only
+
+  def summary(self) -> str:
+    s = f"{self.rows_read} rows read, {self.rows_skipped} skipped"
+    if self.rows_skipped:
+      s += f" (first: {'; '.join(self.skip_reasons[:3])})"
+    return s
+
+
+def parse_columns(spec: str | dict[str, str] | None) -> dict[str, str]:
+  """Parses ``"long=LON,lat=LAT"`` (or a dict) into a field -> column mapping."""
+  if not spec:
+    return {}
+  if isinstance(spec, dict):
+    return dict(spec)
+  out = {}
+  for item in spec.split(","):
+    if "=" not in item:
+      raise ValueError(f"column mapping {item!r} is not of the form field=COLUMN")
+    field, col = item.split("=", 1)
+    out[field.strip()] = col.strip()
+  return out
+
+
+def _flat_fields(root: sc.RecordNode) -> list[tuple[str, str, bool]]:
+  """(field name, kind 'str'|'float', optional) for a flat schema."""
+  out = []
+  for c in root.children:
+    if isinstance(c, sc.FloatsNode):
+      out.extend((n, "float", False) for n in c.names)
+    elif isinstance(c, sc.StringNode):
+      out.append((c.key, "str", False))
+    elif isinstance(c, sc.OptionalNode) and isinstance(c.child, (sc.StringNode, sc.FloatsNode)):
+      out.append((c.key, "str" if isinstance(c.child, sc.StringNode) else "float", True))
+    else:
+      raise sc.SchemaError(
+          f"{root.cls.__name__}.{c.key}: CSV loading supports flat records of str, float and "
+          "Optional fields only")
+  return out
+
+
+def read_csv(path: str | os.PathLike, cls: type, columns: str | dict[str, str] | None = None,
+             on_bad_row: str = "error", limit: int | None = None) -> tuple[list[Any], CsvReport]:
+  """Reads a CSV file into dataclass records.
+
+  Args:
+    path: CSV file with a header row.
+    cls: a flat dataclass (str, float and Optional fields).
+    columns: explicit ``field -> column`` names where they differ from the field names.
+    on_bad_row: 'error' (default) or 'skip' (count and report bad rows).
+    limit: read at most this many data rows.
+
+  Returns:
+    ``(records, report)``.
+
+  Raises:
+    DataError: naming file, line and field, for a missing column, a ragged row, a non-numeric
+      or non-finite float, bytes that are not UTF-8, or an empty file.
+  """
+  if on_bad_row not in ("error", "skip"):
+    raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
+  path = os.fspath(path)
+  root = sc.parse_schema(cls)
+  fields = _flat_fields(root)
+  mapping = parse_columns(columns)
+  unknown = set(mapping) - {f for f, _, _ in fields}
+  if unknown:
+    raise ValueError(f"column mapping names fields not in {cls.__name__}: {sorted(unknown)}")
+
+  with open(path, "rb") as f:
+    raw = f.read()
+  try:
+    text = raw.decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    line = raw[: e.start].count(b"\n") + 1
+    raise DataError(path, line, None, f"not valid UTF-8 (byte {raw[e.start]:#04x} at offset "
+                    f"{e.start}); re-encode the file as UTF-8") from None
+  reader = csv.reader(io.StringIO(text, newline=""))
+  header = next(reader, None)
+  if header is None or not any(h.strip() for h in header):
+    raise DataError(path, 1, None, "empty file: expected a header row")
+  lower = {h.strip().lower(): i for i, h in enumerate(header)}
+  index: dict[str, int] = {}
+  for name, _, _ in fields:
+    col = mapping.get(name, name)
+    if col.lower() not in lower:
+      raise DataError(path, 1, name, f"column {col!r} not found in header {header}"
+                      + ("" if name in mapping else
+                         f"; map it with columns='{name}=<COLUMN>'"))
+    index[name] = lower[col.lower()]
+
+  report = CsvReport()
+  records = []
+  for row in reader:
+    line = reader.line_num
+    if limit is not None and report.rows_read >= limit:
+      break
+    if not row:        # blank line: csv yields []; count it, never drop silently
+      problem = (None, "blank line")
+    elif len(row) != len(header):
+      problem = (None, f"ragged row: {len(row)} cells, header has {len(header)}")
+    else:
+      problem, values = None, {}
+      for name, kind, optional in fields:
+        cell = row[index[name]]
+        if optional and cell == "":
+          values[name] = None
+        elif kind == "str":
+          values[name] = cell
+        else:
+          try:
+            x = float(cell)
+          except ValueError:
+            problem = (name, f"not a number: {cell!r}")
+            break
+          if not math.isfinite(x):
+            problem = (name, f"not a finite number: {cell!r}")
+            break
+          values[name] = x
+    if problem is not None:
+      if on_bad_row == "error":
+        raise DataError(path, line, problem[0], problem[1])
+      report.rows_skipped += 1
+      if len(report.skipped_lines) < 20:
+        report.skipped_lines.append(line)
+        report.skip_reasons.append(f"line {line}: {problem[1]}")
+      continue
+    records.append(cls(**values))
+    report.rows_read += 1
+  if not records:
+    raise DataError(path, None, None, "no data rows" + (
+        f" ({report.rows_skipped} skipped)" if report.rows_skipped else ""))
+  return records, report
+
+
+def write_csv(path: str | os.PathLike, records: list[Any], cls: type) -> None:
+  """Writes flat dataclass records (or dicts) with one column per field."""
+  names = [f.name for f in dataclasses.fields(cls)]
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    w = csv.writer(f)
+    w.writerow(names)
+    for r in records:
+      d = r if isinstance(r, dict) else dataclasses.asdict(r)
+      w.writerow(["" if d[n] is None else d[n] for n in names])

@@ -1,0 +1,1 @@
+"""Flax linen modules of the tree-recursive record VAE."""

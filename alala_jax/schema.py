@@ -1,0 +1,211 @@
+"""Dataclass -> field tree (paper 000, Sec 2.3 and Appendix B.3).
+
+A record type is described by a Python dataclass. `parse_schema` turns it into an immutable tree of
+nodes from which the model (`alala_jax.nn.builder`), the array codec (`alala_jax.data.codec`) and the
+loss weights are derived:
+
+* ``str`` field                -> `StringNode` (modelled by the one shared StringLiteral module);
+* all ``float`` fields         -> ONE `FloatsNode` (ScalarTuple), placed LAST among the children;
+* nested dataclass             -> `RecordNode` (a nested Tuple);
+* ``Optional[X]`` / ``X | None`` -> `OptionalNode(X)`: a presence bit plus X (not in the paper);
+* ``list[X]``                  -> `ListNode(X)`: a length plus a recurrent list of X (not in the paper).
+
+Everything else raises `SchemaError` naming the class and the field.
+
+Loss weights (Sec 2.3, App B.1/B.2): every string field weighs 1, every float field weighs 1 (so a
+ScalarTuple of k floats weighs k), a record weighs the sum of its children, and an optional or a
+list weighs what its element weighs. `num_fields` of the root is the divisor of the reconstruction
+loss (9 for the paper's Address).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Union
+
+FLOATS_KEY = "__floats__"
+
+
+class SchemaError(TypeError):
+  """A dataclass field whose annotation cannot be modelled."""
+
+
+@dataclasses.dataclass(frozen=True)
+class StringNode:
+  """A string field, modelled by the shared StringLiteral (App B.1)."""
+  key: str
+  path: tuple[str, ...]
+
+  @property
+  def weight(self) -> float:
+    return 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class FloatsNode:
+  """All float fields of a record, modelled jointly by one ScalarTuple (App B.2)."""
+  key: str
+  path: tuple[str, ...]
+  names: tuple[str, ...]
+
+  @property
+  def weight(self) -> float:
+    return float(len(self.names))
+
+
+@dataclasses.dataclass(frozen=True)
+class OptionalNode:
+  """``Optional[X]``: a presence bit (Bernoulli) plus X's model; X's loss counts only if present."""
+  key: str
+  path: tuple[str, ...]
+  child: "Node"
+
+  @property
+  def weight(self) -> float:
+    return self.child.weight
+
+
+@dataclasses.dataclass(frozen=True)
+class ListNode:
+  """``list[X]``: a recurrent list of X with a per-item stop bit; at most `max_items` items."""
+  key: str
+  path: tuple[str, ...]
+  child: "Node"
+
+  @property
+  def weight(self) -> float:
+    return self.child.weight
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordNode:
+  """A dataclass, modelled by a Tuple (App B.3): children in field order, floats last."""
+  key: str
+  path: tuple[str, ...]
+  cls: type
+  children: tuple["Node", ...]
+
+  @property
+  def weight(self) -> float:
+    return float(sum(c.weight for c in self.children))
+
+  @property
+  def num_fields(self) -> float:
+    """The divisor of the reconstruction loss: total weight of all leaf fields."""
+    return self.weight
+
+
+Node = Union[StringNode, FloatsNode, OptionalNode, ListNode, RecordNode]
+
+
+def _unwrap_optional(tp: Any) -> Any | None:
+  origin = typing.get_origin(tp)
+  if origin in (Union, types.UnionType):
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if len(args) == 1 and len(typing.get_args(tp)) == 2:
+      return args[0]
+  return None
+
+
+def _parse_type(tp: Any, key: str, path: tuple[str, ...], owner: type, field: str) -> Node:
+  inner = _unwrap_optional(tp)
+  if inner is not None:
+    child = _parse_type(inner, key, path, owner, field)
+    if isinstance(child, OptionalNode):
+      raise SchemaError(f"{owner.__name__}.{field}: nested Optional is not supported")
+    return OptionalNode(key=key, path=path, child=child)
+  origin = typing.get_origin(tp)
+  if origin is list:
+    (elem,) = typing.get_args(tp) or (None,)
+    if elem is None:
+      raise SchemaError(f"{owner.__name__}.{field}: list needs an element type, e.g. list[str]")
+    child = _parse_type(elem, key, path + ("[]",), owner, field)
+    if isinstance(child, (ListNode, OptionalNode)):
+      raise SchemaError(
+          f"{owner.__name__}.{field}: list of {type(child).__name__} is not supported")
+    return ListNode(key=key, path=path, child=child)
+  if tp is str:
+    return StringNode(key=key, path=path)
+  if tp is float:
+    return FloatsNode(key=key, path=path, names=(field,))
+  if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+    return _parse_record(tp, key, path)
+  raise SchemaError(
+      f"{owner.__name__}.{field}: unsupported annotation {tp!r}; use str, float, a dataclass, "
+      "Optional[...] or list[...] (store integers such as house numbers as str)")
+
+
+def _parse_record(cls: type, key: str, path: tuple[str, ...]) -> RecordNode:
+  try:
+    hints = typing.get_type_hints(cls)
+  except NameError as e:
+    raise SchemaError(f"{cls.__name__}: cannot resolve annotations ({e})") from e
+  fields = dataclasses.fields(cls)
+  if not fields:
+    raise SchemaError(f"{cls.__name__}: a record needs at least one field")
+  children: list[Node] = []
+  floats: list[str] = []
+  for f in fields:
+    tp = hints[f.name]
+    if f.name == FLOATS_KEY:
+      raise SchemaError(f"{cls.__name__}.{f.name}: field name is reserved")
+    if tp is float:
+      floats.append(f.name)
+      continue
+    children.append(_parse_type(tp, f.name, path + (f.name,), cls, f.name))
+  if floats:
+    children.append(FloatsNode(key=FLOATS_KEY, path=path + (FLOATS_KEY,), names=tuple(floats)))
+  return RecordNode(key=key, path=path, cls=cls, children=tuple(children))
+
+
+def parse_schema(cls: type) -> RecordNode:
+  """Parses a dataclass into the field tree.
+
+  Args:
+    cls: a dataclass type whose fields are str, float, dataclasses, Optional[...] or list[...].
+
+  Returns:
+    The root `RecordNode`.
+
+  Raises:
+    SchemaError: if `cls` is not a dataclass or a field annotation is unsupported; the message
+      names the class and the field.
+  """
+  if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
+    raise SchemaError(f"{cls!r} is not a dataclass type")
+  return _parse_record(cls, key="", path=())
+
+
+def iter_nodes(node: Node):
+  """Yields every node of the tree, depth first, parents before children."""
+  yield node
+  if isinstance(node, RecordNode):
+    for c in node.children:
+      yield from iter_nodes(c)
+  elif isinstance(node, (OptionalNode, ListNode)):
+    yield from iter_nodes(node.child)
+
+
+def string_paths(node: Node) -> list[tuple[str, ...]]:
+  """Paths of all string leaves (a list element's path contains '[]')."""
+  return [n.path for n in iter_nodes(node) if isinstance(n, StringNode)]
+
+
+def path_name(path: tuple[str, ...]) -> str:
+  return ".".join(p for p in path if p != FLOATS_KEY) or "<root>"
+
+
+@dataclasses.dataclass
+class Address:
+  """The paper's Address message (App A); floats (lat, long) become the last Tuple element."""
+  lat: float
+  long: float
+  number: str
+  street: str
+  unit: str
+  city: str
+  district: str
+  region: str
+  postcode: str
