@@ -1,0 +1,84 @@
+"""The base experiment configuration (an `ml_collections.ConfigDict`, a comment per field).
+
+`experiments/configs/*.py` derive one config per paper table row from `base_config()`; every
+config accepts a smoke argument (`--config=path.py:smoke`) that shrinks it for a CPU check.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0                            # PRNG seed for parameters, latents and sampling
+  c.data = ml_collections.ConfigDict()
+  c.data.schema = "alala_jax.schema:Address"   # 'module:DataclassName' of the record type
+  c.data.csv = ""                       # OpenAddresses-style CSV; '' = embedded synthetic data
+  c.data.columns = "long=LON"           # field=COLUMN where CSV names differ (case-insensitive)
+  c.data.on_bad_row = "error"           # 'error' or 'skip' (skipped rows are counted, reported)
+  c.data.limit = 0                      # read at most this many CSV rows (0 = all)
+  c.data.num_synthetic = 20000          # synthetic records (when csv is '')
+  c.data.num_zips = 40                  # synthetic zip codes
+  c.data.test_fraction = 0.1            # deterministic held-out share (paper: 8:1:1 split)
+  c.data.split_seed = 0                 # seed of the train/test permutation
+
+  c.model = ml_collections.ConfigDict()
+  c.model.latent_dim = 128              # embedding and latent size (Sec 2.3)
+  c.model.char_dim = 16                 # character embedding size (App B.1)
+  c.model.tuple_type = "tuple"          # 'tuple' (App B.3) or 'simple' (pass-through, App G)
+
+  c.objective = ml_collections.ConfigDict()
+  c.objective.beta_schedule = "linear"  # constant | linear | warmup_cooldown
+  c.objective.beta_start = 0.0          # beta at step 0 (linear, warmup_cooldown)
+  c.objective.beta_mid = 0.64           # peak beta (warmup_cooldown)
+  c.objective.beta_end = 0.384          # final beta; Table 1 best: 0 -> 0.384
+  c.objective.warmup_fraction = 1.0     # share of the run for the warm-up (Table 1: whole run)
+  c.objective.cooldown_fraction = 0.0   # share of the run for the cool-down (warmup_cooldown)
+  c.objective.tuple_scheme = "SS"       # Tuple level: TF | AS | SS (ground truth 1 -> 0)
+  c.objective.string_scheme = "TF"      # String level: TF | AS | SS
+  c.objective.ss_fraction = 1.0         # share of the run over which SS goes 1 -> 0
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.learning_rate = 2.5e-4        # Adam (Sec 2.4)
+  c.optim.decay_rate = 0.99             # lr x 0.99 ...
+  c.optim.decay_steps = 1000            # ... per 1000 steps, continuously
+  c.optim.clip_norm = 0.01              # global-norm gradient clipping (Sec 2.4)
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 256              # paper: 256 per worker, 32 workers
+  c.train.num_steps = 2_000_000         # paper: 2M steps
+  c.train.log_every = 50                # progress line + JSON-lines metrics
+  c.train.eval_every = 500              # test loss and generated loss
+  c.train.eval_batches = 2              # batches for the periodic test / generated loss
+  c.train.checkpoint_every = 1000       # orbax checkpoint interval (steps)
+  c.train.max_to_keep = 3               # checkpoints kept
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.num_generated = 10000          # generated records scored by the p-value (Sec 2.4)
+  c.eval.num_reconstructed = 10000      # training records for d_Lev (Sec 2.4)
+  c.eval.chunk = 1000                   # records per jit'd generation call
+  c.eval.loss_batches = 8               # batches for the final train / test / generated loss
+  c.eval.greedy = False                 # argmax decoding instead of sampling (option)
+  c.eval.zip_field = "postcode"         # field holding the zip code ('' = no p-value)
+  c.eval.coord_fields = "lat,long"      # the two coordinate fields
+  c.eval.lev_field = "street"           # field for the Levenshtein metric ('' = none)
+  return c
+
+
+def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks any config to a CPU check that runs in well under a minute after compiling."""
+  c.data.num_synthetic = 600
+  c.data.limit = 600 if c.data.csv else 0
+  c.model.latent_dim = 32
+  c.train.batch_size = 32
+  c.train.num_steps = 20
+  c.train.log_every = 5
+  c.train.eval_every = 10
+  c.train.eval_batches = 1
+  c.train.checkpoint_every = 10
+  c.eval.num_generated = 200
+  c.eval.num_reconstructed = 100
+  c.eval.chunk = 100
+  c.eval.loss_batches = 1
+  return c

@@ -1,0 +1,1 @@
+"""Generation-quality metrics: zip-coordinate p-value, Levenshtein per character, copy rates."""

@@ -1,0 +1,1 @@
+"""Objectives: the beta-VAE loss of paper 000 and its schedules."""

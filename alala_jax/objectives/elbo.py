@@ -1,0 +1,51 @@
+"""The generalised beta-VAE loss of paper 000 (Sec 2.1 Eq 2, Sec 2.3).
+
+  loss = recon + beta * latent,
+  recon  = sum over fields of (string CE + float squared error + skew terms) / num_fields,
+  latent = KL(N(mu, sigma^2) || N(0, I)) / latent_dim.
+
+`num_fields` is the schema's total leaf weight (9 for the paper's Address) and is the ONE place
+the divisor lives; beta's meaning (beta_end 0.384, beta_max 0.64-1.28) depends on it.
+BPC (bits per character) is defined once here: string cross-entropy in bits per character,
+counting the END token of every string as a character (nats / chars / ln 2).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from alala_jax.nn.vae import RecordVAE, VAEOut
+
+
+@struct.dataclass
+class LossTerms:
+  loss: jax.Array        # [] batch mean of recon + beta * latent
+  recon: jax.Array       # [] batch mean of recon (per field)
+  latent: jax.Array      # [] batch mean of KL per latent dim
+  bpc: jax.Array         # [] bits per string character (incl. END tokens)
+  fields: dict           # name -> [] batch-mean reconstruction loss of that field
+
+
+def loss_terms(model: RecordVAE, out: VAEOut, beta) -> LossTerms:
+  recon = out.dec.loss / model.root.num_fields
+  latent = out.kl / model.cfg.latent_dim
+  bpc = jnp.sum(out.dec.nats) / jnp.maximum(jnp.sum(out.dec.chars), 1.0) / math.log(2.0)
+  return LossTerms(loss=jnp.mean(recon + beta * latent), recon=jnp.mean(recon),
+                   latent=jnp.mean(latent), bpc=bpc,
+                   fields={k: jnp.mean(v) for k, v in out.dec.fields.items()})
+
+
+def vae_loss(model: RecordVAE, params: Any, batch_stats: Any, batch: Any, key: jax.Array,
+             beta, p_tuple, p_string, train: bool) -> tuple[jax.Array, tuple[LossTerms, Any, VAEOut]]:
+  """Loss of one batch. Returns (loss, (terms, updated batch_stats, VAEOut))."""
+  k_latent, k_sample = jax.random.split(key)
+  out, upd = model.apply({"params": params, "batch_stats": batch_stats}, batch, p_tuple,
+                         p_string, train=train, rngs={"latent": k_latent, "sample": k_sample},
+                         mutable=["batch_stats"])
+  terms = loss_terms(model, out, beta)
+  return terms.loss, (terms, upd["batch_stats"], out)

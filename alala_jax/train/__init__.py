@@ -1,0 +1,1 @@
+"""Training: TrainState, jit-compiled steps, the loop, checkpoints, progress and metrics."""

@@ -1,0 +1,20 @@
+"""Tiny CPU config for the end-to-end tests (seconds after compilation)."""
+
+from alala_jax import config as base
+
+
+def get_config(arg=None):
+  del arg
+  c = base.smoke(base.base_config())
+  c.data.num_synthetic = 300
+  c.model.latent_dim = 16
+  c.model.char_dim = 8
+  c.train.batch_size = 16
+  c.train.num_steps = 6
+  c.train.log_every = 3
+  c.train.eval_every = 6
+  c.train.checkpoint_every = 3
+  c.eval.num_generated = 64
+  c.eval.num_reconstructed = 32
+  c.eval.chunk = 32
+  return c

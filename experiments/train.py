@@ -1,0 +1,34 @@
+r"""Trains a record VAE and prints its generation-quality metrics.
+
+  python experiments/train.py --config=experiments/configs/default.py --workdir=/tmp/alala
+
+All logic is in `alala_jax.train.loop` so it can be imported and tested (and used in Colab).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from alala_jax import runtime  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.",
+                               required=True)
+config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError("Too many command-line arguments.")
+  logging.set_verbosity(logging.WARNING)   # orbax logs every file it writes at INFO
+  from alala_jax.train import loop
+  loop.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  runtime.setup()
+  flags.mark_flags_as_required(["config"])
+  app.run(main)
