@@ -117,7 +117,7 @@ def _parse_type(tp: Any, key: str, path: tuple[str, ...], owner: type, field: st
       raise SchemaError(f"{owner.__name__}.{field}: nested Optional is not supported")
     return OptionalNode(key=key, path=path, child=child)
   origin = typing.get_origin(tp)
-  if origin is list:
+  if origin is list or tp is list:
     (elem,) = typing.get_args(tp) or (None,)
     if elem is None:
       raise SchemaError(f"{owner.__name__}.{field}: list needs an element type, e.g. list[str]")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -79,7 +80,18 @@ def restore_latest(mngr: ocp.CheckpointManager, template: TrainState) -> TrainSt
   return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
-def prepare(config, workdir: str | None = None):
+@dataclasses.dataclass
+class Prepared:
+  """Data, arrays and compiled programs of one config (reusable across runs of that config)."""
+  data: datasets.Dataset
+  programs: Programs
+  train_arrays: Any
+  test_arrays: Any
+  train_report: codec.EncodeReport
+  test_report: codec.EncodeReport
+
+
+def prepare(config, workdir: str | None = None) -> Prepared:
   """Loads data, builds the spec (or reads it from `workdir`) and the compiled programs."""
   data = datasets.load(config.data)
   root = sc.parse_schema(data.cls)
@@ -91,19 +103,34 @@ def prepare(config, workdir: str | None = None):
     spec = codec.build_spec(root, data.train)
   train_arrays, train_rep = codec.encode(root, spec, data.train)
   test_arrays, test_rep = codec.encode(root, spec, data.test)
-  programs = Programs(root, spec, config)
-  return data, programs, train_arrays, test_arrays, (train_rep, test_rep)
+  return Prepared(data, Programs(root, spec, config), train_arrays, test_arrays, train_rep,
+                  test_rep)
 
 
-def train_and_evaluate(config, workdir: str, log=print) -> dict[str, Any]:
-  """Trains (resuming from `workdir` if it holds checkpoints), then evaluates.
+def train(config, workdir: str, prepared: Prepared | None = None, log=print,
+          stop_at: int | None = None) -> tuple[TrainState, Prepared]:
+  """Trains to `config.train.num_steps`, resuming from `workdir` if it holds checkpoints.
+
+  Args:
+    config: the experiment ConfigDict.
+    workdir: checkpoints, metrics.jsonl, config.json and spec.json go here.
+    prepared: reuse the data and compiled programs of an earlier `prepare(config)`.
+    log: where progress and notes are printed.
+    stop_at: stop (with a checkpoint) at this step instead of `num_steps`, as if the run were
+      interrupted there; schedules still follow `num_steps`.
 
   Returns:
-    The final evaluation dict (see `alala_jax.evaluate.evaluate`).
+    (final TrainState, Prepared).
+
+  Raises:
+    NonFiniteLossError: a step's loss or gradient was not finite.
   """
   os.makedirs(workdir, exist_ok=True)
   tc = config.train
-  data, programs, train_arrays, test_arrays, (train_rep, test_rep) = prepare(config, workdir)
+  prep = prepared or prepare(config, workdir)
+  data, programs, train_arrays, test_arrays = (prep.data, prep.programs, prep.train_arrays,
+                                               prep.test_arrays)
+  test_rep = prep.test_report
   with open(os.path.join(workdir, "spec.json"), "w") as f:
     f.write(programs.spec.to_json())
   with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -136,8 +163,8 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict[str, Any]:
           f"Last good checkpoint: step {mngr.latest_step()} in {mngr.directory}")
 
   step = start
-  metrics = None
-  while step < tc.num_steps:
+  end = tc.num_steps if stop_at is None else min(stop_at, tc.num_steps)
+  while step < end:
     batch = batching.batch_at(train_arrays, step, tc.batch_size, config.seed)
     state, metrics = programs.train_step(state, batch)
     step += 1
@@ -155,33 +182,45 @@ def train_and_evaluate(config, workdir: str, log=print) -> dict[str, Any]:
         writer.write(step, "eval", losses)
         extra = (f"  | test {losses['test/loss']:.4f}  generated {losses['generated/loss']:.4f}")
       progress(step, m, extra)
-    if step % tc.checkpoint_every == 0 or step == tc.num_steps:
+    if step % tc.checkpoint_every == 0 or step == end:
       check_finite(state)
       mngr.save(step, args=ocp.args.StandardSave(state))
   mngr.wait_until_finished()
+  mngr.close()
   check_finite(state)
+  return state, prep
 
+
+def train_and_evaluate(config, workdir: str, log=print,
+                       prepared: Prepared | None = None) -> dict[str, Any]:
+  """Trains (resuming from `workdir`), then evaluates and prints every metric.
+
+  Returns:
+    The final evaluation dict (see `alala_jax.evaluate.evaluate`), also written to
+    ``workdir/final_metrics.json`` and as the 'final' row of metrics.jsonl.
+  """
+  state, prep = train(config, workdir, prepared, log=log)
   t_eval = time.time()
-  res = ev.evaluate(programs, state, data.train, data.test, train_arrays, test_arrays, config)
+  res = ev.evaluate(prep.programs, state, prep.data.train, prep.data.test, prep.train_arrays,
+                    prep.test_arrays, config)
   res["eval_seconds"] = time.time() - t_eval
-  writer.write(int(state.step), "final", {k: v for k, v in res.items()
-                                          if isinstance(v, (int, float))})
+  MetricWriter(os.path.join(workdir, "metrics.jsonl")).write(
+      int(state.step), "final", {k: v for k, v in res.items() if isinstance(v, (int, float))})
   with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
     json.dump(res, f, indent=1, sort_keys=True)
   log(ev.format_summary(res))
-  mngr.close()
   return res
 
 
-def load_trained(workdir: str, config):
-  """Programs, TrainState and data of a trained workdir (for generate / evaluate)."""
-  data, programs, train_arrays, test_arrays, _ = prepare(config, workdir)
+def load_trained(workdir: str, config) -> tuple[TrainState, Prepared]:
+  """The latest TrainState of a trained workdir and its Prepared data/programs."""
+  prep = prepare(config, workdir)
   mngr = checkpoint_manager(workdir, config.train.max_to_keep)
-  template = programs.create_state(config.seed, batching.batch_at(
-      train_arrays, 0, min(config.train.batch_size, batching.num_rows(train_arrays)),
-      config.seed))
+  bs = min(config.train.batch_size, batching.num_rows(prep.train_arrays))
+  template = prep.programs.create_state(config.seed, batching.batch_at(prep.train_arrays, 0, bs,
+                                                                       config.seed))
   state = restore_latest(mngr, template)
   mngr.close()
   if state is None:
     raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
-  return data, programs, state, train_arrays, test_arrays
+  return state, prep

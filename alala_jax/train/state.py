@@ -130,7 +130,7 @@ class Programs:
         bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step))
     metrics = {"loss": loss, "recon": terms.recon, "kl": terms.latent, "bpc": terms.bpc,
                "beta": beta, "p_tuple": p_tuple, "p_string": p_string,
-               "grad_norm": optax.global_norm(grads),
+               "grad_norm": optax.tree.norm(grads),
                **{"field/" + k: v for k, v in terms.fields.items()}}
     return new_state, metrics
 

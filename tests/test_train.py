@@ -1,0 +1,83 @@
+"""Training: end to end on the tiny config, no recompilation, resume == uninterrupted,
+non-finite loss handling. One compiled `Prepared` is shared by the whole module."""
+
+import json
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from alala_jax.data import batching
+from alala_jax.train import loop
+from experiments.configs import test as test_config
+
+
+@pytest.fixture(scope="module")
+def config():
+  return test_config.get_config()
+
+
+@pytest.fixture(scope="module")
+def prepared(config):
+  return loop.prepare(config)
+
+
+def test_train_step_compiles_once(config, prepared):
+  p = prepared.programs
+  state = p.create_state(0, batching.batch_at(prepared.train_arrays, 0, 16, 0))
+  for s in range(3):
+    state, m = p.train_step(state, batching.batch_at(prepared.train_arrays, s, 16, 0))
+  assert p.train_step._cache_size() == 1
+  assert int(state.step) == 3 and int(state.bad_step) == -1
+  assert np.isfinite(float(m["loss"]))
+
+
+def test_resume_after_interrupt_equals_uninterrupted(config, prepared, tmp_path):
+  straight, _ = loop.train(config, str(tmp_path / "a"), prepared)
+  loop.train(config, str(tmp_path / "b"), prepared, stop_at=3)     # "killed" after step 3
+  logs = []
+  resumed, _ = loop.train(config, str(tmp_path / "b"), prepared, log=logs.append)
+  assert any("resumed from checkpoint at step 3" in s for s in logs)
+  assert int(straight.step) == int(resumed.step) == config.train.num_steps
+  chex.assert_trees_all_equal(straight.params, resumed.params)
+  chex.assert_trees_all_equal(straight.batch_stats, resumed.batch_stats)
+  chex.assert_trees_all_equal(straight.opt_state, resumed.opt_state)
+
+
+def test_non_finite_loss_stops_without_updating(config, prepared, tmp_path):
+  p = prepared.programs
+  batch = batching.batch_at(prepared.train_arrays, 0, 16, 0)
+  state = p.create_state(0, batch)
+  before = jax.tree.map(np.array, state.params)
+  bad = jax.tree.map(lambda a: a, batch)
+  bad["__floats__"] = np.full_like(batch["__floats__"], np.nan)
+  state, _ = p.train_step(state, bad)
+  state, _ = p.train_step(state, batch)            # later finite steps do not resume updates
+  assert int(state.bad_step) == 0 and int(state.step) == 2
+  chex.assert_trees_all_equal(jax.tree.map(np.asarray, state.params), before)
+
+  broken = loop.Prepared(prepared.data, p, jax.tree.map(lambda a: a, prepared.train_arrays),
+                         prepared.test_arrays, prepared.train_report, prepared.test_report)
+  broken.train_arrays["__floats__"] = np.full_like(prepared.train_arrays["__floats__"], np.inf)
+  with pytest.raises(loop.NonFiniteLossError, match=r"step 0.*Last good checkpoint: step None"):
+    loop.train(config, str(tmp_path / "nan"), broken)
+  assert not os.path.exists(tmp_path / "nan" / "checkpoints" / "3")
+
+
+@pytest.mark.slow
+def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
+  workdir = str(tmp_path / "run")
+  res = loop.train_and_evaluate(config, workdir, log=lambda s: None, prepared=prepared)
+  for k in ("pvalue/mean", "pvalue/median", "pvalue/std", "d_lev", "train/loss", "test/loss",
+            "generated/loss", "generated/bpc", "exact_copy_rate", "recon_acc/street"):
+    assert k in res and np.isfinite(res[k]), k
+  assert 0.0 <= res["pvalue/mean"] <= 1.0 and res["d_lev"] >= 0
+  rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert {r["split"] for r in rows} == {"train", "eval", "final"}
+  assert [r["step"] for r in rows if r["split"] == "train"] == [3, 6]
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "6"]
+  state, prep = loop.load_trained(workdir, config)
+  assert int(state.step) == 6
