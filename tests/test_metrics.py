@@ -74,3 +74,19 @@ def test_levenshtein_per_char_rules():
   assert text.levenshtein_per_char(["PAINT WORKS RD", ""], ["PAINT POIKS RD", ""]) == \
       pytest.approx((2 / 14 + 0) / 2)
   assert text.levenshtein_per_char([""], ["AB"]) == 2.0
+
+
+def test_independent_fields_baseline_keeps_marginals_breaks_correlation():
+  from alala_jax.data import synthetic
+  from alala_jax.metrics import baselines
+  recs = synthetic.synthetic_addresses(3000, seed=5)
+  fake = baselines.independent_fields(recs, 3000, seed=1)
+  real_zips = {r.postcode for r in recs}
+  assert {r.postcode for r in fake} <= real_zips
+  real_pairs = {(r.lat, r.long) for r in recs}
+  assert all((r.lat, r.long) in real_pairs for r in fake)          # floats sampled jointly
+  coords = lambda rs: np.array([[r.lat, r.long] for r in rs])
+  zs = pvalue.fit_zip_stats([r.postcode for r in recs], coords(recs))
+  p_real = pvalue.zip_pvalues(zs, [r.postcode for r in recs], coords(recs)).mean()
+  p_fake = pvalue.zip_pvalues(zs, [r.postcode for r in fake], coords(fake)).mean()
+  assert p_real > 0.45 and p_fake < 0.1

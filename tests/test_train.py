@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from alala_jax.data import batching
+from alala_jax import cli, generate
+from alala_jax.data import batching, csv_io
 from alala_jax.train import loop
 from experiments.configs import test as test_config
 
@@ -81,3 +82,12 @@ def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3", "6"]
   state, prep = loop.load_trained(workdir, config)
   assert int(state.step) == 6
+  chex.assert_trees_all_equal(cli.load_workdir_config(workdir).to_dict(), config.to_dict())
+  # what experiments/generate.py does: sample records, write CSV, read it back
+  recs = generate.generate_records(prepared.programs, state, 40, jax.random.key(0), 32)
+  assert len(recs) == 40
+  path = str(tmp_path / "gen.csv")
+  csv_io.write_csv(path, recs, prep.data.cls)
+  back, report = csv_io.read_csv(path, prep.data.cls)
+  assert report.rows_read == 40
+  assert [(r.street, r.postcode) for r in back] == [(r.street, r.postcode) for r in recs]
