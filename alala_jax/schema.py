@@ -56,27 +56,23 @@ class FloatsNode:
 
 
 @dataclasses.dataclass(frozen=True)
-class OptionalNode:
+class _Wrapper:
+  """A node around one element node; it weighs what its element weighs."""
+  key: str
+  path: tuple[str, ...]
+  child: "Node"
+
+  @property
+  def weight(self) -> float:
+    return self.child.weight
+
+
+class OptionalNode(_Wrapper):
   """``Optional[X]``: a presence bit (Bernoulli) plus X's model; X's loss counts only if present."""
-  key: str
-  path: tuple[str, ...]
-  child: "Node"
-
-  @property
-  def weight(self) -> float:
-    return self.child.weight
 
 
-@dataclasses.dataclass(frozen=True)
-class ListNode:
+class ListNode(_Wrapper):
   """``list[X]``: a recurrent list of X with a per-item stop bit; at most `max_items` items."""
-  key: str
-  path: tuple[str, ...]
-  child: "Node"
-
-  @property
-  def weight(self) -> float:
-    return self.child.weight
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,9 +49,9 @@ def test_bad_input_names_file_line_field(tmp_path, text, line, field, needle):
 def test_wrong_encoding(tmp_path):
   path = write(tmp_path, (HEADER + GOOD).encode() + b"-73.2,42.9,7,CAF\xe9 ST,,B,,,05262\n",
                "wb")
-  with pytest.raises(csv_io.DataError, match="line 4.*not valid UTF-8") as e:
+  with pytest.raises(csv_io.DataError, match="line 4, field 'STREET'.*not valid UTF-8") as e:
     csv_io.read_csv(path, sc.Address, "long=LON")
-  assert e.value.line == 4
+  assert e.value.line == 4 and e.value.field == "STREET"
 
 
 def test_skip_counts_every_bad_row(tmp_path):

@@ -80,6 +80,19 @@ def _flat_fields(root: sc.RecordNode) -> list[tuple[str, str, bool]]:
   return out
 
 
+def _column_at(raw: bytes, offset: int) -> str | None:
+  """Header name of the column holding byte `offset` (for encoding errors); None in the header.
+
+  Counts the cells before `offset` on its line (a quoted cell spanning lines is not handled).
+  """
+  start = raw.rfind(b"\n", 0, offset) + 1
+  header = raw[: raw.find(b"\n")].decode("utf-8", "replace")
+  cells_before = next(csv.reader([raw[start:offset].decode("utf-8", "replace")]), [])
+  names = next(csv.reader([header]), [])
+  i = max(len(cells_before) - 1, 0)
+  return names[i].strip() if i < len(names) and start > 0 else None
+
+
 def read_csv(path: str | os.PathLike, cls: type, columns: str | dict[str, str] | None = None,
              on_bad_row: str = "error", limit: int | None = None) -> tuple[list[Any], CsvReport]:
   """Reads a CSV file into dataclass records.
@@ -114,8 +127,9 @@ def read_csv(path: str | os.PathLike, cls: type, columns: str | dict[str, str] |
     text = raw.decode("utf-8-sig")
   except UnicodeDecodeError as e:
     line = raw[: e.start].count(b"\n") + 1
-    raise DataError(path, line, None, f"not valid UTF-8 (byte {raw[e.start]:#04x} at offset "
-                    f"{e.start}); re-encode the file as UTF-8") from None
+    raise DataError(path, line, _column_at(raw, e.start),
+                    f"not valid UTF-8 (byte {raw[e.start]:#04x} at offset {e.start}); "
+                    "re-encode the file as UTF-8") from None
   reader = csv.reader(io.StringIO(text, newline=""))
   header = next(reader, None)
   if header is None or not any(h.strip() for h in header):
