@@ -15,7 +15,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.schema = "alala_jax.schema:Address"   # 'module:DataclassName' of the record type
   c.data.csv = ""                       # OpenAddresses-style CSV; '' = embedded synthetic data
-  c.data.columns = "long=LON"           # field=COLUMN where CSV names differ (case-insensitive)
+  c.data.columns = ""                   # field=COLUMN where CSV names differ, e.g. "long=LON"
   c.data.on_bad_row = "error"           # 'error' or 'skip' (skipped rows are counted, reported)
   c.data.limit = 0                      # read at most this many CSV rows (0 = all)
   c.data.num_synthetic = 20000          # synthetic records (when csv is '')

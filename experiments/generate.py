@@ -34,14 +34,14 @@ def main(argv):
   from alala_jax.data import csv_io
   from alala_jax.train import loop
   config = cli.load_workdir_config(_WORKDIR.value)
-  state, prep = loop.load_trained(_WORKDIR.value, config)
-  recs = generate.generate_records(prep.programs, state, _NUM.value, jax.random.key(_SEED.value),
+  state, programs = loop.load_model(_WORKDIR.value, config)
+  recs = generate.generate_records(programs, state, _NUM.value, jax.random.key(_SEED.value),
                                    config.eval.chunk, _GREEDY.value)
   fmt = _FORMAT.value or ("csv" if _OUTPUT.value.endswith(".csv") else "jsonl")
   if fmt == "csv":
     if _OUTPUT.value == "-":
       raise app.UsageError("--format=csv needs --output=<file>")
-    csv_io.write_csv(_OUTPUT.value, recs, prep.data.cls)
+    csv_io.write_csv(_OUTPUT.value, recs, programs.root.cls)
   else:
     out = sys.stdout if _OUTPUT.value == "-" else open(_OUTPUT.value, "w")
     for r in recs:

@@ -53,6 +53,8 @@ def test_address_shapes_and_generation_layout(address):
                                            "sample": jax.random.key(2)},
                        method=vae.RecordVAE.generate)
   chex.assert_trees_all_equal_shapes(sample, arrays)
+  for c in root.children[:-1]:           # untrained, yet the OOV id is never sampled
+    assert not np.any(np.asarray(sample[c.key]["chars"]) == codec.OOV_ID), c.key
   recs = codec.decode(root, spec, jax.device_get(sample))
   assert len(recs) == B and all(isinstance(r, sc.Address) for r in recs)
 

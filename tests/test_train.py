@@ -83,8 +83,10 @@ def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
   state, prep = loop.load_trained(workdir, config)
   assert int(state.step) == 6
   chex.assert_trees_all_equal(cli.load_workdir_config(workdir).to_dict(), config.to_dict())
-  # what experiments/generate.py does: sample records, write CSV, read it back
-  recs = generate.generate_records(prepared.programs, state, 40, jax.random.key(0), 32)
+  # what experiments/generate.py does: restore without data, sample, write CSV, read it back
+  state2, programs2 = loop.load_model(workdir, config)
+  chex.assert_trees_all_equal(state2.params, state.params)
+  recs = generate.generate_records(prepared.programs, state2, 40, jax.random.key(0), 32)
   assert len(recs) == 40
   path = str(tmp_path / "gen.csv")
   csv_io.write_csv(path, recs, prep.data.cls)

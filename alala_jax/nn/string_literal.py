@@ -9,6 +9,8 @@
   probability `p_teacher` (scheduled sampling, Bengio et al. 2015).
 * Loss: cross-entropy in nats, every field weighted 1 in total: each character and the END token
   weigh 1 / (len + 1).
+* Sampling (and greedy decoding) never emits the out-of-vocabulary id, which is never a training
+  target; the loss still normalises over all ids.
 
 Time runs under `nn.scan` (DESIGN §5: never a Python loop over time). Sampling uses Gumbel-max
 noise drawn before the scan from the 'sample' RNG stream.
@@ -20,7 +22,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from alala_jax.data.codec import END_ID
+from alala_jax.data.codec import END_ID, OOV_ID
 from alala_jax.nn import layers
 from alala_jax.nn.gru import GRUCell
 
@@ -43,7 +45,8 @@ class _DecStep(nn.Module):
   def __call__(self, h, inputs, table):
     target, teacher, gumbel = inputs            # [B] int, [B] bool, [B, V]
     logits = layers.Dense(self.vocab_size, name="logits")(h)
-    sampled = jnp.argmax(logits + gumbel, -1).astype(jnp.int32)
+    # never sample the out-of-vocabulary id: it is no training target (the loss keeps it)
+    sampled = jnp.argmax((logits + gumbel).at[:, OOV_ID].set(-jnp.inf), -1).astype(jnp.int32)
     chosen = jnp.where(teacher, target, sampled)
     h = GRUCell(self.features, name="cell")(h, table[chosen])
     return h, (logits, sampled)

@@ -212,8 +212,24 @@ def train_and_evaluate(config, workdir: str, log=print,
   return res
 
 
+def load_model(workdir: str, config) -> tuple[TrainState, Programs]:
+  """The latest TrainState and compiled programs of a workdir, from its spec.json and
+  checkpoints alone (no training data needed: what generation uses)."""
+  with open(os.path.join(workdir, "spec.json")) as f:
+    spec = codec.DataSpec.from_json(f.read())
+  root = sc.parse_schema(datasets.import_schema(config.data.schema))
+  programs = Programs(root, spec, config)
+  dummy, _ = codec.encode(root, spec, [None] * config.train.batch_size)   # shapes only
+  mngr = checkpoint_manager(workdir, config.train.max_to_keep)
+  state = restore_latest(mngr, programs.create_state(config.seed, dummy))
+  mngr.close()
+  if state is None:
+    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
+  return state, programs
+
+
 def load_trained(workdir: str, config) -> tuple[TrainState, Prepared]:
-  """The latest TrainState of a trained workdir and its Prepared data/programs."""
+  """The latest TrainState of a trained workdir with its data and programs (for evaluation)."""
   prep = prepare(config, workdir)
   mngr = checkpoint_manager(workdir, config.train.max_to_keep)
   bs = min(config.train.batch_size, batching.num_rows(prep.train_arrays))

@@ -18,6 +18,7 @@ def table1(tuple_scheme: str, string_scheme: str, arg: str | None, beta_end: flo
   c.data.csv = csv
   if arg == "vermont":
     c.data.csv = "../shared/data/vermont/alala_addresses_proto.valid.csv"
+    c.data.columns = "long=LON"             # the Vermont file's LON column is the field long
   elif arg == "smoke":
     base.smoke(c)
   elif arg:
