@@ -38,6 +38,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.objective.tuple_scheme = "SS"       # Tuple level: TF | AS | SS (ground truth 1 -> 0)
   c.objective.string_scheme = "TF"      # String level: TF | AS | SS
   c.objective.ss_fraction = 1.0         # share of the run over which SS goes 1 -> 0
+  c.objective.augmented = ml_collections.ConfigDict()   # augmented training (Sec 5, Eq 4)
+  c.objective.augmented.enabled = False
+  c.objective.augmented.n_augmented = 0       # augmented latent vectors; 0 = the batch size
+  c.objective.augmented.p_sampled = 0.2       # re-initialisation probability (paper: 1/5)
+  c.objective.augmented.gen_start_fraction = 0.1  # start: 10% of the run (Tuple SS + String
+                                                  # TF), 1% for SS (App C)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 2.5e-4        # Adam (Sec 2.4)

@@ -65,12 +65,12 @@ def main(argv):
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   xla_flops = float(cost["flops"])
   flops = float(flops_lib.matmul_flops(p._train_step, state, batch))
-  state, m = p.train_step(state, batch)
+  state, m, _ = p.train_step(state, batch)
   jax.block_until_ready(state)
   batches = [batching.batch_at(prep.train_arrays, s, _BATCH.value, 0) for s in range(_STEPS.value)]
   t = time.perf_counter()
   for b in batches:
-    state, m = p.train_step(state, b)
+    state, m, _ = p.train_step(state, b)
   jax.block_until_ready(state)
   dt = (time.perf_counter() - t) / _STEPS.value
   rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

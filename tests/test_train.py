@@ -30,7 +30,7 @@ def test_train_step_compiles_once(config, prepared):
   p = prepared.programs
   state = p.create_state(0, batching.batch_at(prepared.train_arrays, 0, 16, 0))
   for s in range(3):
-    state, m = p.train_step(state, batching.batch_at(prepared.train_arrays, s, 16, 0))
+    state, m, _ = p.train_step(state, batching.batch_at(prepared.train_arrays, s, 16, 0))
   assert p.train_step._cache_size() == 1
   assert int(state.step) == 3 and int(state.bad_step) == -1
   assert np.isfinite(float(m["loss"]))
@@ -38,6 +38,9 @@ def test_train_step_compiles_once(config, prepared):
 
 def test_resume_after_interrupt_equals_uninterrupted(config, prepared, tmp_path):
   straight, _ = loop.train(config, str(tmp_path / "a"), prepared)
+  # an uninterrupted run, plain and augmented steps: each step program compiled once
+  assert prepared.programs.train_step._cache_size() == 1
+  assert prepared.programs.train_step_augmented._cache_size() == 1
   loop.train(config, str(tmp_path / "b"), prepared, stop_at=3)     # "killed" after step 3
   logs = []
   resumed, _ = loop.train(config, str(tmp_path / "b"), prepared, log=logs.append)
@@ -46,6 +49,10 @@ def test_resume_after_interrupt_equals_uninterrupted(config, prepared, tmp_path)
   chex.assert_trees_all_equal(straight.params, resumed.params)
   chex.assert_trees_all_equal(straight.batch_stats, resumed.batch_stats)
   chex.assert_trees_all_equal(straight.opt_state, resumed.opt_state)
+  chex.assert_trees_all_equal(straight.objective_state, resumed.objective_state)   # z_aug
+  # Known issue (BUILD_NOTES): the first augmented step after an orbax restore compiles once
+  # more (no retrace); the plain step does not.
+  assert prepared.programs.train_step._cache_size() == 1
 
 
 def test_non_finite_loss_stops_without_updating(config, prepared, tmp_path):
@@ -55,8 +62,8 @@ def test_non_finite_loss_stops_without_updating(config, prepared, tmp_path):
   before = jax.tree.map(np.array, state.params)
   bad = jax.tree.map(lambda a: a, batch)
   bad["__floats__"] = np.full_like(batch["__floats__"], np.nan)
-  state, _ = p.train_step(state, bad)
-  state, _ = p.train_step(state, batch)            # later finite steps do not resume updates
+  state, _, _ = p.train_step(state, bad)
+  state, _, _ = p.train_step(state, batch)            # later finite steps do not resume updates
   assert int(state.bad_step) == 0 and int(state.step) == 2
   chex.assert_trees_all_equal(jax.tree.map(np.asarray, state.params), before)
 
@@ -93,3 +100,30 @@ def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
   back, report = csv_io.read_csv(path, prep.data.cls)
   assert report.rows_read == 40
   assert [(r.street, r.postcode) for r in back] == [(r.street, r.postcode) for r in recs]
+
+
+def test_augmented_step_trains_on_variants_and_keeps_sampled_latents(config, prepared):
+  p, arrays = prepared.programs, prepared.train_arrays
+  n, d = config.objective.augmented.n_augmented, config.model.latent_dim
+  assert p.gen_start_step == 3 and p.step_fn(2) is p.train_step
+  assert p.step_fn(3) is p.train_step_augmented
+  state = p.create_state(0, batching.batch_at(arrays, 0, 16, 0))
+  chex.assert_shape(state.objective_state.z, (n, d))
+  for s in range(3):                                # plain steps seed z_aug from the batch
+    state, _, aux = p.step_fn(s)(state, batching.batch_at(arrays, s, 16, 0))
+  chex.assert_trees_all_equal(state.objective_state.z, aux["z"][:n])
+
+  old = jax.tree.map(np.array, state.batch_stats["latent_moments"])
+  state, m, aux = p.step_fn(3)(state, batching.batch_at(arrays, 3, 16, 0))
+  assert np.isfinite(float(m["loss"]))
+  chex.assert_shape(aux["z"], (16 + n, d))                       # real + variants
+  z_new, z, mu = (np.asarray(x) for x in (state.objective_state.z, aux["z"], aux["mu"]))
+  for i in range(n):   # each new z_aug is a SAMPLED latent: of a real row or of its variant
+    from_real = np.any(np.all(z_new[i] == z[:16], -1))
+    assert from_real or np.all(z_new[i] == z[16 + i])
+    assert not np.any(np.all(np.isclose(z_new[i], mu, atol=1e-7), -1))
+  # the latent moments for generation were updated from the 16 real rows only
+  new_mean = np.asarray(state.batch_stats["latent_moments"]["mean"])
+  real_only = 0.999 * old["mean"] + 0.001 * z[:16].mean(0)
+  all_rows = 0.999 * old["mean"] + 0.001 * z.mean(0)
+  assert np.abs(new_mean - real_only).max() < np.abs(new_mean - all_rows).max() / 10

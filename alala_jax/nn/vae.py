@@ -56,14 +56,23 @@ class RecordVAE(nn.Module):
     """Decodes z [B, D]; with target/enc also computes the losses (see tree.DecodeOut)."""
     return self.body.decode(z, target, enc, tree.Ctx(p_tuple, p_string, greedy))
 
-  def __call__(self, data, p_tuple, p_string, train: bool = True) -> VAEOut:
-    """One VAE pass: encode, sample z, decode with scheduled sampling, losses."""
-    enc = self.encode(data, train)
+  def __call__(self, data, p_tuple, p_string, train: bool = True,
+               stats_mask: jax.Array | None = None) -> VAEOut:
+    """One VAE pass: encode, sample z, decode with scheduled sampling, losses.
+
+    Args:
+      data: a batch in codec layout, leading dim B.
+      p_tuple, p_string: ground-truth input probabilities (scheduled sampling).
+      train: update the moving statistics (ScalarTuple whitening, sampled-latent moments).
+      stats_mask: [B] rows that update the statistics (None: all); augmented training masks
+        out its generated variants.
+    """
+    enc = self.body.encode(data, stats_mask, train)
     mu = enc["emb"]
     sigma = self.sigma(mu)
     z = mu + sigma * jax.random.normal(self.make_rng("latent"), mu.shape, mu.dtype)
     if train:
-      self.latent_moments.update(z)
+      self.latent_moments.update(z, stats_mask)
     dec = self.decode(z, data, enc, p_tuple, p_string)
     return VAEOut(mu, sigma, z, kl_diag_normal(mu, sigma), dec)
 
@@ -76,7 +85,11 @@ class RecordVAE(nn.Module):
 
   def generate(self, n: int, greedy: bool = False):
     """Generates n records in codec layout (decoder samples by default, Sec 2.1 Eq 3)."""
-    return self.decode(self.sample_latents(n), greedy=greedy).sample
+    return self.decode_latents(self.sample_latents(n), greedy)
+
+  def decode_latents(self, z: jax.Array, greedy: bool = False):
+    """g(z): decodes latents [n, D] into records in codec layout."""
+    return self.decode(z, greedy=greedy).sample
 
   def reconstruct(self, data, greedy: bool = False):
     """g(mu(x)): decodes the posterior means of `data` (App E, Levenshtein metric)."""

@@ -41,11 +41,13 @@ def loss_terms(model: RecordVAE, out: VAEOut, beta) -> LossTerms:
 
 
 def vae_loss(model: RecordVAE, params: Any, batch_stats: Any, batch: Any, key: jax.Array,
-             beta, p_tuple, p_string, train: bool) -> tuple[jax.Array, tuple[LossTerms, Any, VAEOut]]:
+             beta, p_tuple, p_string, train: bool, stats_mask: jax.Array | None = None
+             ) -> tuple[jax.Array, tuple[LossTerms, Any, VAEOut]]:
   """Loss of one batch. Returns (loss, (terms, updated batch_stats, VAEOut))."""
   k_latent, k_sample = jax.random.split(key)
   out, upd = model.apply({"params": params, "batch_stats": batch_stats}, batch, p_tuple,
-                         p_string, train=train, rngs={"latent": k_latent, "sample": k_sample},
+                         p_string, train=train, stats_mask=stats_mask,
+                         rngs={"latent": k_latent, "sample": k_sample},
                          mutable=["batch_stats"])
   terms = loss_terms(model, out, beta)
   return terms.loss, (terms, upd["batch_stats"], out)

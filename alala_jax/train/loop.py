@@ -166,7 +166,10 @@ def train(config, workdir: str, prepared: Prepared | None = None, log=print,
   end = tc.num_steps if stop_at is None else min(stop_at, tc.num_steps)
   while step < end:
     batch = batching.batch_at(train_arrays, step, tc.batch_size, config.seed)
-    state, metrics = programs.train_step(state, batch)
+    if step == programs.gen_start_step:
+      log(f"step {step}: augmented training starts (n_augmented {programs.aug.n_augmented}, "
+          f"p_sampled {programs.aug.p_sampled}); compiling its step")
+    state, metrics, _ = programs.step_fn(step)(state, batch)
     step += 1
     if step == start + 1 and step > 0:
       jax.block_until_ready(state)

@@ -1,4 +1,8 @@
-"""Tiny CPU config for the end-to-end tests (seconds after compilation)."""
+"""Tiny CPU config for the end-to-end tests (seconds after compilation).
+
+Augmented training is on from step 3 of 6 (8 augmented latents, batch 16), so the end-to-end,
+resume and no-recompile tests cover the augmented step and its state too.
+"""
 
 from alala_jax import config as base
 
@@ -17,4 +21,7 @@ def get_config(arg=None):
   c.eval.num_generated = 64
   c.eval.num_reconstructed = 32
   c.eval.chunk = 32
+  c.objective.augmented.enabled = True
+  c.objective.augmented.n_augmented = 8
+  c.objective.augmented.gen_start_fraction = 0.5
   return c
