@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import jax
-import numpy as np
 
+from alala_jax import schema as sc
 from alala_jax.data import codec
 
 
@@ -44,6 +44,5 @@ def reconstruct_records(programs, state, records: Sequence[Any], key: jax.Array,
 
 def string_key(record: Any, root) -> tuple:
   """A record's string fields as a tuple (exact-copy comparisons ignore continuous floats)."""
-  from alala_jax import schema as sc
   return tuple(repr(getattr(record, c.key)) for c in root.children
                if not isinstance(c, sc.FloatsNode))

@@ -1,4 +1,3 @@
-import ml_collections
 import pytest
 
 from alala_jax import config as base

@@ -4,7 +4,7 @@ from typing import Optional
 import pytest
 
 from alala_jax import schema as sc
-from tests.conftest import Person, Tagged
+from tests.conftest import Tagged
 
 
 def test_address_is_tuple_of_seven_strings_then_floats():

@@ -18,7 +18,6 @@ import time
 from typing import Any
 
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 
 from alala_jax import evaluate as ev
@@ -215,6 +214,15 @@ def train_and_evaluate(config, workdir: str, log=print,
   return res
 
 
+def _restore_or_raise(workdir: str, config, template: TrainState) -> TrainState:
+  mngr = checkpoint_manager(workdir, config.train.max_to_keep)
+  state = restore_latest(mngr, template)
+  mngr.close()
+  if state is None:
+    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
+  return state
+
+
 def load_model(workdir: str, config) -> tuple[TrainState, Programs]:
   """The latest TrainState and compiled programs of a workdir, from its spec.json and
   checkpoints alone (no training data needed: what generation uses)."""
@@ -223,23 +231,13 @@ def load_model(workdir: str, config) -> tuple[TrainState, Programs]:
   root = sc.parse_schema(datasets.import_schema(config.data.schema))
   programs = Programs(root, spec, config)
   dummy, _ = codec.encode(root, spec, [None] * config.train.batch_size)   # shapes only
-  mngr = checkpoint_manager(workdir, config.train.max_to_keep)
-  state = restore_latest(mngr, programs.create_state(config.seed, dummy))
-  mngr.close()
-  if state is None:
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
-  return state, programs
+  return _restore_or_raise(workdir, config, programs.create_state(config.seed, dummy)), programs
 
 
 def load_trained(workdir: str, config) -> tuple[TrainState, Prepared]:
   """The latest TrainState of a trained workdir with its data and programs (for evaluation)."""
   prep = prepare(config, workdir)
-  mngr = checkpoint_manager(workdir, config.train.max_to_keep)
   bs = min(config.train.batch_size, batching.num_rows(prep.train_arrays))
   template = prep.programs.create_state(config.seed, batching.batch_at(prep.train_arrays, 0, bs,
                                                                        config.seed))
-  state = restore_latest(mngr, template)
-  mngr.close()
-  if state is None:
-    raise FileNotFoundError(f"no checkpoint in {os.path.join(workdir, 'checkpoints')}")
-  return state, prep
+  return _restore_or_raise(workdir, config, template), prep

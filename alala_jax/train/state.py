@@ -9,7 +9,6 @@ state from then on, so a checkpoint can never hold corrupt parameters; the loop 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable
 
 import jax
