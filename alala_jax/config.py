@@ -29,6 +29,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.tuple_type = "tuple"          # 'tuple' (App B.3) or 'simple' (pass-through, App G)
 
   c.objective = ml_collections.ConfigDict()
+  c.objective.kind = "vae"              # vae | wae (App I baseline: deterministic encoder,
+                                        # beta weighs the batch's W2^2 to N(0, I) per dim)
   c.objective.beta_schedule = "linear"  # constant | linear | warmup_cooldown
   c.objective.beta_start = 0.0          # beta at step 0 (linear, warmup_cooldown)
   c.objective.beta_mid = 0.64           # peak beta (warmup_cooldown)
@@ -44,6 +46,23 @@ def base_config() -> ml_collections.ConfigDict:
   c.objective.augmented.p_sampled = 0.2       # re-initialisation probability (paper: 1/5)
   c.objective.augmented.gen_start_fraction = 0.1  # start: 10% of the run (Tuple SS + String
                                                   # TF), 1% for SS (App C)
+  c.objective.augmented.p_spacing = "constant"    # per-level p_sampled under multiscale (App
+                                                  # K): constant | linear | geometric, from p_min
+                                                  # (lowest beta) to p_sampled (highest)
+  c.objective.augmented.p_min = 0.2               # lowest level's end of that spacing
+  c.objective.multiscale = ml_collections.ConfigDict()  # multiscale VAE (Sec 6, Eq 5; App J)
+  c.objective.multiscale.n_levels = 1         # 1 = plain beta-VAE; paper: 32. The beta schedule
+                                              # above is then beta_max's (Sec 6: 1.28 -> 0.64)
+  c.objective.multiscale.spacing = "linear"   # beta_i = (i+1)/n beta_max | geometric r^(n-1-i)
+  c.objective.multiscale.ratio = 0.9          # geometric common ratio r (App J: 0.9, 0.8)
+  c.objective.multiscale.mode = "beta"        # beta (Eq 5) | inverted (Eq 8) | capacity (Eq 9)
+  c.objective.multiscale.gamma = 128.0        # capacity penalty per latent dim (Eq 9)
+  c.objective.multiscale.c_min = 10.0         # C_i = c_min + i c_inc nats (Eq 9)
+  c.objective.multiscale.c_inc = 0.5
+  c.objective.multiscale.shared_batch = False  # True: every level sees the whole batch (App
+                                               # L4); False: the batch is split over levels
+  c.objective.multiscale.gen_level = 0        # level whose latents generate and whose loss is
+                                              # logged as test/generated loss (paper Figs 4, 22)
 
   c.optim = ml_collections.ConfigDict()
   c.optim.learning_rate = 2.5e-4        # Adam (Sec 2.4)

@@ -21,7 +21,8 @@ def generate_records(programs, state, n: int, key: jax.Array, chunk: int = 1000,
   out: list[Any] = []
   i = 0
   while len(out) < n:
-    arrays = programs.generate(state.variables, jax.random.fold_in(key, i), chunk, greedy)
+    arrays = programs.generate(programs.variables(state), jax.random.fold_in(key, i), chunk,
+                               greedy)
     out.extend(codec.decode(programs.root, programs.spec, jax.device_get(arrays), as_dict))
     i += 1
   return out[:n]
@@ -37,7 +38,8 @@ def reconstruct_records(programs, state, records: Sequence[Any], key: jax.Array,
     pad = chunk - len(part)
     arrays, rep = codec.encode(programs.root, programs.spec, part + [part[-1]] * pad)
     report = report.merge(rep)
-    rec = programs.reconstruct(state.variables, jax.random.fold_in(key, i), arrays, greedy)
+    rec = programs.reconstruct(programs.variables(state), jax.random.fold_in(key, i), arrays,
+                               greedy)
     out.extend(codec.decode(programs.root, programs.spec, jax.device_get(rec))[:len(part)])
   return out, report
 

@@ -49,9 +49,9 @@ def test_resume_after_interrupt_equals_uninterrupted(config, prepared, tmp_path)
   chex.assert_trees_all_equal(straight.batch_stats, resumed.batch_stats)
   chex.assert_trees_all_equal(straight.opt_state, resumed.opt_state)
   chex.assert_trees_all_equal(straight.objective_state, resumed.objective_state)   # z_aug
-  # Known issue (BUILD_NOTES): the first augmented step after an orbax restore compiles once
-  # more (no retrace); the plain step does not.
+  # restored (committed) arrays reuse the compiled steps: no compilation after a resume
   assert prepared.programs.train_step._cache_size() == 1
+  assert prepared.programs.train_step_augmented._cache_size() == 1
 
 
 def test_non_finite_loss_stops_without_updating(config, prepared, tmp_path):
@@ -101,28 +101,44 @@ def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
   assert [(r.street, r.postcode) for r in back] == [(r.street, r.postcode) for r in recs]
 
 
-def test_augmented_step_trains_on_variants_and_keeps_sampled_latents(config, prepared):
+def test_augmented_multiscale_step_trains_on_variants_and_keeps_sampled_latents(config,
+                                                                                prepared):
   p, arrays = prepared.programs, prepared.train_arrays
-  n, d = config.objective.augmented.n_augmented, config.model.latent_dim
+  n_lv = config.objective.multiscale.n_levels
+  m, d = config.objective.augmented.n_augmented // n_lv, config.model.latent_dim
+  b = 16 // n_lv
   assert p.gen_start_step == 3 and p.step_fn(2) is p.train_step
   assert p.step_fn(3) is p.train_step_augmented
+  np.testing.assert_allclose(p.level_p, [0.15, 0.2])                 # App K linear spacing
   state = p.create_state(0, batching.batch_at(arrays, 0, 16, 0))
-  chex.assert_shape(state.objective_state.z, (n, d))
-  for s in range(3):                                # plain steps seed z_aug from the batch
+  chex.assert_shape(state.objective_state.z, (n_lv, m, d))
+  chex.assert_shape(state.params["sigma_net"]["CeluDense_0"]["Dense_0"]["kernel"],
+                    (n_lv, d, d))
+  k = state.params["sigma_net"]["CeluDense_0"]["Dense_0"]["kernel"]
+  assert not np.allclose(k[0], k[1])                                 # independent inits
+  for s in range(3):                            # plain steps seed z_aug from each level's batch
     state, _, aux = p.step_fn(s)(state, batching.batch_at(arrays, s, 16, 0))
-  chex.assert_trees_all_equal(state.objective_state.z, aux["z"][:n])
+  chex.assert_shape(aux["z"], (n_lv, b, d))
+  chex.assert_trees_all_equal(state.objective_state.z, aux["z"][:, :m])
 
   old = jax.tree.map(np.array, state.batch_stats["latent_moments"])
-  state, m, aux = p.step_fn(3)(state, batching.batch_at(arrays, 3, 16, 0))
-  assert np.isfinite(float(m["loss"]))
-  chex.assert_shape(aux["z"], (16 + n, d))                       # real + variants
+  state, metrics, aux = p.step_fn(3)(state, batching.batch_at(arrays, 3, 16, 0))
+  assert np.isfinite(float(metrics["loss"]))
+  assert {"kl/level0", "kl/level1"} <= set(metrics)
+  chex.assert_shape(aux["z"], (n_lv, b + m, d))                      # real + variants
   z_new, z, mu = (np.asarray(x) for x in (state.objective_state.z, aux["z"], aux["mu"]))
-  for i in range(n):   # each new z_aug is a SAMPLED latent: of a real row or of its variant
-    from_real = np.any(np.all(z_new[i] == z[:16], -1))
-    assert from_real or np.all(z_new[i] == z[16 + i])
-    assert not np.any(np.all(np.isclose(z_new[i], mu, atol=1e-7), -1))
-  # the latent moments for generation were updated from the 16 real rows only
-  new_mean = np.asarray(state.batch_stats["latent_moments"]["mean"])
-  real_only = 0.999 * old["mean"] + 0.001 * z[:16].mean(0)
-  all_rows = 0.999 * old["mean"] + 0.001 * z.mean(0)
-  assert np.abs(new_mean - real_only).max() < np.abs(new_mean - all_rows).max() / 10
+  for lv in range(n_lv):
+    for i in range(m):   # each new z_aug is a SAMPLED latent: of a real row or of its variant
+      from_real = np.any(np.all(z_new[lv, i] == z[lv, :b], -1))
+      assert from_real or np.all(z_new[lv, i] == z[lv, b + i])
+      assert not np.any(np.all(np.isclose(z_new[lv, i], mu[lv], atol=1e-7), -1))
+    # each level's latent moments were updated from its own real rows only
+    new_mean = np.asarray(state.batch_stats["latent_moments"]["mean"][lv])
+    real_only = 0.999 * old["mean"][lv] + 0.001 * z[lv, :b].mean(0)
+    all_rows = 0.999 * old["mean"][lv] + 0.001 * z[lv].mean(0)
+    assert np.abs(new_mean - real_only).max() < np.abs(new_mean - all_rows).max() / 10
+  # generation and the logged eval losses use level gen_level's latent moments
+  v = p.variables(state)
+  chex.assert_trees_all_equal(v["batch_stats"]["latent_moments"],
+                              jax.tree.map(lambda a: a[0],
+                                           state.batch_stats["latent_moments"]))

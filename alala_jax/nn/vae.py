@@ -57,7 +57,7 @@ class RecordVAE(nn.Module):
     return self.body.decode(z, target, enc, tree.Ctx(p_tuple, p_string, greedy))
 
   def __call__(self, data, p_tuple, p_string, train: bool = True,
-               stats_mask: jax.Array | None = None) -> VAEOut:
+               stats_mask: jax.Array | None = None, deterministic: bool = False) -> VAEOut:
     """One VAE pass: encode, sample z, decode with scheduled sampling, losses.
 
     Args:
@@ -66,11 +66,13 @@ class RecordVAE(nn.Module):
       train: update the moving statistics (ScalarTuple whitening, sampled-latent moments).
       stats_mask: [B] rows that update the statistics (None: all); augmented training masks
         out its generated variants.
+      deterministic: z = mu (the WAE/AAE baselines' deterministic encoder, App H-I).
     """
     enc = self.body.encode(data, stats_mask, train)
     mu = enc["emb"]
     sigma = self.sigma(mu)
-    z = mu + sigma * jax.random.normal(self.make_rng("latent"), mu.shape, mu.dtype)
+    z = mu if deterministic else (
+        mu + sigma * jax.random.normal(self.make_rng("latent"), mu.shape, mu.dtype))
     if train:
       self.latent_moments.update(z, stats_mask)
     dec = self.decode(z, data, enc, p_tuple, p_string)

@@ -30,7 +30,7 @@ class AugmentedState(NamedTuple):
 class AugmentedObjective(NamedTuple):
   init: Callable[[int], AugmentedState]
   seed: Callable[[AugmentedState, jax.Array], AugmentedState]
-  update: Callable[[AugmentedState, jax.Array, jax.Array, jax.Array], AugmentedState]
+  update: Callable[..., AugmentedState]
   n_augmented: int
   p_sampled: float
 
@@ -56,14 +56,16 @@ def augmented(n_augmented: int, p_sampled: float = 0.2) -> AugmentedObjective:
     return AugmentedState(z=jax.lax.stop_gradient(z_real[:n_augmented]))
 
   def update(state: AugmentedState, z_real: jax.Array, z_variant: jax.Array,
-             key: jax.Array) -> AugmentedState:
-    """z_real [B, D]: sampled latents of the real rows; z_variant [n, D]: of the variants."""
+             key: jax.Array, p: jax.Array | float | None = None) -> AugmentedState:
+    """z_real [B, D]: sampled latents of the real rows; z_variant [n, D]: of the variants.
+
+    `p` overrides p_sampled (a traced per-level value under multiscale, App K)."""
     del state
     if z_real.shape[0] < n_augmented:
       raise ValueError(f"n_augmented {n_augmented} exceeds the batch size {z_real.shape[0]}: "
                        "re-initialisation draws real examples without replacement")
     k_coin, k_pick = jax.random.split(key)
-    coin = jax.random.bernoulli(k_coin, p_sampled, (n_augmented,))
+    coin = jax.random.bernoulli(k_coin, p_sampled if p is None else p, (n_augmented,))
     pick = jax.random.permutation(k_pick, z_real.shape[0])[:n_augmented]
     z = jnp.where(coin[:, None], z_real[pick], z_variant)
     return AugmentedState(z=jax.lax.stop_gradient(z))

@@ -150,6 +150,13 @@ def train(config, workdir: str, prepared: Prepared | None = None, log=print,
   start = int(state.step)
   progress = Progress(tc.num_steps, start)
   paper_budget = 2_000_000 * 256 * 32
+  lv = programs.levels
+  if lv.n > 1:
+    log(f"multiscale: {lv.n} levels, beta_i = beta_max x {lv.multipliers[0]:.3g} ... "
+        f"{lv.multipliers[-1]:.3g}, mode {lv.mode}, "
+        + ("every level sees the whole batch" if lv.shared_batch else
+           f"{lv.per_level_batch(tc.batch_size)} records per level per step")
+        + f"; generation and eval losses use level {lv.gen_level}")
   log(f"training {tc.num_steps} steps x batch {tc.batch_size} = "
       f"{tc.num_steps * tc.batch_size / paper_budget:.2e} of the paper's budget "
       f"(2M steps x 256 x 32 workers)")
@@ -166,8 +173,9 @@ def train(config, workdir: str, prepared: Prepared | None = None, log=print,
   while step < end:
     batch = batching.batch_at(train_arrays, step, tc.batch_size, config.seed)
     if step == programs.gen_start_step:
-      log(f"step {step}: augmented training starts (n_augmented {programs.aug.n_augmented}, "
-          f"p_sampled {programs.aug.p_sampled}); compiling its step")
+      log(f"step {step}: augmented training starts ({programs.aug.n_augmented} augmented "
+          f"latents x {programs.levels.n} level(s), p_sampled {programs.level_p.min():.3g}-"
+          f"{programs.level_p.max():.3g}); compiling its step")
     state, metrics, _ = programs.step_fn(step)(state, batch)
     step += 1
     if step == start + 1 and step > 0:

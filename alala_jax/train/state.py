@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
@@ -19,25 +20,24 @@ from flax import struct
 from alala_jax import schema as sc
 from alala_jax.data import codec
 from alala_jax.nn import tree
+from alala_jax.nn.sigma import SigmaNet
 from alala_jax.nn.vae import RecordVAE
 from alala_jax.objectives import augmented as augmented_lib
 from alala_jax.objectives import elbo
+from alala_jax.objectives import multiscale
 from alala_jax.objectives import schedules
 
 
 @struct.dataclass
 class TrainState:
   step: jax.Array         # [] int32
-  params: Any
+  params: Any             # params['sigma_net'] stacked on the level axis [n_levels, ...]
   opt_state: Any
-  batch_stats: Any        # ScalarTuple moving mean/cov and sampled-latent moving mean/cov
-  objective_state: Any    # state of a stateful objective (augmented latents), () if none
+  batch_stats: Any        # ScalarTuple moving mean/cov (shared) and per-level moving mean/cov
+                          # of the sampled latents (batch_stats['latent_moments'] [n_levels, ..])
+  objective_state: Any    # state of a stateful objective (augmented latents [n_levels, n, D])
   key: jax.Array          # [2] uint32 raw key data (orbax-friendly); wrap with wrap_key_data
   bad_step: jax.Array     # [] int32: first step with a non-finite loss/gradient, -1 if none
-
-  @property
-  def variables(self):
-    return {"params": self.params, "batch_stats": self.batch_stats}
 
 
 def make_optimizer(optim_cfg) -> optax.GradientTransformation:
@@ -81,21 +81,66 @@ def _all_finite(tree_) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree_)]))
 
 
+@dataclasses.dataclass(frozen=True)
+class ObjectiveSetup:
+  """What `config.objective` resolves to (validated): schedules, the level axis, the loss
+  mode, and augmented training (None if off) with its per-level p_sampled and start step."""
+  sched: Schedules
+  levels: multiscale.Levels
+  mode: str
+  aug: augmented_lib.AugmentedObjective | None
+  level_p: Any
+  gen_start_step: int | None
+
+
+def resolve_objective(config) -> ObjectiveSetup:
+  """Validates and resolves `config.objective` against `config.train` (clear errors for
+  batch/level splits, inverted weights at beta 0, WAE combined with other objectives)."""
+  obj = config.objective
+  levels = multiscale.Levels.from_config(obj.get("multiscale"))
+  levels.per_level_batch(config.train.batch_size)
+  if levels.mode == "inverted" and min(_beta_extremes(obj)) <= 0:
+    raise ValueError("multiscale.mode 'inverted' divides the reconstruction loss by beta_i "
+                     f"(Eq 8): beta must stay > 0, got the schedule {_beta_extremes(obj)}")
+  aug = obj.get("augmented")
+  kind = obj.get("kind", "vae")
+  if kind not in ("vae", "wae"):
+    raise ValueError(f"unknown objective.kind {kind!r}: expected 'vae' or 'wae'")
+  if kind == "wae" and (levels.n > 1 or (aug is not None and aug.enabled)):
+    raise ValueError("the WAE baseline (objective.kind 'wae', App I) runs alone: set "
+                     "multiscale.n_levels = 1 and augmented.enabled = False")
+  aug_obj, level_p, gen_start = None, None, None
+  if aug is not None and aug.enabled:
+    n_aug = aug.n_augmented or config.train.batch_size
+    if n_aug % levels.n:
+      raise ValueError(f"n_augmented {n_aug} does not split evenly over {levels.n} levels")
+    aug_obj = augmented_lib.augmented(n_aug // levels.n, aug.p_sampled)
+    if aug_obj.n_augmented > levels.per_level_batch(config.train.batch_size):
+      raise ValueError(f"{aug_obj.n_augmented} augmented latents per level exceed the "
+                       f"{levels.per_level_batch(config.train.batch_size)} real rows per level "
+                       "they are re-drawn from (without replacement)")
+    level_p = multiscale.level_p_sampled(levels.n, aug.get("p_min", aug.p_sampled),
+                                         aug.p_sampled, aug.get("p_spacing", "constant"))
+    gen_start = max(1, int(round(aug.gen_start_fraction * config.train.num_steps)))
+  return ObjectiveSetup(Schedules.from_config(obj, config.train.num_steps), levels,
+                        "wae" if kind == "wae" else levels.mode, aug_obj, level_p, gen_start)
+
+
 class Programs:
-  """The jit-compiled functions of one model/config. Build once, call many times."""
+  """The jit-compiled functions of one model/config. Build once, call many times.
+
+  Every step runs over the level axis of `objectives.multiscale` (one level for the plain
+  beta-VAE): the batch is split into per-level batches (or shared, App L4), and generation,
+  reconstruction and the logged eval/generated losses use level `levels.gen_level`.
+  """
 
   def __init__(self, root: sc.RecordNode, spec: codec.DataSpec, config):
     self.root, self.spec, self.config = root, spec, config
     self.model = RecordVAE(root, model_config(spec, config.model))
     self.tx = make_optimizer(config.optim)
-    self.sched = Schedules.from_config(config.objective, config.train.num_steps)
-    aug = config.objective.get("augmented")
-    self.aug = None
-    self.gen_start_step = None
-    if aug is not None and aug.enabled:
-      self.aug = augmented_lib.augmented(aug.n_augmented or config.train.batch_size,
-                                         aug.p_sampled)
-      self.gen_start_step = max(1, int(round(aug.gen_start_fraction * config.train.num_steps)))
+    setup = resolve_objective(config)
+    self.sched, self.levels, self.mode = setup.sched, setup.levels, setup.mode
+    self.aug, self.level_p, self.gen_start_step = setup.aug, setup.level_p, setup.gen_start_step
     self.train_step = jax.jit(self._train_step, donate_argnums=0)
     self.train_step_augmented = jax.jit(self._train_step_augmented, donate_argnums=0)
     self.eval_loss = jax.jit(self._eval_loss)
@@ -110,38 +155,60 @@ class Programs:
       return self.train_step_augmented
     return self.train_step
 
+  def variables(self, state: TrainState, level: int | None = None) -> dict:
+    """Single-level model variables (level `levels.gen_level` by default)."""
+    return multiscale.level_variables(state.params, state.batch_stats,
+                                      self.levels.gen_level if level is None else level)
+
   def _init(self, key: jax.Array, batch) -> TrainState:
-    k_params, k_latent, k_sample = jax.random.split(key, 3)
+    k_params, k_latent, k_sample, k_sigma = jax.random.split(key, 4)
     variables = self.model.init({"params": k_params, "latent": k_latent, "sample": k_sample},
                                 batch, 1.0, 1.0, train=True)
-    params = variables["params"]
+    n, cfg = self.levels.n, self.model.cfg
+    sigma = jax.vmap(lambda k: SigmaNet(cfg.latent_dim, cfg.sigma_layers).init(
+        k, jnp.zeros((1, cfg.latent_dim)))["params"])(jax.random.split(k_sigma, n))
+    params = {**variables["params"], multiscale.LEVEL_PARAMS: sigma}
+    chex.assert_trees_all_equal_structs(sigma, variables["params"][multiscale.LEVEL_PARAMS])
+    stats = variables["batch_stats"]
+    stats = {**stats, multiscale.LEVEL_STATS: jax.tree.map(
+        lambda a: jnp.broadcast_to(a, (n,) + a.shape), stats[multiscale.LEVEL_STATS])}
+    obj_state = ()
+    if self.aug:
+      obj_state = jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape),
+                               self.aug.init(cfg.latent_dim))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=self.tx.init(params), batch_stats=variables["batch_stats"],
-                      objective_state=(self.aug.init(self.model.cfg.latent_dim)
-                                       if self.aug else ()),
-                      key=jax.random.key_data(key), bad_step=jnp.full((), -1, jnp.int32))
+                      opt_state=self.tx.init(params), batch_stats=stats,
+                      objective_state=obj_state, key=jax.random.key_data(key),
+                      bad_step=jnp.full((), -1, jnp.int32))
 
   def create_state(self, seed: int, example_batch) -> TrainState:
-    return self.init(jax.random.key(seed), example_batch)
+    """A fresh TrainState, committed to the default device: orbax restores committed arrays,
+    and jit caches committed and uncommitted arguments separately, so a state that was not
+    committed would make every step compile again after a resume."""
+    state = self.init(jax.random.key(seed), example_batch)
+    return jax.device_put(state, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
 
   def _step_key(self, state: TrainState, salt: int = 0) -> jax.Array:
     return jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.key), salt),
                               state.step)
 
-  def _gradient_step(self, state: TrainState, batch, stats_mask, objective_update
+  def _gradient_step(self, state: TrainState, level_batches, stats_mask, objective_update
                      ) -> tuple[TrainState, dict, dict]:
-    """One optimiser step on `batch`; `objective_update(out, key)` gives the new objective
-    state from the VAE outputs. Non-finite loss/gradients freeze the state (module doc).
+    """One optimiser step on the level batches [n, rows, ...]; `objective_update(out, key)`
+    gives the new objective state from the VAE outputs. Non-finite loss/gradients freeze the
+    state (module doc).
 
     Returns:
-      (new state, scalar metrics, aux) with aux = {'z': sampled latents [rows, D],
-      'mu': posterior means [rows, D]} of the rows trained on (left on device).
+      (new state, scalar metrics, aux) with aux = {'z': sampled latents [n, rows, D],
+      'mu': posterior means [n, rows, D]} of the rows trained on (left on device).
     """
-    beta, p_tuple, p_string = self.sched.at(state.step)
-    grad_fn = jax.value_and_grad(elbo.vae_loss, argnums=1, has_aux=True)
+    lv = self.levels
+    beta_max, p_tuple, p_string = self.sched.at(state.step)
+    grad_fn = jax.value_and_grad(multiscale.multiscale_loss, argnums=1, has_aux=True)
     (loss, (terms, new_stats, out)), grads = grad_fn(
-        self.model, state.params, state.batch_stats, batch, self._step_key(state), beta,
-        p_tuple, p_string, True, stats_mask)
+        self.model, state.params, state.batch_stats, level_batches,
+        jax.random.split(self._step_key(state), lv.n), lv.betas(beta_max), lv.caps(), p_tuple,
+        p_string, True, self.mode, lv.gamma, stats_mask)
     updates, new_opt = self.tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
     new_obj = objective_update(jax.tree.map(jax.lax.stop_gradient, out),
@@ -156,47 +223,66 @@ class Programs:
         batch_stats=keep(new_stats, state.batch_stats),
         objective_state=keep(new_obj, state.objective_state),
         bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step))
-    metrics = {"loss": loss, "recon": terms.recon, "kl": terms.latent, "bpc": terms.bpc,
-               "beta": beta, "p_tuple": p_tuple, "p_string": p_string,
-               "grad_norm": optax.tree.norm(grads),
-               **{"field/" + k: v for k, v in terms.fields.items()}}
+    metrics = {"loss": loss, "recon": jnp.mean(terms.recon), "kl": jnp.mean(terms.latent),
+               "bpc": jnp.mean(terms.bpc), "beta": beta_max, "p_tuple": p_tuple,
+               "p_string": p_string, "grad_norm": optax.tree.norm(grads),
+               **{"field/" + k: jnp.mean(v) for k, v in terms.fields.items()}}
+    if lv.n > 1:   # the two ends of the level axis
+      metrics.update({"kl/level0": terms.latent[0], f"kl/level{lv.n - 1}": terms.latent[-1],
+                      "recon/level0": terms.recon[0],
+                      f"recon/level{lv.n - 1}": terms.recon[-1]})
     return new_state, metrics, {"z": out.z, "mu": out.mu}
 
   def _train_step(self, state: TrainState, batch) -> tuple[TrainState, dict, dict]:
-    """The beta-VAE step; with augmented training configured it also seeds z_aug."""
+    """The (multiscale) beta-VAE step; with augmented training configured it also seeds
+    z_aug from each level's batch."""
     if self.aug is None:
       update = lambda out, key: state.objective_state
     else:
-      update = lambda out, key: self.aug.seed(state.objective_state, out.z)
-    return self._gradient_step(state, batch, None, update)
+      update = lambda out, key: jax.vmap(self.aug.seed)(state.objective_state, out.z)
+    return self._gradient_step(state, self.levels.split(batch), None, update)
 
   def augmented_batch(self, state: TrainState, batch):
-    """Real batch + variants x' = g(z_aug) (sampled decoding), and the real-row mask."""
-    variants = self._decode_latents(state.variables, state.objective_state.z,
+    """Per level: its real batch + variants x' = g(z_aug) (sampled decoding), and the
+    real-row mask. Returns ([n, b + n_aug, ...], [n, b + n_aug])."""
+    real = self.levels.split(batch)
+    z = state.objective_state.z                                     # [n, m, D]
+    n, m = z.shape[:2]
+    variants = self._decode_latents(self.variables(state), z.reshape((n * m,) + z.shape[2:]),
                                     self._step_key(state, 4))
-    full = jax.tree.map(lambda a, b: jnp.concatenate([a, b.astype(a.dtype)], 0), batch,
-                        variants)
-    b = jax.tree.leaves(batch)[0].shape[0]
-    mask = jnp.concatenate([jnp.ones((b,), jnp.float32),
-                            jnp.zeros((self.aug.n_augmented,), jnp.float32)])
+    full = jax.tree.map(
+        lambda a, v: jnp.concatenate([a, v.reshape((n, m) + v.shape[1:]).astype(a.dtype)], 1),
+        real, variants)
+    b = jax.tree.leaves(real)[0].shape[1]
+    mask = jnp.concatenate([jnp.ones((n, b), jnp.float32), jnp.zeros((n, m), jnp.float32)], 1)
     return full, mask
 
   def _train_step_augmented(self, state: TrainState, batch) -> tuple[TrainState, dict, dict]:
-    """Augmented training step (paper 000 Sec 5): train on real + generated variants, then
-    re-draw z_aug from sampled latents of real rows (p_sampled) or of the variants."""
+    """Augmented training step (paper 000 Sec 5; per level with its own p_sampled, App K):
+    train on real + generated variants, then re-draw z_aug from sampled latents of real rows
+    (p_sampled) or of the variants."""
     if self.aug is None:
       raise ValueError("augmented training is not enabled in config.objective.augmented")
     full, mask = self.augmented_batch(state, batch)
-    b = jax.tree.leaves(batch)[0].shape[0]
-    update = lambda out, key: self.aug.update(state.objective_state, out.z[:b], out.z[b:], key)
+    b = mask.shape[1] - self.aug.n_augmented                      # real rows per level
+
+    def update(out, key):
+      keys = jax.random.split(key, self.levels.n)
+      return jax.vmap(self.aug.update)(state.objective_state, out.z[:, :b], out.z[:, b:], keys,
+                                       jnp.asarray(self.level_p))
     return self._gradient_step(state, full, mask, update)
 
   def _eval_loss(self, state: TrainState, batch, salt) -> dict:
-    """Loss of a batch under the current schedules, without updating any statistics."""
-    beta, p_tuple, p_string = self.sched.at(state.step)
-    loss, (terms, _, _) = elbo.vae_loss(self.model, state.params, state.batch_stats, batch,
-                                        self._step_key(state, salt), beta, p_tuple, p_string,
-                                        False)
+    """Loss of a batch at level `gen_level` under the current schedules (its beta_i and loss
+    mode), without updating any statistics."""
+    lv = self.levels
+    beta_max, p_tuple, p_string = self.sched.at(state.step)
+    v = self.variables(state)
+    caps = lv.caps()
+    loss, (terms, _, _) = elbo.vae_loss(
+        self.model, v["params"], v["batch_stats"], batch, self._step_key(state, salt),
+        lv.betas(beta_max)[lv.gen_level], p_tuple, p_string, False, mode=self.mode,
+        capacity=0.0 if caps is None else caps[lv.gen_level], gamma=lv.gamma)
     return {"loss": loss, "recon": terms.recon, "kl": terms.latent, "bpc": terms.bpc}
 
   def _generate(self, variables, key, n: int, greedy: bool):
@@ -211,9 +297,18 @@ class Programs:
   def _generated_loss(self, state: TrainState, salt, n: int) -> dict:
     """Generated loss (Sec 4): the loss of freshly generated records, as if they were data."""
     key = self._step_key(state, salt)
-    sample = self._generate(state.variables, key, n, False)
+    sample = self._generate(self.variables(state), key, n, False)
     return self._eval_loss(state, sample, salt + 1)
 
   def _reconstruct(self, variables, key, batch, greedy: bool):
     return self.model.apply(variables, batch, greedy, method=RecordVAE.reconstruct,
                             rngs={"sample": key})
+
+
+def _beta_extremes(obj) -> tuple[float, ...]:
+  """The beta values a schedule passes through at its ends (for the inverted-weights check)."""
+  if obj.beta_schedule == "constant":
+    return (obj.beta_end,)
+  if obj.beta_schedule == "linear":
+    return (obj.beta_start, obj.beta_end)
+  return (obj.beta_start, obj.beta_mid, obj.beta_end)

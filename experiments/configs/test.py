@@ -1,7 +1,8 @@
 """Tiny CPU config for the end-to-end tests (seconds after compilation).
 
-Augmented training is on from step 3 of 6 (8 augmented latents, batch 16), so the end-to-end,
-resume and no-recompile tests cover the augmented step and its state too.
+A 2-level multiscale VAE (batch 16 split 8 + 8) with augmented training from step 3 of 6 (8
+augmented latents, 4 per level, per-level p_sampled 0.15 / 0.2), so the end-to-end, resume and
+no-recompile tests cover the level axis, the augmented step and their state too.
 """
 
 from alala_jax import config as base
@@ -24,4 +25,7 @@ def get_config(arg=None):
   c.objective.augmented.enabled = True
   c.objective.augmented.n_augmented = 8
   c.objective.augmented.gen_start_fraction = 0.5
+  c.objective.augmented.p_spacing = "linear"
+  c.objective.augmented.p_min = 0.1
+  c.objective.multiscale.n_levels = 2
   return c
