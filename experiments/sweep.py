@@ -49,13 +49,13 @@ def _fmt(v) -> str:
 
 def results_table(table: str, results: dict[str, dict[int, dict]], budget: str) -> str:
   """Markdown: one line per (row, seed) with our metrics, then the paper's row."""
-  head = ["row", "seed"] + [c[1] for c in COLUMNS] + ["train s"]
+  head = ["row", "seed"] + [c[1] for c in COLUMNS] + ["wall s"]
   lines = [f"Table `{table}` ({budget})", "", "| " + " | ".join(head) + " |",
            "|" + "---|" * len(head)]
   for row in paper.TABLES[table]:
     for seed, res in sorted(results.get(row.name, {}).items()):
       cells = [row.name, str(seed)] + [_fmt(res.get(k)) for k, _ in COLUMNS]
-      cells.append(_fmt(res.get("train_seconds")))
+      cells.append(f"{res['train_seconds']:.0f}" if "train_seconds" in res else "–")
       lines.append("| " + " | ".join(cells) + " |")
     if row.name in results:
       p = list(row.paper) + [None] * (len(COLUMNS) - len(row.paper))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from alala_jax import cli, generate
-from alala_jax.data import batching, csv_io
+from alala_jax.data import batching, codec, csv_io
 from alala_jax.train import loop
 from experiments.configs import test as test_config
 
@@ -142,3 +142,35 @@ def test_augmented_multiscale_step_trains_on_variants_and_keeps_sampled_latents(
   chex.assert_trees_all_equal(v["batch_stats"]["latent_moments"],
                               jax.tree.map(lambda a: a[0],
                                            state.batch_stats["latent_moments"]))
+
+
+def test_app_e_analyses_on_a_model(config, prepared, tmp_path):
+  """Repeated encode/decode, per-round stats and interpolation (App D-E), plus their plots."""
+  from alala_jax import analysis, viz
+  p = prepared.programs
+  state = p.create_state(0, batching.batch_at(prepared.train_arrays, 0, 16, 0))
+  train = prepared.data.train
+  recs = train[:32]
+  rounds = analysis.repeated_encode_decode(p, state, recs, 2, jax.random.key(0), chunk=32)
+  assert len(rounds) == 3 and all(len(r) == 32 for r in rounds)
+  assert rounds[0] == list(recs)
+  assert rounds[1] != rounds[0]             # an untrained model does not reproduce its input
+  stats = analysis.round_stats(rounds, train, "postcode", ("lat", "long"), "street")
+  assert stats[0]["in_train"] == 1.0        # round 0 are training records
+  assert 0.0 <= stats[2]["in_train"] <= 1.0 and stats[0]["pvalues"].shape == (32,)
+
+  path, z = analysis.interpolate(p, state, train[0], train[1], 5, jax.random.key(1),
+                                 greedy=True)
+  arrays, _ = codec.encode(p.root, p.spec, [train[0], train[1]])
+  mu = np.asarray(p.encode_mean(p.variables(state), arrays))
+  np.testing.assert_allclose(z[0], mu[0], rtol=1e-6)
+  np.testing.assert_allclose(z[-1], mu[1], rtol=1e-6)
+  np.testing.assert_allclose(z[2], 0.5 * (mu[0] + mu[1]), rtol=1e-5, atol=1e-6)
+  recon, _ = generate.reconstruct_records(p, state, [train[0]], jax.random.key(2), 32,
+                                          greedy=True)
+  assert path[0].street == recon[0].street and len(path) == 5
+
+  viz.plot_repeated_encode_decode({"training": stats}, str(tmp_path / "r.png"))
+  viz.plot_interpolation_map([[r.lat, r.long] for r in train], [[r.lat, r.long] for r in path],
+                             [r.street for r in path], str(tmp_path / "i.png"))
+  assert (tmp_path / "r.png").stat().st_size > 1000 and (tmp_path / "i.png").stat().st_size > 1000

@@ -147,6 +147,8 @@ class Programs:
     self.generated_loss = jax.jit(self._generated_loss, static_argnums=2)
     self.generate = jax.jit(self._generate, static_argnums=(2, 3))
     self.reconstruct = jax.jit(self._reconstruct, static_argnums=3)
+    self.encode_mean = jax.jit(self._encode_mean)
+    self.decode_latents = jax.jit(self._decode_latents, static_argnums=3)
     self.init = jax.jit(self._init)
 
   def step_fn(self, step: int):
@@ -299,6 +301,10 @@ class Programs:
     key = self._step_key(state, salt)
     sample = self._generate(self.variables(state), key, n, False)
     return self._eval_loss(state, sample, salt + 1)
+
+  def _encode_mean(self, variables, batch):
+    """Posterior means mu(x) [B, D]."""
+    return self.model.apply(variables, batch, method=RecordVAE.encode)["emb"]
 
   def _reconstruct(self, variables, key, batch, greedy: bool):
     return self.model.apply(variables, batch, greedy, method=RecordVAE.reconstruct,
