@@ -4,6 +4,8 @@ import dataclasses
 import os
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,3 +36,42 @@ class Tagged:
   nickname: str | None
   x: float
   y: float
+
+
+N_LEVELS, B_LEVEL, D_LEVEL = 3, 6, 8   # the `small` multiscale fixture's sizes
+
+
+@pytest.fixture(scope="session")
+def small():
+  """A 2-field record model with 3 levels of sigma-networks and latent moments: (model,
+  params with stacked sigma_net, batch_stats with stacked latent_moments, level batches)."""
+  from alala_jax import schema as sc
+  from alala_jax.data import codec
+  from alala_jax.nn import tree, vae
+  from alala_jax.nn.sigma import SigmaNet
+  records = [Person(name=f"n{i % 5}x", height=float(i) + 0.5 * (i % 3)) for i in range(40)]
+  root = sc.parse_schema(Person)
+  spec = codec.build_spec(root, records)
+  arrays, _ = codec.encode(root, spec, records[:N_LEVELS * B_LEVEL])
+  cfg = tree.ModelConfig(vocab_size=spec.vocab_size, max_len=tuple(sorted(spec.max_len.items())),
+                         latent_dim=D_LEVEL, char_dim=4)
+  model = vae.RecordVAE(root, cfg)
+  k = jax.random.key(0)
+  v = jax.jit(lambda a: model.init({"params": k, "latent": k, "sample": k}, a, 1.0, 1.0))(arrays)
+  sig = jax.vmap(lambda kk: SigmaNet(D_LEVEL).init(kk, jnp.zeros((1, D_LEVEL)))["params"])(
+      jax.random.split(jax.random.key(1), N_LEVELS))
+  # distinct, non-trivial last layers so that each level's sigma differs
+  sig["Dense_0"]["kernel"] = 0.3 * jax.random.normal(jax.random.key(2),
+                                                     sig["Dense_0"]["kernel"].shape)
+  params = {**v["params"], "sigma_net": sig}
+  # give each level distinct latent moments and the ScalarTuple non-initial statistics
+  stats = jax.tree.map(lambda a: a, v["batch_stats"])
+  stats["latent_moments"] = {
+      "mean": jnp.arange(N_LEVELS * D_LEVEL, dtype=jnp.float32).reshape(N_LEVELS, D_LEVEL) / 10,
+      "cov": jnp.broadcast_to(jnp.eye(D_LEVEL), (N_LEVELS, D_LEVEL, D_LEVEL)),
+      "count": jnp.full((N_LEVELS,), 5, jnp.int32)}
+  stats = jax.tree.map(lambda a: a, stats)
+  batches = jax.tree.map(lambda a: jnp.asarray(a).reshape((N_LEVELS, B_LEVEL) + a.shape[1:]), arrays)
+  return model, params, stats, batches
+
+

@@ -8,14 +8,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from alala_jax import schema as sc
-from alala_jax.data import codec
-from alala_jax.nn import tree, vae
-from alala_jax.nn.sigma import SigmaNet
 from alala_jax.objectives import elbo, multiscale
-from tests.conftest import Person
-
-N_LEVELS, B, D = 3, 6, 8
+from tests.conftest import B_LEVEL as B
+from tests.conftest import D_LEVEL as D
+from tests.conftest import N_LEVELS
 
 
 def test_beta_spacings_match_the_paper():
@@ -72,35 +68,6 @@ def test_levels_split_and_validation():
   with pytest.raises(ValueError, match="gen_level"):
     multiscale.Levels.from_config(_ms_config(gen_level=4))
   assert multiscale.Levels.from_config(_ms_config(n_levels=1)).n == 1
-
-
-@pytest.fixture(scope="module")
-def small():
-  """A 2-field record model with 3 levels of sigma-networks and latent moments."""
-  records = [Person(name=f"n{i % 5}x", height=float(i) + 0.5 * (i % 3)) for i in range(40)]
-  root = sc.parse_schema(Person)
-  spec = codec.build_spec(root, records)
-  arrays, _ = codec.encode(root, spec, records[:N_LEVELS * B])
-  cfg = tree.ModelConfig(vocab_size=spec.vocab_size, max_len=tuple(sorted(spec.max_len.items())),
-                         latent_dim=D, char_dim=4)
-  model = vae.RecordVAE(root, cfg)
-  k = jax.random.key(0)
-  v = jax.jit(lambda a: model.init({"params": k, "latent": k, "sample": k}, a, 1.0, 1.0))(arrays)
-  sig = jax.vmap(lambda kk: SigmaNet(D).init(kk, jnp.zeros((1, D)))["params"])(
-      jax.random.split(jax.random.key(1), N_LEVELS))
-  # distinct, non-trivial last layers so that each level's sigma differs
-  sig["Dense_0"]["kernel"] = 0.3 * jax.random.normal(jax.random.key(2),
-                                                     sig["Dense_0"]["kernel"].shape)
-  params = {**v["params"], "sigma_net": sig}
-  # give each level distinct latent moments and the ScalarTuple non-initial statistics
-  stats = jax.tree.map(lambda a: a, v["batch_stats"])
-  stats["latent_moments"] = {
-      "mean": jnp.arange(N_LEVELS * D, dtype=jnp.float32).reshape(N_LEVELS, D) / 10,
-      "cov": jnp.broadcast_to(jnp.eye(D), (N_LEVELS, D, D)),
-      "count": jnp.full((N_LEVELS,), 5, jnp.int32)}
-  stats = jax.tree.map(lambda a: a, stats)
-  batches = jax.tree.map(lambda a: jnp.asarray(a).reshape((N_LEVELS, B) + a.shape[1:]), arrays)
-  return model, params, stats, batches
 
 
 @pytest.mark.parametrize("mode", ["beta", "inverted", "capacity"])

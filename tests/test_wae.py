@@ -7,7 +7,6 @@ import pytest
 import scipy.linalg
 
 from alala_jax.objectives import wae
-from tests.test_multiscale import small  # noqa: F401  (the shared tiny model fixture)
 
 
 def _scipy_w2(m, s):
@@ -56,8 +55,8 @@ def test_gradient_finite_difference_and_rank_deficient_batch():
     fd = (w2(z + dz) - w2(z - dz)) / (2 * eps)
     np.testing.assert_allclose(float(g[i, j]), float(fd), rtol=2e-2, atol=1e-4)
   # fewer rows than dimensions (4 records per multiscale level): finite gradients
-  small = jnp.asarray(rng.normal(size=(4, 16)), jnp.float32)
-  assert np.all(np.isfinite(np.asarray(jax.grad(wae.w2_squared_standard_normal)(small))))
+  few = jnp.asarray(rng.normal(size=(4, 16)), jnp.float32)
+  assert np.all(np.isfinite(np.asarray(jax.grad(wae.w2_squared_standard_normal)(few))))
 
 
 def test_wae_loss_mode_is_deterministic_with_batch_w2(small):
