@@ -55,7 +55,7 @@ def results_table(table: str, results: dict[str, dict[int, dict]], budget: str) 
   for row in paper.TABLES[table]:
     for seed, res in sorted(results.get(row.name, {}).items()):
       cells = [row.name, str(seed)] + [_fmt(res.get(k)) for k, _ in COLUMNS]
-      cells.append(f"{res['train_seconds']:.0f}" if "train_seconds" in res else "–")
+      cells.append(f"{res['wall_seconds']:.0f}" if "wall_seconds" in res else "–")
       lines.append("| " + " | ".join(cells) + " |")
     if row.name in results:
       p = list(row.paper) + [None] * (len(COLUMNS) - len(row.paper))
@@ -106,7 +106,7 @@ def main(argv):
         print(f"=== {FLAGS.table}/{r} seed {seed} -> {wd}", flush=True)
         t0 = time.time()
         res = loop.train_and_evaluate(config, wd)
-        res["train_seconds"] = time.time() - t0
+        res["wall_seconds"] = time.time() - t0
         with open(final, "w") as f:
           json.dump(res, f, indent=1, sort_keys=True)
       results.setdefault(r, {})[seed] = res

@@ -9,9 +9,12 @@ schedule period expressed as a fraction of the run, so that the paper's 2M-step 
 (warm-up over the first 1M steps = 1/2; gen_start_step 2e5 = 1/10, ...) carry over.
 
 Expected CPU runtime (this 2-core machine, Vermont, latent 128, batch 128, `BUDGET` steps):
-beta-VAE / multiscale rows ~4 steps/s plus ~2 min compile and ~1.5 min evaluation; augmented
-rows train on twice the rows per step (~2 steps/s) and compile a second step. `:smoke` shrinks
-any row to a <2 min check; `steps=N` changes the budget (all rows of one sweep must share it).
+the single-level rows ran at ~4 steps/s (BUILD_NOTES (b)-(c): ~13 min for 3000 steps plus ~1
+min compile and ~1.5 min evaluation). Augmented rows train on twice the rows per step from
+gen_start on and compile a second step; the 32-level rows have not been timed on Vermont yet.
+`:smoke` shrinks any row to a check of a few minutes (mostly compilation; the 4-level
+multiscale + augmented smoke took 265 s with the CPU shared); `steps=N` changes the budget
+(all rows of one sweep must share it).
 
 Deviations (BUILD_NOTES.md): lr 1e-3 instead of 2.5e-4 for the short CPU budget; the 32
 multiscale levels split one batch (4 records per level at batch 128) instead of 32 x 256.
