@@ -98,7 +98,7 @@ def resolve_objective(config) -> ObjectiveSetup:
   batch/level splits, inverted weights at beta 0, WAE combined with other objectives)."""
   obj = config.objective
   levels = multiscale.Levels.from_config(obj.get("multiscale"))
-  levels.per_level_batch(config.train.batch_size)
+  per_level = levels.per_level_batch(config.train.batch_size)   # raises on an uneven split
   if levels.mode == "inverted" and min(_beta_extremes(obj)) <= 0:
     raise ValueError("multiscale.mode 'inverted' divides the reconstruction loss by beta_i "
                      f"(Eq 8): beta must stay > 0, got the schedule {_beta_extremes(obj)}")
@@ -115,9 +115,9 @@ def resolve_objective(config) -> ObjectiveSetup:
     if n_aug % levels.n:
       raise ValueError(f"n_augmented {n_aug} does not split evenly over {levels.n} levels")
     aug_obj = augmented_lib.augmented(n_aug // levels.n, aug.p_sampled)
-    if aug_obj.n_augmented > levels.per_level_batch(config.train.batch_size):
+    if aug_obj.n_augmented > per_level:
       raise ValueError(f"{aug_obj.n_augmented} augmented latents per level exceed the "
-                       f"{levels.per_level_batch(config.train.batch_size)} real rows per level "
+                       f"{per_level} real rows per level "
                        "they are re-drawn from (without replacement)")
     level_p = multiscale.level_p_sampled(levels.n, aug.get("p_min", aug.p_sampled),
                                          aug.p_sampled, aug.get("p_spacing", "constant"))
