@@ -16,6 +16,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.schema = "alala_jax.schema:Address"   # 'module:DataclassName' of the record type
   c.data.csv = ""                       # OpenAddresses-style CSV; '' = embedded synthetic data
   c.data.columns = ""                   # field=COLUMN where CSV names differ, e.g. "long=LON"
+  c.data.format = "fields"              # fields (the schema's tree) | text (App F: one line,
+                                        # data.text_fields comma-separated)
+  c.data.text_fields = "number,street,city,postcode,lat,long"   # App F's 6 values
+  c.data.text_decimals = 5              # coordinates rounded to 5 decimals (App F)
   c.data.on_bad_row = "error"           # 'error' or 'skip' (skipped rows are counted, reported)
   c.data.limit = 0                      # read at most this many CSV rows (0 = all)
   c.data.num_synthetic = 20000          # synthetic records (when csv is '')
@@ -31,6 +35,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.objective = ml_collections.ConfigDict()
   c.objective.kind = "vae"              # vae | wae (App I baseline: deterministic encoder,
                                         # beta weighs the batch's W2^2 to N(0, I) per dim)
+                                        # | aae (App H: deterministic encoder, beta weighs a
+                                        # discriminator's cross-entropy; objectives/aae.py)
   c.objective.beta_schedule = "linear"  # constant | linear | warmup_cooldown
   c.objective.beta_start = 0.0          # beta at step 0 (linear, warmup_cooldown)
   c.objective.beta_mid = 0.64           # peak beta (warmup_cooldown)

@@ -7,6 +7,10 @@
 * share of generated `lev_field` values present in the training data (App E) and the exact-copy
   rate of generated records (string fields) vs the training set, next to the data's own rate of
   duplicate records (DESIGN §7).
+
+With `config.data.format = 'text'` (App F) the records are comma-separated lines: the p-value
+is computed on the lines parsed back into records, a malformed line scores p = 0, and
+`malformed_rate` / `malformed_count` report how many were malformed.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from alala_jax.data import batching
+from alala_jax.data import batching, datasets, text_format
 from alala_jax.generate import generate_records, reconstruct_records, string_key
 from alala_jax.metrics import pvalue, text
 
@@ -55,14 +59,7 @@ def evaluate(programs, state, train_records, test_records, train_arrays, test_ar
   gen = generate_records(programs, state, ec.num_generated, jax.random.fold_in(key, 1),
                          ec.chunk, ec.greedy)
   if ec.zip_field:
-    lat, lon = [f.strip() for f in ec.coord_fields.split(",")]
-    coords = lambda rs: np.array([[getattr(r, lat), getattr(r, lon)] for r in rs])
-    zs = pvalue.fit_zip_stats([getattr(r, ec.zip_field) for r in train_records],
-                              coords(train_records))
-    p = pvalue.zip_pvalues(zs, [getattr(r, ec.zip_field) for r in gen], coords(gen))
-    res.update({f"pvalue/{k}": v for k, v in pvalue.summarize(p).items()})
-    res["pvalue/zip_unseen"] = float(np.mean([getattr(r, ec.zip_field) not in zs.index
-                                              for r in gen]))
+    res.update(pvalue_report(train_records, gen, config))
   rng = np.random.default_rng(config.seed + 11)
   idx = rng.choice(len(train_records), min(ec.num_reconstructed, len(train_records)),
                    replace=False)
@@ -74,6 +71,7 @@ def evaluate(programs, state, train_records, test_records, train_arrays, test_ar
       res[f"recon_acc/{c.key}"] = float(np.mean(
           [getattr(o, c.key) == getattr(r, c.key) for o, r in zip(originals, recons)]))
   if ec.lev_field:
+    res["lev_field"] = ec.lev_field
     res["d_lev"] = text.levenshtein_per_char([getattr(o, ec.lev_field) for o in originals],
                                              [getattr(r, ec.lev_field) for r in recons])
     train_values = {getattr(r, ec.lev_field) for r in train_records}
@@ -86,6 +84,32 @@ def evaluate(programs, state, train_records, test_records, train_arrays, test_ar
   return res
 
 
+def pvalue_report(train_records, gen, config) -> dict[str, float]:
+  """Zip-coordinate p-value stats of generated records; text lines are parsed first and a
+  malformed line scores 0 (App F)."""
+  ec = config.eval
+  fmt = text_format.from_config(config.data, datasets.import_schema(config.data.schema))
+  out = {}
+  if fmt is not None:
+    train_records = [fmt.parse(r) for r in train_records]
+    gen = [fmt.parse(g) for g in gen]
+    malformed = sum(g is None for g in gen)
+    out.update(malformed_count=float(malformed), malformed_rate=malformed / max(len(gen), 1))
+  ok = [g for g in gen if g is not None]
+  lat, lon = [f.strip() for f in ec.coord_fields.split(",")]
+  coords = lambda rs: np.array([[getattr(r, lat), getattr(r, lon)] for r in rs]).reshape(-1, 2)
+  zs = pvalue.fit_zip_stats([getattr(r, ec.zip_field) for r in train_records],
+                            coords(train_records))
+  p = np.zeros(len(gen))
+  if ok:
+    p[[i for i, g in enumerate(gen) if g is not None]] = pvalue.zip_pvalues(
+        zs, [getattr(r, ec.zip_field) for r in ok], coords(ok))
+  out.update({f"pvalue/{k}": v for k, v in pvalue.summarize(p).items()})
+  out["pvalue/zip_unseen"] = float(np.mean([g is not None and getattr(g, ec.zip_field)
+                                            not in zs.index for g in gen]))
+  return out
+
+
 def format_summary(res: dict[str, Any]) -> str:
   """The human-readable end-of-run report."""
   lines = [f"evaluation at step {res['step']}"]
@@ -93,8 +117,12 @@ def format_summary(res: dict[str, Any]) -> str:
     lines.append(f"  zip-coordinate p-value: mean {res['pvalue/mean']:.4f}  median "
                  f"{res['pvalue/median']:.4f}  std {res['pvalue/std']:.4f}   (ideal 0.5 / 0.5 / "
                  f"0.289; zip unseen in training: {res['pvalue/zip_unseen']:.2%})")
+  if "malformed_rate" in res:
+    lines.append(f"  malformed generated lines (p = 0): {res['malformed_count']:.0f} "
+                 f"({res['malformed_rate']:.2%})")
   if "d_lev" in res:
-    lines.append(f"  d_Lev per character (street reconstructions): {res['d_lev']:.4f}")
+    lines.append(f"  d_Lev per character ({res.get('lev_field', 'street')} reconstructions): "
+                 f"{res['d_lev']:.4f}")
   lines.append("  loss   train {:.4f}  test {:.4f}  generated {:.4f}".format(
       res["train/loss"], res["test/loss"], res["generated/loss"]))
   lines.append("  BPC    train {:.4f}  test {:.4f}  generated {:.4f}".format(

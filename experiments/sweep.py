@@ -36,7 +36,7 @@ flags.DEFINE_bool("list", False, "list tables and rows with the paper's numbers,
 COLUMNS = [("pvalue/mean", "p mean"), ("pvalue/median", "p median"), ("pvalue/std", "p std"),
            ("d_lev", "d_Lev"), ("test/loss", "test loss"), ("generated/loss", "gen. loss"),
            ("generated_street_in_train", "street in train"),
-           ("exact_copy_rate", "exact copies")]
+           ("exact_copy_rate", "exact copies"), ("malformed_rate", "malformed")]
 
 
 def _fmt(v) -> str:

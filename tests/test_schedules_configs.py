@@ -110,6 +110,8 @@ def test_paper_rows_follow_the_paper():
   np.testing.assert_allclose(t13.level_p[[0, 1, 31]], [0.225, 0.25, 1.0], rtol=1e-6)
   assert paper.get_config("t8/tf_0.384").model.tuple_type == "simple"
   assert state.resolve_objective(paper.get_config("baselines/wae")).mode == "wae"
+  a = state.resolve_objective(paper.get_config("baselines/aae"))
+  assert a.mode == "aae" and a.adv is not None and float(a.sched.beta(0)) == 1.0
   assert state.resolve_objective(paper.get_config("t9/r0.9_1.28_0.64")).mode == "inverted"
   for bad, msg in [("t6", "expected TABLE/ROW"), ("t99/x", "unknown table"),
                    ("t6/nope", "unknown row"), ("t6/ss_1.28_0.64,fast", "unknown option"),

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from alala_jax.data import csv_io, synthetic
+from alala_jax.data import csv_io, synthetic, text_format
 
 
 def import_schema(spec: str) -> type:
@@ -29,6 +29,13 @@ class Dataset:
   test: list[Any]
   source: str
   notes: str   # what loading did (rows read, skipped, ...)
+  text: text_format.TextFormat | None = None   # records are CsvText lines of this format
+
+
+def model_cls(data_cfg) -> type:
+  """The record type the model is built for: the schema, or `CsvText` (data.format 'text')."""
+  cls = import_schema(data_cfg.schema)
+  return text_format.CsvText if text_format.from_config(data_cfg, cls) else cls
 
 
 def split(records: list[Any], test_fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
@@ -53,5 +60,9 @@ def load(data_cfg) -> Dataset:
                                             data_cfg.split_seed)
     source = f"synthetic(n={data_cfg.num_synthetic}, zips={data_cfg.num_zips})"
     notes = f"{len(records)} synthetic records"
+  fmt = text_format.from_config(data_cfg, cls)
+  if fmt is not None:     # App F: each record becomes one comma-separated line
+    records, cls = fmt.to_texts(records), text_format.CsvText
+    notes += f"; as comma-separated text ({','.join(fmt.fields)}, {fmt.decimals} decimals)"
   train, test = split(records, data_cfg.test_fraction, data_cfg.split_seed)
-  return Dataset(cls, train, test, source, notes)
+  return Dataset(cls, train, test, source, notes, fmt)

@@ -7,7 +7,8 @@ Every node module has the same two methods:
 * ``decode(emb, target, enc, ctx) -> DecodeOut``: decodes [B, H]; with ``target``/``enc`` it
   also returns the weighted reconstruction loss, without them (generation) it only samples.
 
-Modules: `Tuple` (App B.3), `SimpleTuple` (pass-through baseline, App G), the leaves `StringField`
+Modules: `Tuple` (App B.3), `SimpleTuple` (pass-through baseline, App G), `Single` (a one-field
+record is its field, App F's text model), the leaves `StringField`
 (a view on the shared StringLiteral) and `FloatsField` (ScalarTuple), and two extensions that no
 paper has: `OptionalField` (presence bit) and `ListField` (recurrent list with a stop bit).
 """
@@ -327,6 +328,27 @@ class Tuple(nn.Module):
     return DecodeOut(loss, nats, chars, samples, fields)
 
 
+class Single(nn.Module):
+  """A record of one field IS that field: no Tuple around it. (App F's comma-separated text
+  model is just the StringLiteral and the sigma-network.)"""
+  node: sc.RecordNode
+  literal: Any
+  cfg: ModelConfig
+
+  def setup(self):
+    self.kid = build(self.node.children[0], self.literal, self.cfg)
+
+  def encode(self, data, mask, train):
+    enc = self.kid.encode(data[self.node.children[0].key], mask, train)
+    return {"emb": enc["emb"], "children": [enc]}
+
+  def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
+    key = self.node.children[0].key
+    out = self.kid.decode(emb, None if target is None else target[key],
+                          None if enc is None else enc["children"][0], ctx)
+    return out.replace(sample={key: out.sample})
+
+
 class SimpleTuple(nn.Module):
   """Pass-through baseline (App G): encoder = dense + CELU on the concatenated child
   embeddings; decoder passes the embedding unchanged to every child; no skew loss. Its string
@@ -367,6 +389,8 @@ def build(node: sc.Node, literal: StringLiteral | None, cfg: ModelConfig) -> nn.
     return OptionalField(node, literal, cfg)
   if isinstance(node, sc.ListNode):
     return ListField(node, literal, cfg)
+  if len(node.children) == 1:
+    return Single(node, literal, cfg)
   if cfg.tuple_type == "simple":
     return SimpleTuple(node, literal, cfg)
   if cfg.tuple_type != "tuple":

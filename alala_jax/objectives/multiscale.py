@@ -98,7 +98,7 @@ def _merge_shared(stacked: Any) -> Any:
 def multiscale_loss(model, params: Any, batch_stats: Any, batches: Any, keys: jax.Array,
                     betas: jax.Array, caps: jax.Array | None, p_tuple, p_string, train: bool,
                     mode: str = "beta", gamma: float = 128.0,
-                    stats_mask: jax.Array | None = None):
+                    stats_mask: jax.Array | None = None, adversary=None):
   """The multiscale loss, vmapped over levels.
 
   Args:
@@ -107,14 +107,17 @@ def multiscale_loss(model, params: Any, batch_stats: Any, batches: Any, keys: ja
     batch_stats: with ``batch_stats['latent_moments']`` stacked on the level axis.
     batches: codec arrays with leading axes [n, b]: level i's own batch.
     keys: [n] PRNG keys; betas: [n] beta_i; caps: [n] C_i (mode 'capacity') or None.
-    mode: 'beta' | 'inverted' | 'capacity' (module docstring), or 'wae' (one level, App I).
+    mode: 'beta' | 'inverted' | 'capacity' (module docstring), or the one-level baselines
+      'wae' (App I) and 'aae' (App H).
     stats_mask: [n, b] rows that update the moving statistics (None: all).
+    adversary: z [b, D] -> [b] adversarial cross-entropy (mode 'aae').
 
   Returns:
     (loss, (per-level LossTerms [n], updated batch_stats, per-level VAEOut [n, b, ...])).
   """
-  if mode not in MODES + ("wae",):
-    raise ValueError(f"unknown loss mode {mode!r}: expected one of {MODES + ('wae',)}")
+  if mode not in MODES + elbo.DETERMINISTIC_MODES:
+    raise ValueError(f"unknown loss mode {mode!r}: expected one of "
+                     f"{MODES + elbo.DETERMINISTIC_MODES}")
   shared_p = {k: v for k, v in params.items() if k != LEVEL_PARAMS}
   shared_s = {k: v for k, v in batch_stats.items() if k != LEVEL_STATS}
   caps = jnp.zeros_like(betas) if caps is None else caps
@@ -124,7 +127,7 @@ def multiscale_loss(model, params: Any, batch_stats: Any, batches: Any, keys: ja
     s = {**shared_s, LEVEL_STATS: lat_s}
     loss, (terms, new_s, out) = elbo.vae_loss(model, p, s, batch, key, beta, p_tuple, p_string,
                                               train, mask, mode=mode, capacity=cap,
-                                              gamma=gamma)
+                                              gamma=gamma, adversary=adversary)
     return loss, (terms, new_s, out)
 
   mask_axis = None if stats_mask is None else 0

@@ -46,8 +46,11 @@ class MetricWriter:
 class Progress:
   """A progress line with steps/s and ETA, printed to stderr every `every` steps."""
 
-  def __init__(self, total: int, start: int, stream=sys.stderr):
+  LATENT_LABELS = {"wae": "W2^2/dim", "aae": "adv CE"}   # what metrics['kl'] holds per mode
+
+  def __init__(self, total: int, start: int, stream=sys.stderr, mode: str = "beta"):
     self.total, self.start, self.stream = total, start, stream
+    self.latent_label = self.LATENT_LABELS.get(mode, "kl/dim")
     self.t0 = None
 
   def __call__(self, step: int, metrics: dict[str, float], extra: str = "") -> None:
@@ -60,7 +63,7 @@ class Progress:
     eta = (self.total - step) / rate if rate == rate and rate > 0 else float("nan")
     eta_s = "?" if eta != eta else f"{int(eta) // 60}m{int(eta) % 60:02d}s"
     print(f"step {step:>7d}/{self.total}  {rate:6.2f} steps/s  ETA {eta_s}  "
-          f"loss {metrics['loss']:.4f}  recon {metrics['recon']:.4f}  kl/dim "
+          f"loss {metrics['loss']:.4f}  recon {metrics['recon']:.4f}  {self.latent_label} "
           f"{metrics['kl']:.4f}  beta {metrics['beta']:.3f}  bpc {metrics['bpc']:.3f}" + extra,
           file=self.stream, flush=True)
 
@@ -148,7 +151,7 @@ def train(config, workdir: str, prepared: Prepared | None = None, log=print,
     log(f"resumed from checkpoint at step {int(state.step)} in {mngr.directory}")
   writer = MetricWriter(os.path.join(workdir, "metrics.jsonl"))
   start = int(state.step)
-  progress = Progress(tc.num_steps, start)
+  progress = Progress(tc.num_steps, start, mode=prep.programs.mode)
   paper_budget = 2_000_000 * 256 * 32
   lv = programs.levels
   if lv.n > 1:
@@ -236,7 +239,7 @@ def load_model(workdir: str, config) -> tuple[TrainState, Programs]:
   checkpoints alone (no training data needed: what generation uses)."""
   with open(os.path.join(workdir, "spec.json")) as f:
     spec = codec.DataSpec.from_json(f.read())
-  root = sc.parse_schema(datasets.import_schema(config.data.schema))
+  root = sc.parse_schema(datasets.model_cls(config.data))
   programs = Programs(root, spec, config)
   dummy, _ = codec.encode(root, spec, [None] * config.train.batch_size)   # shapes only
   return _restore_or_raise(workdir, config, programs.create_state(config.seed, dummy)), programs

@@ -22,6 +22,7 @@ from alala_jax.data import codec
 from alala_jax.nn import tree
 from alala_jax.nn.sigma import SigmaNet
 from alala_jax.nn.vae import RecordVAE
+from alala_jax.objectives import aae as aae_lib
 from alala_jax.objectives import augmented as augmented_lib
 from alala_jax.objectives import elbo
 from alala_jax.objectives import multiscale
@@ -35,7 +36,8 @@ class TrainState:
   opt_state: Any
   batch_stats: Any        # ScalarTuple moving mean/cov (shared) and per-level moving mean/cov
                           # of the sampled latents (batch_stats['latent_moments'] [n_levels, ..])
-  objective_state: Any    # state of a stateful objective (augmented latents [n_levels, n, D])
+  objective_state: Any    # state of a stateful objective: augmented latents [n_levels, n, D],
+                          # or the AAE's discriminator and its optimiser state
   key: jax.Array          # [2] uint32 raw key data (orbax-friendly); wrap with wrap_key_data
   bad_step: jax.Array     # [] int32: first step with a non-finite loss/gradient, -1 if none
 
@@ -84,18 +86,20 @@ def _all_finite(tree_) -> jax.Array:
 @dataclasses.dataclass(frozen=True)
 class ObjectiveSetup:
   """What `config.objective` resolves to (validated): schedules, the level axis, the loss
-  mode, and augmented training (None if off) with its per-level p_sampled and start step."""
+  mode, augmented training (None if off) with its per-level p_sampled and start step, and
+  the AAE's adversarial objective (None unless objective.kind is 'aae')."""
   sched: Schedules
   levels: multiscale.Levels
   mode: str
   aug: augmented_lib.AugmentedObjective | None
   level_p: Any
   gen_start_step: int | None
+  adv: aae_lib.AdversarialObjective | None = None
 
 
 def resolve_objective(config) -> ObjectiveSetup:
   """Validates and resolves `config.objective` against `config.train` (clear errors for
-  batch/level splits, inverted weights at beta 0, WAE combined with other objectives)."""
+  batch/level splits, inverted weights at beta 0, WAE/AAE combined with other objectives)."""
   obj = config.objective
   levels = multiscale.Levels.from_config(obj.get("multiscale"))
   per_level = levels.per_level_batch(config.train.batch_size)   # raises on an uneven split
@@ -104,11 +108,11 @@ def resolve_objective(config) -> ObjectiveSetup:
                      f"(Eq 8): beta must stay > 0, got the schedule {_beta_extremes(obj)}")
   aug = obj.get("augmented")
   kind = obj.get("kind", "vae")
-  if kind not in ("vae", "wae"):
-    raise ValueError(f"unknown objective.kind {kind!r}: expected 'vae' or 'wae'")
-  if kind == "wae" and (levels.n > 1 or (aug is not None and aug.enabled)):
-    raise ValueError("the WAE baseline (objective.kind 'wae', App I) runs alone: set "
-                     "multiscale.n_levels = 1 and augmented.enabled = False")
+  if kind not in ("vae",) + elbo.DETERMINISTIC_MODES:
+    raise ValueError(f"unknown objective.kind {kind!r}: expected 'vae', 'wae' or 'aae'")
+  if kind != "vae" and (levels.n > 1 or (aug is not None and aug.enabled)):
+    raise ValueError(f"the {kind.upper()} baseline (objective.kind {kind!r}, App H-I) runs "
+                     "alone: set multiscale.n_levels = 1 and augmented.enabled = False")
   aug_obj, level_p, gen_start = None, None, None
   if aug is not None and aug.enabled:
     n_aug = aug.n_augmented or config.train.batch_size
@@ -122,8 +126,11 @@ def resolve_objective(config) -> ObjectiveSetup:
     level_p = multiscale.level_p_sampled(levels.n, aug.get("p_min", aug.p_sampled),
                                          aug.p_sampled, aug.get("p_spacing", "constant"))
     gen_start = max(1, int(round(aug.gen_start_fraction * config.train.num_steps)))
+  adv = (aae_lib.adversarial(make_optimizer(config.optim), config.model.latent_dim)
+         if kind == "aae" else None)
   return ObjectiveSetup(Schedules.from_config(obj, config.train.num_steps), levels,
-                        "wae" if kind == "wae" else levels.mode, aug_obj, level_p, gen_start)
+                        levels.mode if kind == "vae" else kind, aug_obj, level_p, gen_start,
+                        adv)
 
 
 class Programs:
@@ -141,6 +148,7 @@ class Programs:
     setup = resolve_objective(config)
     self.sched, self.levels, self.mode = setup.sched, setup.levels, setup.mode
     self.aug, self.level_p, self.gen_start_step = setup.aug, setup.level_p, setup.gen_start_step
+    self.adv = setup.adv
     self.train_step = jax.jit(self._train_step, donate_argnums=0)
     self.train_step_augmented = jax.jit(self._train_step_augmented, donate_argnums=0)
     self.eval_loss = jax.jit(self._eval_loss)
@@ -178,6 +186,8 @@ class Programs:
     if self.aug:
       obj_state = jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape),
                                self.aug.init(cfg.latent_dim))
+    if self.adv:
+      obj_state = self.adv.init(jax.random.fold_in(key, 5), cfg.latent_dim)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       opt_state=self.tx.init(params), batch_stats=stats,
                       objective_state=obj_state, key=jax.random.key_data(key),
@@ -194,11 +204,17 @@ class Programs:
     return jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.key), salt),
                               state.step)
 
+  def _adversary(self, state: TrainState):
+    """z -> [B] the AAE's adversarial cross-entropy under the current discriminator."""
+    if self.adv is None:
+      return None
+    return lambda z: self.adv.generator_loss(state.objective_state, z)
+
   def _gradient_step(self, state: TrainState, level_batches, stats_mask, objective_update
                      ) -> tuple[TrainState, dict, dict]:
     """One optimiser step on the level batches [n, rows, ...]; `objective_update(out, key)`
-    gives the new objective state from the VAE outputs. Non-finite loss/gradients freeze the
-    state (module doc).
+    gives the new objective state and its metrics from the VAE outputs. Non-finite
+    loss/gradients freeze the state (module doc).
 
     Returns:
       (new state, scalar metrics, aux) with aux = {'z': sampled latents [n, rows, D],
@@ -210,11 +226,11 @@ class Programs:
     (loss, (terms, new_stats, out)), grads = grad_fn(
         self.model, state.params, state.batch_stats, level_batches,
         jax.random.split(self._step_key(state), lv.n), lv.betas(beta_max), lv.caps(), p_tuple,
-        p_string, True, self.mode, lv.gamma, stats_mask)
+        p_string, True, self.mode, lv.gamma, stats_mask, self._adversary(state))
     updates, new_opt = self.tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
-    new_obj = objective_update(jax.tree.map(jax.lax.stop_gradient, out),
-                               self._step_key(state, 3))
+    new_obj, obj_metrics = objective_update(jax.tree.map(jax.lax.stop_gradient, out),
+                                            self._step_key(state, 3))
     finite = jnp.isfinite(loss) & _all_finite(grads)
     ok = finite & (state.bad_step < 0)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
@@ -228,7 +244,7 @@ class Programs:
     metrics = {"loss": loss, "recon": jnp.mean(terms.recon), "kl": jnp.mean(terms.latent),
                "bpc": jnp.mean(terms.bpc), "beta": beta_max, "p_tuple": p_tuple,
                "p_string": p_string, "grad_norm": optax.tree.norm(grads),
-               **{"field/" + k: jnp.mean(v) for k, v in terms.fields.items()}}
+               **{"field/" + k: jnp.mean(v) for k, v in terms.fields.items()}, **obj_metrics}
     if lv.n > 1:   # the two ends of the level axis
       metrics.update({"kl/level0": terms.latent[0], f"kl/level{lv.n - 1}": terms.latent[-1],
                       "recon/level0": terms.recon[0],
@@ -237,11 +253,13 @@ class Programs:
 
   def _train_step(self, state: TrainState, batch) -> tuple[TrainState, dict, dict]:
     """The (multiscale) beta-VAE step; with augmented training configured it also seeds
-    z_aug from each level's batch."""
-    if self.aug is None:
-      update = lambda out, key: state.objective_state
+    z_aug from each level's batch; the AAE baseline also takes a discriminator step."""
+    if self.adv is not None:
+      update = lambda out, key: self.adv.update(state.objective_state, out.z[0], key)
+    elif self.aug is None:
+      update = lambda out, key: (state.objective_state, {})
     else:
-      update = lambda out, key: jax.vmap(self.aug.seed)(state.objective_state, out.z)
+      update = lambda out, key: (jax.vmap(self.aug.seed)(state.objective_state, out.z), {})
     return self._gradient_step(state, self.levels.split(batch), None, update)
 
   def augmented_batch(self, state: TrainState, batch):
@@ -271,7 +289,7 @@ class Programs:
     def update(out, key):
       keys = jax.random.split(key, self.levels.n)
       return jax.vmap(self.aug.update)(state.objective_state, out.z[:, :b], out.z[:, b:], keys,
-                                       jnp.asarray(self.level_p))
+                                       jnp.asarray(self.level_p)), {}
     return self._gradient_step(state, full, mask, update)
 
   def _eval_loss(self, state: TrainState, batch, salt) -> dict:
@@ -284,7 +302,8 @@ class Programs:
     loss, (terms, _, _) = elbo.vae_loss(
         self.model, v["params"], v["batch_stats"], batch, self._step_key(state, salt),
         lv.betas(beta_max)[lv.gen_level], p_tuple, p_string, False, mode=self.mode,
-        capacity=0.0 if caps is None else caps[lv.gen_level], gamma=lv.gamma)
+        capacity=0.0 if caps is None else caps[lv.gen_level], gamma=lv.gamma,
+        adversary=self._adversary(state))
     return {"loss": loss, "recon": terms.recon, "kl": terms.latent, "bpc": terms.bpc}
 
   def _generate(self, variables, key, n: int, greedy: bool):

@@ -108,6 +108,28 @@ def wae(tuple_scheme, string_scheme, weight):
   return build
 
 
+def aae(tuple_scheme, string_scheme, weight):
+  """App H: deterministic encoder and a discriminator (the sigma-network with a 2-way softmax),
+  one autoencoder and one discriminator step per training step, adversarial cross-entropy
+  weighted like the reconstruction loss (weight 1); SS over the whole run."""
+  def build(c):
+    wae(tuple_scheme, string_scheme, weight)(c)
+    c.objective.kind = "aae"
+  return build
+
+
+def text(inner, latent_dim=256):
+  """Table 7 (App F): one comma-separated line per record, "number,street,city,postcode,lat,
+  long" (coordinates to 5 decimals), modelled by one StringLiteral and the sigma-network with a
+  256-dim latent; teacher forcing; a malformed generated line scores p = 0."""
+  def build(c):
+    inner(c)
+    c.data.format = "text"
+    c.model.latent_dim = latent_dim
+    c.eval.lev_field = "text"
+  return build
+
+
 def simple(inner):
   """Table 8 (App G): the pass-through SimpleTuple model with another row's objective."""
   def build(c):
@@ -163,6 +185,14 @@ TABLES: dict[str, list[Row]] = {
         Row("ss_0.64_0.64", multiscale(*SS, 0.64, 0.64), (0.313, 0.152, 0.344, 0.268)),
         Row("ss_2.56_2.56", multiscale(*SS, 2.56, 2.56), (0.396, 0.306, 0.379, 0.685)),
     ],
+    "t7": [   # Table 7 (App F): comma-separated text model; paper: malformed of 10,000
+        Row("kl_warmup", text(beta_vae(*TF, 0.0, 0.768)), (0.424, 0.411, 0.344, None),
+            "KL warm-up 0 -> 0.768; 23 of 10,000 malformed"),
+        Row("ms_2.56_1.28", text(multiscale(*TF, 2.56, 1.28)), (0.436, 0.428, 0.340, None),
+            "multiscale beta_max 2.56 -> 1.28: posterior collapse; 17 malformed"),
+        Row("ms_0.768", text(multiscale(*TF, 0.768, 0.768)), (0.394, 0.356, 0.344, None),
+            "multiscale, beta_max fixed at 0.768; 43 malformed"),
+    ],
     "t8": [   # Table 8 (App G): pass-through SimpleTuple
         Row("tf_0.384", simple(beta_vae(*TF, 0.0, 0.384)), (0.0835, 1.33e-4, 0.192, None)),
         Row("ss_0.384", simple(beta_vae(*SS, 0.0, 0.384)), (0.0652, 2.68e-7, 0.175, None)),
@@ -217,6 +247,8 @@ TABLES: dict[str, list[Row]] = {
             ("0.371 - 0.389", "0.268 - 0.276", "0.367 - 0.381", "0.397 - 0.537")),
     ],
     "baselines": [   # Apps H-I (Apps F, G: tables t7, t8)
+        Row("aae", aae(*SSTF, 1.0), (0.0576, 0, 0.183, None),
+            "App H: AAE, Tuple SS + String TF, adversarial CE weight 1"),
         Row("wae", wae(*SSTF, 0.128), (0.0240, 0, 0.112, None),
             "App I: WAE, Tuple SS + String TF, W2^2 weight 0.128 per latent dim"),
     ],
