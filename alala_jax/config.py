@@ -84,6 +84,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_batches = 2              # batches for the periodic test / generated loss
   c.train.checkpoint_every = 1000       # orbax checkpoint interval (steps)
   c.train.max_to_keep = 3               # checkpoints kept
+  c.train.mesh = ""                     # '' = one device; 'DATA,BETA' (e.g. '2,4'): shard the
+                                        # batch and the multiscale level axis (train/sharding.py)
 
   c.eval = ml_collections.ConfigDict()
   c.eval.num_generated = 10000          # generated records scored by the p-value (Sec 2.4)

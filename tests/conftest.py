@@ -8,8 +8,12 @@ import sys
 # tiny steps: without them the test config's train step compiles in 76 s instead of 133 s
 # (measured with the CPU shared; BUILD_NOTES "Test suite"). Set before jax starts its backend;
 # flags the caller already set come after these and win.
+# 8 host devices for the sharded-step test (tests/test_sharding.py); single-device programs
+# run on device 0 as before.
 _FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
-os.environ["XLA_FLAGS"] = (_FAST_COMPILE + " " + os.environ.get("XLA_FLAGS", "")).strip()
+_DEVICES = "--xla_force_host_platform_device_count=8"
+os.environ["XLA_FLAGS"] = " ".join([_FAST_COMPILE, _DEVICES, os.environ.get("XLA_FLAGS", "")]
+                                   ).strip()
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402

@@ -23,6 +23,7 @@ import orbax.checkpoint as ocp
 from alala_jax import evaluate as ev
 from alala_jax import schema as sc
 from alala_jax.data import batching, codec, datasets
+from alala_jax.train import sharding
 from alala_jax.train.state import Programs, TrainState
 
 
@@ -145,6 +146,11 @@ def train(config, workdir: str, prepared: Prepared | None = None, log=print,
   t_compile = time.time()
   state = programs.create_state(config.seed, batching.batch_at(train_arrays, 0, tc.batch_size,
                                                                config.seed))
+  mesh = sharding.mesh_from_config(tc.get("mesh", ""))
+  if mesh is not None:
+    state = jax.device_put(state, sharding.state_shardings(state, mesh, programs.levels.n))
+    log(f"mesh: {dict(mesh.shape)} over {mesh.devices.size} devices (levels over 'beta', "
+        "rows over ('beta', 'data'))")
   restored = restore_latest(mngr, state)
   if restored is not None:
     state = restored
@@ -175,6 +181,8 @@ def train(config, workdir: str, prepared: Prepared | None = None, log=print,
   end = tc.num_steps if stop_at is None else min(stop_at, tc.num_steps)
   while step < end:
     batch = batching.batch_at(train_arrays, step, tc.batch_size, config.seed)
+    if mesh is not None:
+      batch = jax.device_put(batch, sharding.batch_sharding(mesh))
     if step == programs.gen_start_step:
       log(f"step {step}: augmented training starts ({programs.aug.n_augmented} augmented "
           f"latents x {programs.levels.n} level(s), p_sampled {programs.level_p.min():.3g}-"

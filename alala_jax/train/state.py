@@ -210,6 +210,17 @@ class Programs:
       return None
     return lambda z: self.adv.generator_loss(state.objective_state, z)
 
+  def loss_and_grads(self, state: TrainState, level_batches, stats_mask=None):
+    """The step's multiscale loss and its gradients w.r.t. the parameters (traceable):
+    ((loss, (per-level terms, updated batch_stats, per-level VAEOut)), grads)."""
+    lv = self.levels
+    beta_max, p_tuple, p_string = self.sched.at(state.step)
+    grad_fn = jax.value_and_grad(multiscale.multiscale_loss, argnums=1, has_aux=True)
+    return grad_fn(self.model, state.params, state.batch_stats, level_batches,
+                   jax.random.split(self._step_key(state), lv.n), lv.betas(beta_max), lv.caps(),
+                   p_tuple, p_string, True, self.mode, lv.gamma, stats_mask,
+                   self._adversary(state))
+
   def _gradient_step(self, state: TrainState, level_batches, stats_mask, objective_update
                      ) -> tuple[TrainState, dict, dict]:
     """One optimiser step on the level batches [n, rows, ...]; `objective_update(out, key)`
@@ -222,11 +233,8 @@ class Programs:
     """
     lv = self.levels
     beta_max, p_tuple, p_string = self.sched.at(state.step)
-    grad_fn = jax.value_and_grad(multiscale.multiscale_loss, argnums=1, has_aux=True)
-    (loss, (terms, new_stats, out)), grads = grad_fn(
-        self.model, state.params, state.batch_stats, level_batches,
-        jax.random.split(self._step_key(state), lv.n), lv.betas(beta_max), lv.caps(), p_tuple,
-        p_string, True, self.mode, lv.gamma, stats_mask, self._adversary(state))
+    (loss, (terms, new_stats, out)), grads = self.loss_and_grads(state, level_batches,
+                                                                 stats_mask)
     updates, new_opt = self.tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
     new_obj, obj_metrics = objective_update(jax.tree.map(jax.lax.stop_gradient, out),
