@@ -31,6 +31,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.latent_dim = 128              # embedding and latent size (Sec 2.3)
   c.model.char_dim = 16                 # character embedding size (App B.1)
   c.model.tuple_type = "tuple"          # 'tuple' (App B.3) or 'simple' (pass-through, App G)
+  c.model.string_scan = "field"         # 'field': a scan per string field; 'grouped': a
+                                        # Tuple's string fields share padded scans (issue #5)
 
   c.objective = ml_collections.ConfigDict()
   c.objective.kind = "vae"              # vae | wae (App I baseline: deterministic encoder,

@@ -2,6 +2,7 @@ r"""Training-step benchmark: model FLOP utilisation against this machine's measu
 
   python experiments/bench_train.py                       # Address, batch 256, latent 128
   python experiments/bench_train.py --batch=128 --latent=64 --steps=30
+  python experiments/bench_train.py --string_scan=both     # per-field vs grouped string scans
 
 Measures in ONE run: the float32 matmul peak (GFLOP/s, 1024^3 jit'd matmul, all cores), the
 training step's matmul FLOPs (counted from its jaxpr, scan bodies x length; XLA's
@@ -24,6 +25,9 @@ _BATCH = flags.DEFINE_integer("batch", 256, "Batch size.")
 _LATENT = flags.DEFINE_integer("latent", 128, "Latent / embedding size.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after one warm-up step).")
 _RECORDS = flags.DEFINE_integer("records", 5000, "Synthetic records to draw batches from.")
+_SCAN = flags.DEFINE_enum("string_scan", "field", ["field", "grouped", "both"],
+                          "String scans: one per field, grouped (shared padded scans), or both "
+                          "(measured one after the other in this run, with their ratio).")
 
 
 def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
@@ -42,18 +46,18 @@ def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
   return 2 * n**3 / best / 1e9
 
 
-def main(argv):
-  del argv
+def measure(scan: str, peak: float) -> dict:
+  """Compiles and times the default training step with `model.string_scan = scan`."""
   import jax
   from alala_jax import config as base
   from alala_jax.data import batching
   from alala_jax.train import flops as flops_lib
   from alala_jax.train import loop
-  peak = matmul_peak_gflops()
   c = base.base_config()
   c.data.num_synthetic = _RECORDS.value
   c.train.batch_size = _BATCH.value
   c.model.latent_dim = _LATENT.value
+  c.model.string_scan = scan
   prep = loop.prepare(c)
   p = prep.programs
   batch = batching.batch_at(prep.train_arrays, 0, _BATCH.value, 0)
@@ -63,7 +67,6 @@ def main(argv):
   compile_s = time.perf_counter() - t
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  xla_flops = float(cost["flops"])
   flops = float(flops_lib.matmul_flops(p._train_step, state, batch))
   state, m, _ = p.train_step(state, batch)
   jax.block_until_ready(state)
@@ -73,20 +76,38 @@ def main(argv):
     state, m, _ = p.train_step(state, b)
   jax.block_until_ready(state)
   dt = (time.perf_counter() - t) / _STEPS.value
+  return dict(scan=scan, flops=flops, xla_flops=float(cost["flops"]), compile_s=compile_s,
+              dt=dt, lengths=dict(p.spec.max_len))
+
+
+def main(argv):
+  del argv
+  import jax
+  peak = matmul_peak_gflops()
+  scans = ["field", "grouped"] if _SCAN.value == "both" else [_SCAN.value]
+  rows = [measure(s, peak) for s in scans]
+  useful = rows[0]["flops"] if rows[0]["scan"] == "field" else None
   rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-  achieved = flops / dt / 1e9
   print(f"devices: {jax.devices()}  cores: {os.cpu_count()}")
   print(f"float32 matmul peak (1024^3):  {peak:8.1f} GFLOP/s")
   print(f"train step (B={_BATCH.value}, latent={_LATENT.value}, Address schema, "
-        f"string lengths {dict(p.spec.max_len)})")
-  print(f"  matmul FLOPs/step (jaxpr count): {flops / 1e9:8.2f} GFLOP   (XLA cost analysis, "
-        f"which counts each scan body once: {xla_flops / 1e9:.2f})")
-  print(f"  compile time:                  {compile_s:8.1f} s")
-  print(f"  step time:                     {dt * 1e3:8.1f} ms  ({1 / dt:.2f} steps/s, "
-        f"{_BATCH.value / dt:.0f} records/s)")
-  print(f"  achieved:                      {achieved:8.1f} GFLOP/s")
-  print(f"  peak resident memory:          {rss_gib:8.2f} GiB")
-  print(f"MFU = achieved / matmul peak = {achieved / peak:.3f}")
+        f"string lengths {rows[0]['lengths']})")
+  for r in rows:
+    achieved = r["flops"] / r["dt"] / 1e9
+    print(f"[string_scan={r['scan']}]")
+    print(f"  matmul FLOPs/step (jaxpr count): {r['flops'] / 1e9:8.2f} GFLOP   (XLA cost "
+          f"analysis, which counts each scan body once: {r['xla_flops'] / 1e9:.2f})")
+    print(f"  compile time:                  {r['compile_s']:8.1f} s")
+    print(f"  step time:                     {r['dt'] * 1e3:8.1f} ms  ({1 / r['dt']:.2f} "
+          f"steps/s, {_BATCH.value / r['dt']:.0f} records/s)")
+    print(f"  achieved:                      {achieved:8.1f} GFLOP/s")
+    print(f"  MFU = achieved / matmul peak = {achieved / peak:.3f}")
+    if useful is not None and r["scan"] != "field":
+      print(f"  useful-work MFU (field FLOPs, padding not counted) = "
+            f"{useful / r['dt'] / 1e9 / peak:.3f}; speed-up over field: "
+            f"{rows[0]['dt'] / r['dt']:.2f}x, compile {rows[0]['compile_s'] / r['compile_s']:.2f}x "
+            f"faster")
+  print(f"peak resident memory (whole run): {rss_gib:.2f} GiB")
 
 
 if __name__ == "__main__":

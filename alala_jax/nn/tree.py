@@ -30,6 +30,8 @@ from alala_jax.nn.gru import GRUCell
 from alala_jax.nn.scalar_tuple import ScalarTuple
 from alala_jax.nn.string_literal import StringLiteral
 
+GROUP_WASTE = 1.5   # 'grouped' string scans: padded work <= 1.5 x the unpadded work per group
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
@@ -40,6 +42,9 @@ class ModelConfig:
   latent_dim: int = 128
   char_dim: int = 16
   tuple_type: str = "tuple"                  # 'tuple' (App B.3) or 'simple' (App G)
+  string_scan: str = "field"                 # 'field': one scan per string field; 'grouped':
+                                             # a Tuple's string fields share scans (see
+                                             # `string_groups`), same numbers up to rounding
   sigma_layers: int = 3
   stats_decay: float = 0.999
   whiten_eps: float = 1e-5
@@ -89,6 +94,46 @@ def _flatten_lead(tree, n):
   return jax.tree.map(lambda a: a.reshape((a.shape[0] * n,) + a.shape[2:]), tree)
 
 
+def string_groups(steps: list[int], max_waste: float = GROUP_WASTE) -> list[list[int]]:
+  """Groups string fields (by their scan lengths `steps`) into batched scans.
+
+  Fields are sorted by length; a field joins the current group while the group's padded work
+  (members x longest) stays within `max_waste` x the unpadded sum. Returns index lists.
+  """
+  order = sorted(range(len(steps)), key=lambda i: steps[i])
+  groups: list[list[int]] = []
+  for i in order:
+    if groups:
+      g = groups[-1] + [i]
+      if len(g) * steps[i] <= max_waste * sum(steps[j] for j in g):
+        groups[-1] = g
+        continue
+    groups.append([i])
+  return groups
+
+
+def _string_out(node: sc.StringNode, emb: jax.Array, loss, nats, sample, target) -> DecodeOut:
+  """A string field's DecodeOut from the StringLiteral's decode results."""
+  if target is None:
+    z = _zeros_like_batch(emb)
+    return DecodeOut(z, z, z, sample, {})
+  chars = (target["length"] + 1).astype(emb.dtype)
+  return DecodeOut(loss, nats, chars, sample, {sc.path_name(node.path): loss})
+
+
+def _pad_time(a: jax.Array, steps: int) -> jax.Array:
+  """[B, T] -> [B, steps] padded with END ids."""
+  return jnp.pad(a, ((0, 0), (0, steps - a.shape[1])))
+
+
+def _cut_sample(sample: dict, steps: int) -> dict:
+  """A sample decoded for more steps than a field's `steps`: cut as `normalize_chars` would
+  have (no END within `steps` -> max_len = steps - 1 characters)."""
+  length = jnp.minimum(sample["length"], steps - 1)
+  chars = jnp.where(jnp.arange(steps) < length[:, None], sample["chars"][:, :steps], 0)
+  return {"chars": chars.astype(sample["chars"].dtype), "length": length}
+
+
 class StringField(nn.Module):
   """A string field: a view on the shared StringLiteral, or its own one if `literal` is None."""
   node: sc.StringNode
@@ -110,11 +155,7 @@ class StringField(nn.Module):
     del enc
     loss, nats, sample = self._lit().decode(emb, target, self.cfg.steps(self.node.path),
                                              ctx.p_string, ctx.greedy)
-    if target is None:
-      z = _zeros_like_batch(emb)
-      return DecodeOut(z, z, z, sample, {})
-    chars = (target["length"] + 1).astype(emb.dtype)
-    return DecodeOut(loss, nats, chars, sample, {sc.path_name(self.node.path): loss})
+    return _string_out(self.node, emb, loss, nats, sample, target)
 
 
 class FloatsField(nn.Module):
@@ -278,6 +319,10 @@ class Tuple(nn.Module):
   mixed per example and element with ground-truth probability p_tuple. Child decoders decode
   e_k. Skew loss_k = w_k * MSE(e_k, child encoder embedding), without stop-gradients (BUILD_NOTES).
   The state after the last element is never used, so there are K - 1 decoder cells.
+  With ``cfg.string_scan == 'grouped'`` the direct string children run in shared, padded scans
+  of the StringLiteral (`string_groups`): child decoders never feed back into the Tuple decoder,
+  so all e_k are known before any string is decoded. Same numbers as one scan per field (up to
+  float rounding; sampling draws other random numbers).
   """
   node: sc.RecordNode
   literal: Any
@@ -294,9 +339,31 @@ class Tuple(nn.Module):
     self.emit = [layers.CeluDense(h) for _ in range(k)]
     self.dec_cells = [GRUCell(h) for _ in range(k - 1)]
 
+  def _groups(self) -> list[list[int]]:
+    """Groups (of >= 2) of direct string children that share a scan (static)."""
+    if self.cfg.string_scan == "field" or self.literal is None:
+      return []
+    if self.cfg.string_scan != "grouped":
+      raise ValueError(f"unknown string_scan {self.cfg.string_scan!r}: 'field' or 'grouped'")
+    idx = [k for k, c in enumerate(self.node.children) if isinstance(c, sc.StringNode)]
+    groups = string_groups([self.cfg.steps(self.node.children[k].path) for k in idx])
+    return [[idx[j] for j in g] for g in groups if len(g) > 1]
+
+  def _steps(self, k: int) -> int:
+    return self.cfg.steps(self.node.children[k].path)
+
   def encode(self, data, mask, train):
-    kids = [kid.encode(data[c.key], mask, train)
-            for kid, c in zip(self.kids, self.node.children)]
+    kids: list[Any] = [None] * len(self.kids)
+    for g in self._groups():
+      steps = max(self._steps(k) for k in g)
+      field = [data[self.node.children[k].key] for k in g]
+      emb = self.literal.encode(
+          jnp.concatenate([_pad_time(f["chars"], steps) for f in field], 0),
+          jnp.concatenate([f["length"] for f in field], 0))["emb"]
+      for k, e in zip(g, jnp.split(emb, len(g), 0)):
+        kids[k] = {"emb": e}
+    kids = [kids[k] if kids[k] is not None else kid.encode(data[c.key], mask, train)
+            for k, (kid, c) in enumerate(zip(self.kids, self.node.children))]
     embs = [e["emb"] for e in kids]
     h0 = jnp.broadcast_to(self.h_init, embs[0].shape)
     hf, hb = h0, h0
@@ -311,21 +378,46 @@ class Tuple(nn.Module):
     k_total = len(self.kids)
     if enc is not None:
       coins = jax.random.uniform(self.make_rng("sample"), (k_total, b)) < ctx.p_tuple
-    z = _zeros_like_batch(emb)
-    loss, nats, chars, samples, fields = z, z, z, {}, {}
+    groups = self._groups()
+    grouped = {k for g in groups for k in g}
+    es, outs = [], [None] * k_total
     for k, (kid, c) in enumerate(zip(self.kids, self.node.children)):
       e = self.emit[k](h)
+      es.append(e)
       child_enc = None if enc is None else enc["children"][k]
       if k + 1 < k_total:
         inp = e if enc is None else jnp.where(coins[k][:, None], child_enc["emb"], e)
         h = self.dec_cells[k](h, inp)
-      out = kid.decode(e, None if target is None else target[c.key], child_enc, ctx)
+      if k not in grouped:
+        outs[k] = kid.decode(e, None if target is None else target[c.key], child_enc, ctx)
+    for g in groups:
+      self._decode_group(g, es, target, ctx, outs)
+    z = _zeros_like_batch(emb)
+    loss, nats, chars, samples, fields = z, z, z, {}, {}
+    for k, (out, c) in enumerate(zip(outs, self.node.children)):
       samples[c.key] = out.sample
       if enc is not None:
-        loss = loss + out.loss + _skew(e, child_enc["emb"], c.weight)
+        loss = loss + out.loss + _skew(es[k], enc["children"][k]["emb"], c.weight)
         nats, chars = nats + out.nats, chars + out.chars
         fields.update(out.fields)
     return DecodeOut(loss, nats, chars, samples, fields)
+
+  def _decode_group(self, g: list[int], es, target, ctx: Ctx, outs: list) -> None:
+    """Decodes the string children `g` in one padded scan; fills `outs[k]` for k in g."""
+    steps = max(self._steps(k) for k in g)
+    keys = [self.node.children[k].key for k in g]
+    tgt = None if target is None else {
+        "chars": jnp.concatenate([_pad_time(target[key]["chars"], steps) for key in keys], 0),
+        "length": jnp.concatenate([target[key]["length"] for key in keys], 0)}
+    loss, nats, sample = self.literal.decode(jnp.concatenate([es[k] for k in g], 0), tgt, steps,
+                                             ctx.p_string, ctx.greedy)
+    split = lambda a: [None] * len(g) if a is None else jnp.split(a, len(g), 0)
+    parts = zip(g, keys, split(loss), split(nats), split(sample["chars"]),
+                split(sample["length"]))
+    for k, key, loss_k, nats_k, chars_k, length_k in parts:
+      outs[k] = _string_out(self.node.children[k], es[k], loss_k, nats_k,
+                            _cut_sample({"chars": chars_k, "length": length_k}, self._steps(k)),
+                            None if target is None else target[key])
 
 
 class Single(nn.Module):

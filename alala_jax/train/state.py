@@ -56,7 +56,8 @@ def model_config(spec: codec.DataSpec, model_cfg) -> tree.ModelConfig:
                           max_len=tuple(sorted(spec.max_len.items())),
                           max_items=tuple(sorted(spec.max_items.items())),
                           latent_dim=model_cfg.latent_dim, char_dim=model_cfg.char_dim,
-                          tuple_type=model_cfg.tuple_type)
+                          tuple_type=model_cfg.tuple_type,
+                          string_scan=model_cfg.get("string_scan", "field"))
 
 
 @dataclasses.dataclass(frozen=True)
