@@ -2,7 +2,9 @@
 
 A 2-level multiscale VAE (batch 16 split 8 + 8) with augmented training from step 3 of 6 (8
 augmented latents, 4 per level, per-level p_sampled 0.15 / 0.2), so the end-to-end, resume and
-no-recompile tests cover the level axis, the augmented step and their state too.
+no-recompile tests cover the level axis, the augmented step and their state too. Its string
+fields share grouped scans (`model.string_scan='grouped'`), which compile ~1.8x faster; the
+per-field default is covered by tests/test_model.py.
 """
 
 from alala_jax import config as base
@@ -28,4 +30,5 @@ def get_config(arg=None):
   c.objective.augmented.p_spacing = "linear"
   c.objective.augmented.p_min = 0.1
   c.objective.multiscale.n_levels = 2
+  c.model.string_scan = "grouped"
   return c
