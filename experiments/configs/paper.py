@@ -11,7 +11,10 @@ schedule period expressed as a fraction of the run, so that the paper's 2M-step 
 Expected CPU runtime (this 2-core machine, Vermont, latent 128, batch 128, `BUDGET` steps):
 the single-level rows ran at ~4 steps/s (BUILD_NOTES (b)-(c): ~13 min for 3000 steps plus ~1
 min compile and ~1.5 min evaluation). Augmented rows train on twice the rows per step from
-gen_start on and compile a second step; the 32-level rows have not been timed on Vermont yet.
+gen_start on and compile a second step. Measured with the CPU shared (BUILD_NOTES (d), train +
+eval wall): beta-VAE 22 min, augmented 36 min, 32-level multiscale 24 min (90 s compile, ~2.5
+steps/s), multiscale + augmented 33 min, SimpleTuple 16 min; the text rows (t7) ~8x the
+recurrent work of the field model per step (estimate, not run on Vermont).
 `:smoke` shrinks any row to a check of a few minutes (mostly compilation; the 4-level
 multiscale + augmented smoke took 265 s with the CPU shared); `steps=N` changes the budget
 (all rows of one sweep must share it).
