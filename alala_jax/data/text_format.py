@@ -16,6 +16,7 @@ commas, and `to_text` refuses values that do).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Sequence
 
 ENABLED = "text"
@@ -47,12 +48,20 @@ class TextFormat:
     self._floats()   # validates the float fields' position
 
   def _is_float(self, name: str) -> bool:
-    t = {f.name: f.type for f in dataclasses.fields(self.cls)}[name]
-    return t in (float, "float")
+    return self._float_fields[self.fields.index(name)]
+
+  @functools.cached_property
+  def _float_fields(self) -> tuple[bool, ...]:
+    types = {f.name: f.type for f in dataclasses.fields(self.cls)}
+    return tuple(types[f] in (float, "float") for f in self.fields)
+
+  @functools.cached_property
+  def _first_float(self) -> int:
+    return self._floats()
 
   def _floats(self) -> int:
     """Index of the first float field; float fields must come last (App F: lat, long)."""
-    kinds = [self._is_float(f) for f in self.fields]
+    kinds = list(self._float_fields)
     first = kinds.index(True) if True in kinds else len(kinds)
     if not all(kinds[first:]):
       raise ValueError(f"data.text_fields {self.fields}: the float fields must come last")
@@ -78,7 +87,7 @@ class TextFormat:
     """The record a line encodes, or None if it is malformed (module docstring)."""
     text = line.text if isinstance(line, CsvText) else line
     parts = text.split(",")
-    n, first = len(self.fields), self._floats()
+    n, first = len(self.fields), self._first_float
     if len(parts) < n:
       return None
     values = parts[:first] + parts[len(parts) - (n - first):]
