@@ -4,6 +4,8 @@ r"""Generates N records from a trained workdir to CSV or JSON lines.
   python experiments/generate.py --workdir=/tmp/alala --num=10 --output=- --format=jsonl --greedy
 
 Sampling from the decoder is the default (paper 000 Sec 2.1); --greedy decodes by argmax.
+A comma-separated text model (data.format 'text', App F) writes its lines parsed back into
+records of the schema; malformed lines are dropped and counted on stderr.
 """
 
 import json
@@ -31,17 +33,24 @@ def main(argv):
   import dataclasses
   import jax
   from alala_jax import cli, generate
-  from alala_jax.data import csv_io
+  from alala_jax.data import csv_io, datasets, text_format
   from alala_jax.train import loop
   config = cli.load_workdir_config(_WORKDIR.value)
   state, programs = loop.load_model(_WORKDIR.value, config)
   recs = generate.generate_records(programs, state, _NUM.value, jax.random.key(_SEED.value),
                                    config.eval.chunk, _GREEDY.value)
+  cls = programs.root.cls
+  text = text_format.from_config(config.data, datasets.import_schema(config.data.schema))
+  if text is not None:
+    parsed = [text.parse(r) for r in recs]
+    recs, cls = [r for r in parsed if r is not None], text.cls
+    print(f"{len(parsed) - len(recs)} of {len(parsed)} generated lines were malformed (dropped)",
+          file=sys.stderr)
   fmt = _FORMAT.value or ("csv" if _OUTPUT.value.endswith(".csv") else "jsonl")
   if fmt == "csv":
     if _OUTPUT.value == "-":
       raise app.UsageError("--format=csv needs --output=<file>")
-    csv_io.write_csv(_OUTPUT.value, recs, programs.root.cls)
+    csv_io.write_csv(_OUTPUT.value, recs, cls)
   else:
     out = sys.stdout if _OUTPUT.value == "-" else open(_OUTPUT.value, "w")
     for r in recs:
