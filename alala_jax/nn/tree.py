@@ -25,6 +25,7 @@ import optax
 from flax import struct
 
 from alala_jax import schema as sc
+from alala_jax.data.codec import END_ID
 from alala_jax.nn import layers
 from alala_jax.nn.gru import GRUCell
 from alala_jax.nn.scalar_tuple import ScalarTuple
@@ -130,7 +131,7 @@ def _cut_sample(sample: dict, steps: int) -> dict:
   """A sample decoded for more steps than a field's `steps`: cut as `normalize_chars` would
   have (no END within `steps` -> max_len = steps - 1 characters)."""
   length = jnp.minimum(sample["length"], steps - 1)
-  chars = jnp.where(jnp.arange(steps) < length[:, None], sample["chars"][:, :steps], 0)
+  chars = jnp.where(jnp.arange(steps) < length[:, None], sample["chars"][:, :steps], END_ID)
   return {"chars": chars.astype(sample["chars"].dtype), "length": length}
 
 
