@@ -3,15 +3,24 @@ r"""Training-step benchmark: model FLOP utilisation against this machine's measu
   python experiments/bench_train.py                       # Address, batch 256, latent 128
   python experiments/bench_train.py --batch=128 --latent=64 --steps=30
   python experiments/bench_train.py --string_scan=both     # per-field vs grouped string scans
+  python experiments/bench_train.py --malloc=compare       # glibc malloc modes (runtime.py)
+  python experiments/bench_train.py --gru_remat=none,dots  # string GRU cells under nn.remat
 
 Measures in ONE run: the float32 matmul peak (GFLOP/s, 1024^3 jit'd matmul, all cores), the
 training step's matmul FLOPs (counted from its jaxpr, scan bodies x length; XLA's
 cost analysis counts a loop body once and is printed for comparison), compile time, steps/s,
-records/s, peak resident memory, and prints MFU = step FLOPs x steps/s / matmul peak.
+records/s, XLA's temporary buffer size, minor page faults per step, peak resident memory, and
+prints MFU = step FLOPs x steps/s / matmul peak.
+
+`--malloc=compare` runs the benchmark once per malloc mode of `alala_jax.runtime` (a process
+setting, so each in its own subprocess, one after the other) and prints their step-time ratios.
 """
 
+import json
 import os
 import resource
+import statistics
+import subprocess
 import sys
 import time
 
@@ -23,11 +32,18 @@ from alala_jax import runtime  # noqa: E402
 
 _BATCH = flags.DEFINE_integer("batch", 256, "Batch size.")
 _LATENT = flags.DEFINE_integer("latent", 128, "Latent / embedding size.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after one warm-up step).")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per round (after one warm-up step).")
+_ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved timing rounds (matmul peak, then each "
+                               "variant); medians are reported.")
 _RECORDS = flags.DEFINE_integer("records", 5000, "Synthetic records to draw batches from.")
 _SCAN = flags.DEFINE_enum("string_scan", "field", ["field", "grouped", "both"],
                           "String scans: one per field, grouped (shared padded scans), or both "
                           "(measured one after the other in this run, with their ratio).")
+_REMAT = flags.DEFINE_list("gru_remat", ["none"], "model.gru_remat values to compare "
+                           "(none, dots, full); each is a variant, crossed with --string_scan.")
+_MALLOC = flags.DEFINE_enum("malloc", "current", ["current", "compare"],
+                            "current: this process's malloc mode ($ALALA_MALLOC, default "
+                            "'thresholds'); compare: one subprocess per mode of runtime.MODES.")
 
 
 def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
@@ -46,68 +62,127 @@ def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
   return 2 * n**3 / best / 1e9
 
 
-def measure(scan: str, peak: float) -> dict:
-  """Compiles and times the default training step with `model.string_scan = scan`."""
-  import jax
+def default_step(scan: str, batch_size: int, latent: int, records: int, remat: str = "none"):
+  """(prepared run, Programs, initial state, first batch) of the default training step."""
   from alala_jax import config as base
   from alala_jax.data import batching
-  from alala_jax.train import flops as flops_lib
   from alala_jax.train import loop
   c = base.base_config()
-  c.data.num_synthetic = _RECORDS.value
-  c.train.batch_size = _BATCH.value
-  c.model.latent_dim = _LATENT.value
+  c.data.num_synthetic = records
+  c.train.batch_size = batch_size
+  c.model.latent_dim = latent
   c.model.string_scan = scan
+  c.model.gru_remat = remat
   prep = loop.prepare(c)
-  p = prep.programs
-  batch = batching.batch_at(prep.train_arrays, 0, _BATCH.value, 0)
-  state = p.create_state(0, batch)
+  batch = batching.batch_at(prep.train_arrays, 0, batch_size, 0)
+  return prep, prep.programs, prep.programs.create_state(0, batch), batch
+
+
+def prepare(scan: str, remat: str) -> dict:
+  """Compiles the default training step with `model.string_scan = scan` and `model.gru_remat =
+  remat`; returns its counts
+  and a `time()` closure: seconds per step and minor page faults per step over `--steps`."""
+  import jax
+  from alala_jax.data import batching
+  from alala_jax.train import flops as flops_lib
+  prep, p, state, batch = default_step(scan, _BATCH.value, _LATENT.value, _RECORDS.value, remat)
   t = time.perf_counter()
   compiled = p.train_step.lower(state, batch).compile()
   compile_s = time.perf_counter() - t
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(flops_lib.matmul_flops(p._train_step, state, batch))
-  state, m, _ = p.train_step(state, batch)
-  jax.block_until_ready(state)
+  temp = compiled.memory_analysis().temp_size_in_bytes
+  carry = {"state": p.train_step(state, batch)[0]}
+  jax.block_until_ready(carry)
   batches = [batching.batch_at(prep.train_arrays, s, _BATCH.value, 0) for s in range(_STEPS.value)]
-  t = time.perf_counter()
-  for b in batches:
-    state, m, _ = p.train_step(state, b)
-  jax.block_until_ready(state)
-  dt = (time.perf_counter() - t) / _STEPS.value
-  return dict(scan=scan, flops=flops, xla_flops=float(cost["flops"]), compile_s=compile_s,
-              dt=dt, lengths=dict(p.spec.max_len))
+
+  def time_steps() -> tuple[float, float]:
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    t = time.perf_counter()
+    for b in batches:
+      carry["state"] = p.train_step(carry["state"], b)[0]
+    jax.block_until_ready(carry)
+    dt = (time.perf_counter() - t) / _STEPS.value
+    return dt, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / _STEPS.value
+
+  return dict(scan=scan, remat=remat, flops=flops, xla_flops=float(cost["flops"]), compile_s=compile_s,
+              lengths=dict(p.spec.max_len), temp_mb=temp / 1e6, time=time_steps)
+
+
+def compare_malloc() -> None:
+  """Runs this benchmark once per malloc mode, each in a fresh process; prints the ratios."""
+  from alala_jax import runtime
+  args = [a for a in sys.argv[1:] if not a.startswith("--malloc")]
+  rows = {}
+  for mode in runtime.MODES:
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--malloc=current", *args],
+                         env=dict(os.environ, ALALA_MALLOC=mode), check=True,
+                         capture_output=True, text=True).stdout
+    print(f"--- ALALA_MALLOC={mode}\n{out}", flush=True)
+    rows[mode] = [json.loads(l[7:]) for l in out.splitlines() if l.startswith("RESULT ")]
+  print("malloc mode   scan     ms/step  faults/step  speed vs default")
+  for mode in runtime.MODES:
+    for r, base in zip(rows[mode], rows["default"]):
+      print(f"{mode:12s}  {r['scan']:7s} {r['dt'] * 1e3:8.1f}  {r['faults']:11.0f}  "
+            f"{base['dt'] / r['dt']:.2f}x")
 
 
 def main(argv):
   del argv
+  if _MALLOC.value == "compare":
+    return compare_malloc()
   import jax
-  peak = matmul_peak_gflops()
   scans = ["field", "grouped"] if _SCAN.value == "both" else [_SCAN.value]
-  rows = [measure(s, peak) for s in scans]
+  rows = [prepare(s, r) for s in scans for r in _REMAT.value]
+  # interleaved rounds (peak, variant 1, variant 2, peak, ...): this machine's speed drifts
+  # by +-20% within minutes, so each round's MFU is taken against that round's own peak
+  for r in rows:
+    r["dts"], r["mfus"], r["faults_all"] = [], [], []
+  peaks = []
+  for _ in range(_ROUNDS.value):
+    peaks.append(matmul_peak_gflops())
+    for r in rows:
+      dt, faults = r["time"]()
+      r["dts"].append(dt)
+      r["faults_all"].append(faults)
+      r["mfus"].append(r["flops"] / dt / 1e9 / peaks[-1])
+  for r in rows:
+    del r["time"]
+    r["dt"], r["mfu"] = statistics.median(r["dts"]), statistics.median(r["mfus"])
+    r["faults"] = statistics.median(r["faults_all"])
+  peak = statistics.median(peaks)
   useful = rows[0]["flops"] if rows[0]["scan"] == "field" else None
   rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   print(f"devices: {jax.devices()}  cores: {os.cpu_count()}")
-  print(f"float32 matmul peak (1024^3):  {peak:8.1f} GFLOP/s")
+  print(f"float32 matmul peak (1024^3):  {peak:8.1f} GFLOP/s (median of {len(peaks)} rounds: "
+        f"{', '.join(f'{x:.0f}' for x in peaks)})")
   print(f"train step (B={_BATCH.value}, latent={_LATENT.value}, Address schema, "
         f"string lengths {rows[0]['lengths']})")
   for r in rows:
     achieved = r["flops"] / r["dt"] / 1e9
-    print(f"[string_scan={r['scan']}]")
+    print(f"[string_scan={r['scan']}, gru_remat={r['remat']}]")
     print(f"  matmul FLOPs/step (jaxpr count): {r['flops'] / 1e9:8.2f} GFLOP   (XLA cost "
           f"analysis, which counts each scan body once: {r['xla_flops'] / 1e9:.2f})")
     print(f"  compile time:                  {r['compile_s']:8.1f} s")
-    print(f"  step time:                     {r['dt'] * 1e3:8.1f} ms  ({1 / r['dt']:.2f} "
-          f"steps/s, {_BATCH.value / r['dt']:.0f} records/s)")
+    print(f"  step time (median of rounds):  {r['dt'] * 1e3:8.1f} ms  ({1 / r['dt']:.2f} "
+          f"steps/s, {_BATCH.value / r['dt']:.0f} records/s; rounds: "
+          f"{', '.join(f'{x * 1e3:.0f}' for x in r['dts'])} ms)")
     print(f"  achieved:                      {achieved:8.1f} GFLOP/s")
-    print(f"  MFU = achieved / matmul peak = {achieved / peak:.3f}")
-    if useful is not None and r["scan"] != "field":
+    print(f"  MFU = achieved / matmul peak = {r['mfu']:.3f} (median over rounds of each round's "
+          f"step against its own peak; {min(r['mfus']):.3f} - {max(r['mfus']):.3f})")
+    print(f"  XLA temporaries: {r['temp_mb']:.0f} MB; minor page faults per step: "
+          f"{r['faults']:.0f} (= {r['faults'] * resource.getpagesize() / 1e6:.0f} MB; malloc "
+          f"mode {os.environ.get('ALALA_MALLOC', 'thresholds')})")
+    if useful is not None and r is not rows[0]:
+      ratios = [f / g for f, g in zip(rows[0]["dts"], r["dts"])]
       print(f"  useful-work MFU (field FLOPs, padding not counted) = "
-            f"{useful / r['dt'] / 1e9 / peak:.3f}; speed-up over field: "
-            f"{rows[0]['dt'] / r['dt']:.2f}x, compile {rows[0]['compile_s'] / r['compile_s']:.2f}x "
-            f"faster")
+            f"{useful / r['dt'] / 1e9 / peak:.3f}; speed-up over the first variant: median "
+            f"{statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)}), "
+            f"compile {rows[0]['compile_s'] / r['compile_s']:.2f}x faster")
   print(f"peak resident memory (whole run): {rss_gib:.2f} GiB")
+  for r in rows:
+    print("RESULT " + json.dumps(dict(r, peak=peak)))
 
 
 if __name__ == "__main__":

@@ -173,3 +173,55 @@ def test_grouped_string_scans_equal_one_scan_per_field(address):
     assert n.max() <= dict(spec.max_len)[c.key], c.key
     chars = np.asarray(sample[c.key]["chars"])
     assert np.all(chars[np.arange(chars.shape[1])[None, :] >= n[:, None]] == codec.END_ID)
+
+
+def test_remat_gru_cells_give_the_same_loss_and_gradients(address, remat="dots"):
+  """`gru_remat` only changes what the backward pass stores: same parameter tree, same loss,
+  same gradients (under scheduled sampling, so both scans and their sampling run)."""
+  import dataclasses
+  root, spec, arrays, model, variables = address
+  rematted = vae.RecordVAE(root, dataclasses.replace(model.cfg, gru_remat=remat))
+  k = jax.random.key(0)
+  init = jax.jit(lambda a: rematted.init({"params": k, "latent": k, "sample": k}, a, 1.0, 1.0))
+  chex.assert_trees_all_equal_shapes(init(arrays), variables)
+
+  def loss(m):
+    def f(params):
+      out = _apply(m, {**variables, "params": params}, arrays, 0.5, 0.7, seed=3)
+      return jnp.mean(out.dec.loss)
+    return jax.jit(jax.value_and_grad(f))(variables["params"])
+
+  (l_ref, g_ref), (l_got, g_got) = loss(model), loss(rematted)
+  np.testing.assert_allclose(l_got, l_ref, rtol=1e-6)
+  chex.assert_trees_all_close(g_got, g_ref, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("remat", ["dots", "full"])
+def test_remat_cell_in_a_scan_matches_the_plain_cell(remat):
+  import flax.linen as nn
+  from alala_jax.nn import gru
+
+  def scan_loss(cell_cls):
+    class Net(nn.Module):
+      @nn.compact
+      def __call__(self, xs):
+        def step(cell, h, x):
+          return cell(h, x), h
+        h, hs = nn.scan(step, variable_broadcast="params", split_rngs={"params": False})(
+            cell_cls(6, name="cell"), jnp.zeros((3, 6)), xs)
+        return jnp.sum(h ** 2) + jnp.mean(jnp.tanh(hs))
+    return Net()
+
+  xs = jax.random.normal(jax.random.key(1), (5, 3, 4))
+  ref_net, net = scan_loss(gru.GRUCell), scan_loss(gru.cell_class(remat))
+  params = ref_net.init(jax.random.key(0), xs)
+  chex.assert_trees_all_equal_shapes(net.init(jax.random.key(0), xs), params)
+  ref = jax.value_and_grad(ref_net.apply)(params, xs)
+  got = jax.value_and_grad(net.apply)(params, xs)
+  chex.assert_trees_all_close(got, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_remat_policy_is_an_error():
+  from alala_jax.nn import gru
+  with pytest.raises(ValueError, match="gru_remat must be one of"):
+    gru.cell_class("some")

@@ -38,6 +38,29 @@ class GRUCell(nn.Module):
     return z * h + (1.0 - z) * c
 
 
+REMAT_POLICIES = {
+    "none": None,
+    # keep the matmul outputs, recompute the gates' elementwise work in the backward pass
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    # keep nothing but the carry: recompute the whole cell (1/3 more matmul FLOPs)
+    "full": jax.checkpoint_policies.nothing_saveable,
+}
+
+
+def cell_class(remat: str = "none") -> type[nn.Module]:
+  """`GRUCell`, or `GRUCell` under `nn.remat` with one of `REMAT_POLICIES` (same parameters).
+
+  Inside a scan, every residual the backward pass needs is stacked over time; saving only the
+  matmul outputs ('dots') cuts those stacked buffers (and XLA's copies of them) without more
+  FLOPs. Measured in BUILD_NOTES ("Performance work").
+  """
+  if remat not in REMAT_POLICIES:
+    raise ValueError(f"gru_remat must be one of {sorted(REMAT_POLICIES)}, got {remat!r}")
+  if remat == "none":
+    return GRUCell
+  return nn.remat(GRUCell, policy=REMAT_POLICIES[remat])
+
+
 def gru_reference(params: dict, h, x):
   """Plain numpy-style reference of one GRU step from a `GRUCell` param dict (for tests)."""
   import numpy as np

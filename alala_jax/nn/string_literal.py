@@ -24,22 +24,24 @@ import jax.numpy as jnp
 
 from alala_jax.data.codec import END_ID, OOV_ID
 from alala_jax.nn import layers
-from alala_jax.nn.gru import GRUCell
+from alala_jax.nn import gru
 
 
 class _EncStep(nn.Module):
   features: int
+  remat: str = "none"
 
   @nn.compact
   def __call__(self, h, inputs):
     x, active = inputs                          # [B, C], [B]
-    h_new = GRUCell(self.features, name="cell")(h, x)
+    h_new = gru.cell_class(self.remat)(self.features, name="cell")(h, x)
     return jnp.where(active[:, None], h_new, h), None
 
 
 class _DecStep(nn.Module):
   features: int
   vocab_size: int
+  remat: str = "none"
 
   @nn.compact
   def __call__(self, h, inputs, table):
@@ -48,7 +50,7 @@ class _DecStep(nn.Module):
     # never sample the out-of-vocabulary id: it is no training target (the loss keeps it)
     sampled = jnp.argmax((logits + gumbel).at[:, OOV_ID].set(-jnp.inf), -1).astype(jnp.int32)
     chosen = jnp.where(teacher, target, sampled)
-    h = GRUCell(self.features, name="cell")(h, table[chosen])
+    h = gru.cell_class(self.remat)(self.features, name="cell")(h, table[chosen])
     return h, (logits, sampled)
 
 
@@ -61,14 +63,15 @@ class StringLiteral(nn.Module):
   vocab_size: int
   features: int = 128
   char_dim: int = 16
+  remat: str = "none"        # GRU cells under nn.remat: none | dots | full (gru.cell_class)
 
   def setup(self):
     self.table = self.param("char_embedding", nn.initializers.uniform(1.0),
                             (self.vocab_size, self.char_dim))
-    self.enc_scan = _EncScan(self.features)
+    self.enc_scan = _EncScan(self.features, self.remat)
     self.enc_out = layers.CeluDense(self.features)
     self.dec_h0 = layers.CeluDense(self.features)
-    self.dec_scan = _DecScan(self.features, self.vocab_size)
+    self.dec_scan = _DecScan(self.features, self.vocab_size, self.remat)
 
   def encode(self, chars: jax.Array, length: jax.Array) -> dict:
     """chars [B, T] int, length [B] -> {'emb': [B, H]}."""

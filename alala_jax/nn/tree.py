@@ -46,6 +46,8 @@ class ModelConfig:
   string_scan: str = "field"                 # 'field': one scan per string field; 'grouped':
                                              # a Tuple's string fields share scans (see
                                              # `string_groups`), same numbers up to rounding
+  gru_remat: str = "none"                    # string GRU cells under nn.remat: none | dots |
+                                             # full (gru.cell_class); same numbers
   sigma_layers: int = 3
   stats_decay: float = 0.999
   whiten_eps: float = 1e-5
@@ -143,7 +145,8 @@ class StringField(nn.Module):
 
   def setup(self):
     if self.literal is None:
-      self.own = StringLiteral(self.cfg.vocab_size, self.cfg.latent_dim, self.cfg.char_dim)
+      self.own = StringLiteral(self.cfg.vocab_size, self.cfg.latent_dim, self.cfg.char_dim,
+                               self.cfg.gru_remat)
 
   def _lit(self) -> StringLiteral:
     return self.own if self.literal is None else self.literal

@@ -39,7 +39,7 @@ class RecordVAE(nn.Module):
 
   def setup(self):
     c = self.cfg
-    self.literal = (StringLiteral(c.vocab_size, c.latent_dim, c.char_dim)
+    self.literal = (StringLiteral(c.vocab_size, c.latent_dim, c.char_dim, c.gru_remat)
                     if c.tuple_type == "tuple" and sc.string_paths(self.root) else None)
     self.body = tree.build(self.root, self.literal, c)
     self.sigma_net = SigmaNet(c.latent_dim, c.sigma_layers)

@@ -57,7 +57,8 @@ def model_config(spec: codec.DataSpec, model_cfg) -> tree.ModelConfig:
                           max_items=tuple(sorted(spec.max_items.items())),
                           latent_dim=model_cfg.latent_dim, char_dim=model_cfg.char_dim,
                           tuple_type=model_cfg.tuple_type,
-                          string_scan=model_cfg.get("string_scan", "field"))
+                          string_scan=model_cfg.get("string_scan", "field"),
+                          gru_remat=model_cfg.get("gru_remat", "none"))
 
 
 @dataclasses.dataclass(frozen=True)
