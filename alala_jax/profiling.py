@@ -87,7 +87,8 @@ def summarize(events: list[dict[str, Any]], thread_names: dict[Any, str], steps:
       else:
         top_level += e["dur"]
       stack.append(e)
-    busy[thread_names.get(tid, str(tid))] = busy.get(thread_names.get(tid, str(tid)), 0) + top_level
+    name = thread_names.get(tid, str(tid))
+    busy[name] = busy.get(name, 0) + top_level
   kind_us, kind_count = collections.Counter(), collections.Counter()
   op_us, op_count = collections.Counter(), collections.Counter()
   for e in ops:
