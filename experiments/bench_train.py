@@ -83,8 +83,8 @@ def default_step(scan: str, batch_size: int, latent: int, records: int, remat: s
 
 def prepare(scan: str, remat: str) -> dict:
   """Compiles the default training step with `model.string_scan = scan` and `model.gru_remat =
-  remat`; returns its counts
-  and a `time()` closure: seconds per step and minor page faults per step over `--steps`."""
+  remat`; returns its counts and a `time()` closure: seconds per step and minor page faults per
+  step over `--steps`."""
   import jax
   from alala_jax.data import batching
   from alala_jax.train import flops as flops_lib
@@ -109,8 +109,9 @@ def prepare(scan: str, remat: str) -> dict:
     dt = (time.perf_counter() - t) / _STEPS.value
     return dt, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / _STEPS.value
 
-  return dict(scan=scan, remat=remat, flops=flops, xla_flops=float(cost["flops"]), compile_s=compile_s,
-              lengths=dict(p.spec.max_len), temp_mb=temp / 1e6, time=time_steps)
+  return dict(scan=scan, remat=remat, flops=flops, xla_flops=float(cost["flops"]),
+              compile_s=compile_s, lengths=dict(p.spec.max_len), temp_mb=temp / 1e6,
+              time=time_steps)
 
 
 def compare_malloc() -> None:
@@ -124,11 +125,11 @@ def compare_malloc() -> None:
                          capture_output=True, text=True).stdout
     print(f"--- ALALA_MALLOC={mode}\n{out}", flush=True)
     rows[mode] = [json.loads(l[7:]) for l in out.splitlines() if l.startswith("RESULT ")]
-  print("malloc mode   scan     ms/step  faults/step  speed vs default")
+  print("malloc mode   scan     remat  ms/step  faults/step  speed vs default")
   for mode in runtime.MODES:
     for r, base in zip(rows[mode], rows["default"]):
-      print(f"{mode:12s}  {r['scan']:7s} {r['dt'] * 1e3:8.1f}  {r['faults']:11.0f}  "
-            f"{base['dt'] / r['dt']:.2f}x")
+      print(f"{mode:12s}  {r['scan']:7s} {r['remat']:5s} {r['dt'] * 1e3:8.1f}  "
+            f"{r['faults']:11.0f}  {base['dt'] / r['dt']:.2f}x")
 
 
 def main(argv):
@@ -155,10 +156,15 @@ def main(argv):
     r["dt"], r["mfu"] = statistics.median(r["dts"]), statistics.median(r["mfus"])
     r["faults"] = statistics.median(r["faults_all"])
   peak = statistics.median(peaks)
-  # the model's FLOPs: one scan per field, no remat (no padding, no recomputation)
-  from alala_jax.train import flops as flops_lib
-  _, p0, state0, batch0 = default_step("field", _BATCH.value, _LATENT.value, _RECORDS.value, "none")
-  model_flops = float(flops_lib.matmul_flops(p0._train_step, state0, batch0))
+  # the model's FLOPs: one scan per field, no remat (no padding, no recomputation); traced
+  # afresh only when no timed variant is that step
+  model_flops = next((r["flops"] for r in rows if (r["scan"], r["remat"]) == ("field", "none")),
+                     None)
+  if model_flops is None:
+    from alala_jax.train import flops as flops_lib
+    _, p0, state0, batch0 = default_step("field", _BATCH.value, _LATENT.value, _RECORDS.value,
+                                         "none")
+    model_flops = float(flops_lib.matmul_flops(p0._train_step, state0, batch0))
   rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   print(f"devices: {jax.devices()}  cores: {os.cpu_count()}")
   print(f"float32 matmul peak (1024^3):  {peak:8.1f} GFLOP/s (median of {len(peaks)} rounds: "

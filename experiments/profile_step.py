@@ -35,7 +35,8 @@ def main(argv):
   _, p, state, batch = bench_train.default_step(scan, b, latent, bench_train._RECORDS.value,
                                                 remat)
   print(f"train step (B={b}, latent={latent}, string_scan={scan}, gru_remat={remat}, "
-        f"malloc mode {os.environ.get('ALALA_MALLOC', 'thresholds')}, lengths {dict(p.spec.max_len)})")
+        f"malloc mode {os.environ.get('ALALA_MALLOC', 'thresholds')}, "
+        f"lengths {dict(p.spec.max_len)})")
   summary = profiling.trace_ops(p.train_step, state, batch, steps=_TRACED.value,
                                 logdir=_LOGDIR.value or None, carry=True)
   print(summary.table(_TOP.value))
