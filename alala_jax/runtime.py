@@ -1,4 +1,20 @@
-"""Process set-up for fast JAX on CPU (DESIGN §5).
+"""Process set-up for fast JAX on CPU (DESIGN §5): glibc malloc modes and XLA:CPU's dot library.
+
+**Dots** (`ALALA_XLA_DOTS`, applied through XLA_FLAGS before JAX starts its backend):
+
+* 'eigen' (the default): `--xla_cpu_experimental_ynn_fusion_type=` turns XLA:CPU's YNNPACK
+  fusions off, so dots and their fused element-wise ops run as Eigen contractions on the
+  intra-op thread pool. The default Address step (batch 256, latent 128, jax 0.10.2) took
+  243.6 ms against 267.2 ms with YNNPACK, 1.10x (`bench_train.py --dots=compare --repeats=2`:
+  four processes in ABBA order, 242 / 245 ms against 257 / 277 ms; BUILD_NOTES "Performance
+  work"), although YNNPACK's 1024^3 matmul is faster (151-170 against 130-138 GFLOP/s): the
+  step's matmuls are small ([256, 144] x [144, 128] gates) and short chains of them.
+* 'ynn': XLA's own default (YNNPACK fusions on).
+
+A flag already in XLA_FLAGS wins: the set-up never overrides a user's
+`--xla_cpu_experimental_ynn_fusion_type`.
+
+**Malloc** (`ALALA_MALLOC`):
 
 XLA:CPU allocates each step's temporary buffers afresh; with glibc's defaults a large block is
 mmap'ed and unmapped again, so each step page-faults its temporary space back in.
@@ -16,22 +32,68 @@ mmap'ed and unmapped again, so each step page-faults its temporary space back in
 The numbers come from `python3 experiments/bench_train.py --malloc=compare`, one process per
 mode, on a noisy 2-core machine (BUILD_NOTES, "Performance work").
 
-Call `setup()` at the start of a program, before JAX starts its threads (the experiment mains
-do); it is a no-op where glibc is absent. The environment variable ALALA_MALLOC picks the mode
-(for benchmarks): 'thresholds' (default), 'tuned' or 'default'.
+Call `setup()` at the start of a program, before JAX starts its backend (the experiment mains
+do; in a notebook, before the first JAX computation). The malloc part is a no-op where glibc is
+absent. The environment variables pick the modes for benchmarks: ALALA_MALLOC 'thresholds'
+(default), 'tuned' or 'default'; ALALA_XLA_DOTS 'eigen' (default) or 'ynn'.
 """
 
 import ctypes
 import ctypes.util
 import os
+import sys
+import warnings
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 MODES = ("thresholds", "tuned", "default")
+DOT_MODES = ("eigen", "ynn")
+_YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+_USER_XLA_FLAGS: str | None = None     # $XLA_FLAGS before setup_xla added to it
 
 
-def setup(mode: str | None = None) -> bool:
+def setup(mode: str | None = None, dots: str | None = None) -> bool:
+  """Applies the malloc `mode` (default: $ALALA_MALLOC or 'thresholds') and the XLA:CPU `dots`
+  library (default: $ALALA_XLA_DOTS or 'eigen'). True if the malloc mode was applied."""
+  setup_xla(dots)
+  return setup_malloc(mode)
+
+
+def xla_flags(dots: str, current: str) -> str:
+  """XLA_FLAGS `current` with the flags of dot library `dots` added (a flag already present in
+  `current` is kept as it is)."""
+  if dots not in DOT_MODES:
+    raise ValueError(f"ALALA_XLA_DOTS / dots must be one of {DOT_MODES}, got {dots!r}")
+  if dots == "ynn" or _YNN_FLAG in current:
+    return current
+  return f"{current} {_YNN_FLAG}=".strip()
+
+
+def setup_xla(dots: str | None = None) -> None:
+  """Adds the XLA:CPU flags of `dots` to $XLA_FLAGS; warns if JAX's backend already started
+  (XLA reads the flags once, when it creates the backend)."""
+  global _USER_XLA_FLAGS
+  dots = dots or os.environ.get("ALALA_XLA_DOTS", "eigen")
+  new = xla_flags(dots, os.environ.get("XLA_FLAGS", ""))
+  if new == os.environ.get("XLA_FLAGS", ""):
+    return
+  if _USER_XLA_FLAGS is None:
+    _USER_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
+  bridge = sys.modules.get("jax._src.xla_bridge")
+  if bridge is not None and getattr(bridge, "backends_are_initialized", lambda: False)():
+    warnings.warn(f"alala_jax.runtime.setup: JAX's backend is already initialised, so "
+                  f"ALALA_XLA_DOTS={dots!r} has no effect in this process; call setup() first.")
+  os.environ["XLA_FLAGS"] = new
+
+
+def user_xla_flags() -> str:
+  """$XLA_FLAGS as it was before `setup_xla` added to it (for child processes that pick their
+  own ALALA_XLA_DOTS)."""
+  return os.environ.get("XLA_FLAGS", "") if _USER_XLA_FLAGS is None else _USER_XLA_FLAGS
+
+
+def setup_malloc(mode: str | None = None) -> bool:
   """Applies the malloc `mode` (default: $ALALA_MALLOC or 'thresholds'). True if applied."""
   mode = mode or os.environ.get("ALALA_MALLOC", "thresholds")
   if mode not in MODES:

@@ -4,6 +4,7 @@ r"""Training-step benchmark: model FLOP utilisation against this machine's measu
   python experiments/bench_train.py --batch=128 --latent=64 --steps=30
   python experiments/bench_train.py --string_scan=both     # per-field vs grouped string scans
   python experiments/bench_train.py --malloc=compare       # glibc malloc modes (runtime.py)
+  python experiments/bench_train.py --dots=compare         # XLA:CPU dots: Eigen vs YNNPACK
   python experiments/bench_train.py --gru_remat=none,dots,full  # string GRU cells, nn.remat
 
 Measures in ONE run: the float32 matmul peak (GFLOP/s, 1024^3 jit'd matmul, all cores), the
@@ -15,8 +16,10 @@ peak resident memory, and prints MFU = model FLOPs x steps/s / matmul peak. Vari
 (--string_scan x --gru_remat) are timed in interleaved rounds (peak, variant 1, variant 2, ...)
 and medians reported, since this machine's speed drifts by +-20% within minutes.
 
-`--malloc=compare` runs the benchmark once per malloc mode of `alala_jax.runtime` (a process
-setting, so each in its own subprocess, one after the other) and prints their step-time ratios.
+`--malloc=compare` / `--dots=compare` run the benchmark once per malloc mode / XLA:CPU dot
+library of `alala_jax.runtime` (process settings, so each in its own subprocess, one after the
+other, `--repeats` times in alternating order) and print their step-time ratios; MFU there is
+taken against the larger of the modes' median matmul peaks.
 """
 
 import json
@@ -47,6 +50,11 @@ _REMAT = flags.DEFINE_list("gru_remat", ["full"], "model.gru_remat values to com
 _MALLOC = flags.DEFINE_enum("malloc", "current", ["current", "compare"],
                             "current: this process's malloc mode ($ALALA_MALLOC, default "
                             "'thresholds'); compare: one subprocess per mode of runtime.MODES.")
+_DOTS = flags.DEFINE_enum("dots", "current", ["current", "compare"],
+                          "current: this process's XLA:CPU dot library ($ALALA_XLA_DOTS, default "
+                          "'eigen'); compare: one subprocess per mode of runtime.DOT_MODES.")
+_REPEATS = flags.DEFINE_integer("repeats", 1, "--malloc/--dots=compare: processes per mode, "
+                                "run in alternating order (ABBA...).")
 
 
 def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
@@ -114,28 +122,40 @@ def prepare(scan: str, remat: str) -> dict:
               time=time_steps)
 
 
-def compare_malloc() -> None:
-  """Runs this benchmark once per malloc mode, each in a fresh process; prints the ratios."""
-  from alala_jax import runtime
-  args = [a for a in sys.argv[1:] if not a.startswith("--malloc")]
-  rows = {}
-  for mode in runtime.MODES:
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--malloc=current", *args],
-                         env=dict(os.environ, ALALA_MALLOC=mode), check=True,
-                         capture_output=True, text=True).stdout
-    print(f"--- ALALA_MALLOC={mode}\n{out}", flush=True)
-    rows[mode] = [json.loads(l[7:]) for l in out.splitlines() if l.startswith("RESULT ")]
-  print("malloc mode   scan     remat  ms/step  faults/step  speed vs default")
-  for mode in runtime.MODES:
-    for r, base in zip(rows[mode], rows["default"]):
-      print(f"{mode:12s}  {r['scan']:7s} {r['remat']:5s} {r['dt'] * 1e3:8.1f}  "
-            f"{r['faults']:11.0f}  {base['dt'] / r['dt']:.2f}x")
+def compare_processes(flag: str, env_var: str, modes: tuple[str, ...]) -> None:
+  """Runs this benchmark once per mode of the process setting `env_var`, each in a fresh
+  process, `--repeats` times in alternating order; prints medians and ratios to the first."""
+  args = [a for a in sys.argv[1:] if not a.startswith(f"--{flag}")]
+  runs = {m: [] for m in modes}
+  for rep in range(_REPEATS.value):
+    for mode in (modes if rep % 2 == 0 else modes[::-1]):
+      out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--{flag}=current",
+                            *args], env=dict(os.environ, XLA_FLAGS=runtime.user_xla_flags(),
+                                             **{env_var: mode}), check=True,
+                           capture_output=True, text=True).stdout
+      print(f"--- {env_var}={mode} (repeat {rep + 1})\n{out}", flush=True)
+      runs[mode].append([json.loads(l[7:]) for l in out.splitlines() if l.startswith("RESULT ")])
+  peak = max(statistics.median(rs[0]["peak"] for rs in runs[m]) for m in modes)
+  base = modes[0]
+  print(f"{env_var:14s} scan     remat  ms/step (per process)   faults/step  MFU vs {peak:.0f} "
+        f"GFLOP/s  speed vs {base}")
+  for mode in modes:
+    for i in range(len(runs[mode][0])):
+      dts = [rs[i]["dt"] for rs in runs[mode]]
+      dt, base_dt = statistics.median(dts), statistics.median(rs[i]["dt"] for rs in runs[base])
+      r = runs[mode][0][i]
+      mfu = r["model_flops"] / dt / 1e9 / peak
+      print(f"{mode:14s} {r['scan']:7s} {r['remat']:5s} {dt * 1e3:8.1f} "
+            f"({', '.join(f'{x * 1e3:.0f}' for x in dts)})  {r['faults']:11.0f}  {mfu:.3f}"
+            f"{'':17s}{base_dt / dt:.2f}x")
 
 
 def main(argv):
   del argv
   if _MALLOC.value == "compare":
-    return compare_malloc()
+    return compare_processes("malloc", "ALALA_MALLOC", runtime.MODES)
+  if _DOTS.value == "compare":
+    return compare_processes("dots", "ALALA_XLA_DOTS", runtime.DOT_MODES)
   import jax
   scans = ["field", "grouped"] if _SCAN.value == "both" else [_SCAN.value]
   rows = [prepare(s, r) for s in scans for r in _REMAT.value]
@@ -183,7 +203,7 @@ def main(argv):
           f"{', '.join(f'{x * 1e3:.0f}' for x in r['dts'])} ms)")
     print(f"  achieved:                      {achieved:8.1f} GFLOP/s")
     mfus = [model_flops / dt / 1e9 / pk for dt, pk in zip(r["dts"], peaks)]
-    r["model_mfu"] = statistics.median(mfus)
+    r["model_mfu"], r["model_flops"] = statistics.median(mfus), model_flops
     print(f"  MFU = model FLOPs ({model_flops / 1e9:.2f} GFLOP: per-field scans, no padding, no "
           f"recomputation) / step time / matmul peak = {r['model_mfu']:.3f} (median over rounds, "
           f"each against its own peak; {min(mfus):.3f} - {max(mfus):.3f})")
@@ -201,6 +221,7 @@ def main(argv):
   print(f"peak resident memory (whole run): {rss_gib:.2f} GiB")
   for r in rows:
     print("RESULT " + json.dumps(dict(r, peak=peak)))
+  print(f"XLA_FLAGS: {os.environ.get('XLA_FLAGS', '')!r}")
 
 
 if __name__ == "__main__":

@@ -10,16 +10,19 @@ import sys
 # flags the caller already set come after these and win.
 # 8 host devices for the sharded-step test (tests/test_sharding.py); single-device programs
 # run on device 0 as before.
+# The XLA:CPU dot library is the one the experiment mains pick (`runtime.setup`: Eigen, not
+# YNNPACK), unless the caller's XLA_FLAGS choose.
 _FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 _DEVICES = "--xla_force_host_platform_device_count=8"
-os.environ["XLA_FLAGS"] = " ".join([_FAST_COMPILE, _DEVICES, os.environ.get("XLA_FLAGS", "")]
-                                   ).strip()
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from alala_jax import runtime  # noqa: E402  (imports no jax)
+
+os.environ["XLA_FLAGS"] = runtime.xla_flags(
+    "eigen", " ".join([_FAST_COMPILE, _DEVICES, os.environ.get("XLA_FLAGS", "")]).strip())
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import pytest  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 VERMONT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "vermont",
                        "alala_addresses_proto.valid.csv")
