@@ -21,13 +21,13 @@ from alala_jax.generate import reconstruct_records
 from alala_jax.metrics import pvalue
 
 
-def repeated_encode_decode(programs, state, records: Sequence[Any], rounds: int,
+def repeated_encode_decode(task, state, records: Sequence[Any], rounds: int,
                            key: jax.Array, chunk: int = 1000, greedy: bool = False
                            ) -> list[list[Any]]:
   """[x^(0), ..., x^(rounds)]: each round reconstructs the previous one, g(mu(x))."""
   out = [list(records)]
   for n in range(1, rounds + 1):
-    recs, _ = reconstruct_records(programs, state, out[-1], jax.random.fold_in(key, n), chunk,
+    recs, _ = reconstruct_records(task, state, out[-1], jax.random.fold_in(key, n), chunk,
                                   greedy)
     out.append(recs)
   return out
@@ -52,16 +52,16 @@ def round_stats(rounds: list[list[Any]], train_records: Sequence[Any], zip_field
   return stats
 
 
-def interpolate(programs, state, a: Any, b: Any, steps: int, key: jax.Array,
+def interpolate(task, state, a: Any, b: Any, steps: int, key: jax.Array,
                 greedy: bool = False) -> tuple[list[Any], np.ndarray]:
   """Decodes z_t = (1 - t) mu(a) + t mu(b) for `steps` values of t in [0, 1].
 
   Returns:
     (records [steps], latents [steps, D]).
   """
-  arrays, _ = codec.encode(programs.root, programs.spec, [a, b])
-  mu = programs.encode_mean(programs.variables(state), arrays)
+  arrays, _ = codec.encode(task.root, task.spec, [a, b])
+  mu = task.encode_mean(task.variables(state), arrays)
   t = jnp.linspace(0.0, 1.0, steps)[:, None]
   z = (1.0 - t) * mu[0] + t * mu[1]
-  dec = programs.decode_latents(programs.variables(state), z, key, greedy)
-  return codec.decode(programs.root, programs.spec, jax.device_get(dec)), np.asarray(z)
+  dec = task.decode_latents(task.variables(state), z, key, greedy)
+  return codec.decode(task.root, task.spec, jax.device_get(dec)), np.asarray(z)

@@ -40,10 +40,22 @@ def base_config() -> ml_collections.ConfigDict:
                                         # BUILD_NOTES "Performance work"); same numbers
 
   c.objective = ml_collections.ConfigDict()
-  c.objective.kind = "vae"              # vae | wae (App I baseline: deterministic encoder,
-                                        # beta weighs the batch's W2^2 to N(0, I) per dim)
-                                        # | aae (App H: deterministic encoder, beta weighs a
-                                        # discriminator's cross-entropy; objectives/aae.py)
+  c.objective.name = "beta"             # a registered objective (alala_jax.objectives):
+                                        # beta (Eq 2/5) | inverted (App J Eq 8) | capacity
+                                        # (Eq 9) | free_bits (BIVA) | geco (paper 003) | wae
+                                        # (App I: deterministic encoder, beta weighs the
+                                        # batch's W2^2 to N(0, I) per dim) | aae (App H)
+  c.objective.free_bits = 2.0           # free_bits: lambda, nats per example and layer
+  c.objective.geco = ml_collections.ConfigDict()   # GECO (paper 003, objectives/geco.py)
+  c.objective.geco.constraints = "(lat,long)<=0.05,postcode<=0.05"   # 'field<=tolerance,...'
+                                        # on the model's per-field recon terms (records: the
+                                        # whitened squared error of the floats, the per-char
+                                        # cross-entropy of a string), batch means
+  c.objective.geco.alpha = 0.99         # C_ma moving-average decay (Algorithm 1)
+  c.objective.geco.nu = 1e-2            # lambda <- lambda exp(nu C_ma) (not in the paper)
+  c.objective.geco.lambda_init = 1.0
+  c.objective.geco.log_lambda_min = -10.0   # clamp of log lambda
+  c.objective.geco.log_lambda_max = 10.0
   c.objective.beta_schedule = "linear"  # constant | linear | warmup_cooldown
   c.objective.beta_start = 0.0          # beta at step 0 (linear, warmup_cooldown)
   c.objective.beta_mid = 0.64           # peak beta (warmup_cooldown)
@@ -68,8 +80,8 @@ def base_config() -> ml_collections.ConfigDict:
                                               # above is then beta_max's (Sec 6: 1.28 -> 0.64)
   c.objective.multiscale.spacing = "linear"   # beta_i = (i+1)/n beta_max | geometric r^(n-1-i)
   c.objective.multiscale.ratio = 0.9          # geometric common ratio r (App J: 0.9, 0.8)
-  c.objective.multiscale.mode = "beta"        # beta (Eq 5) | inverted (Eq 8) | capacity (Eq 9)
-  c.objective.multiscale.gamma = 128.0        # capacity penalty per latent dim (Eq 9)
+  c.objective.multiscale.gamma = 128.0        # objective 'capacity': penalty per latent dim
+                                              # (Eq 9)
   c.objective.multiscale.c_min = 10.0         # C_i = c_min + i c_inc nats (Eq 9)
   c.objective.multiscale.c_inc = 0.5
   c.objective.multiscale.shared_batch = False  # True: every level sees the whole batch (App
@@ -81,7 +93,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.learning_rate = 2.5e-4        # Adam (Sec 2.4)
   c.optim.decay_rate = 0.99             # lr x 0.99 ...
   c.optim.decay_steps = 1000            # ... per 1000 steps, continuously
-  c.optim.clip_norm = 0.01              # global-norm gradient clipping (Sec 2.4)
+  c.optim.clip_norm = 0.01              # global-norm gradient clipping (Sec 2.4; 0 = off)
+  c.optim.name = "adam"                 # adam | adamax | sgd (train/optim.py)
+  c.optim.momentum = 0.0                # sgd only
+  c.optim.update = "all"                # all | encoder | decoder (the model's partition)
+  c.optim.ema_decay = 0.0               # EMA of the parameters for evaluation (0 = off;
+                                        # BIVA: 0.9995)
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 256              # paper: 256 per worker, 32 workers

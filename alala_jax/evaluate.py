@@ -24,6 +24,7 @@ import numpy as np
 from alala_jax.data import batching, datasets, text_format
 from alala_jax.generate import generate_records, reconstruct_records, string_key
 from alala_jax.metrics import pvalue, text
+from alala_jax.train.state import Salt
 
 
 def mean_losses(fn, batches) -> dict[str, float]:
@@ -34,29 +35,31 @@ def mean_losses(fn, batches) -> dict[str, float]:
   return {k: float(np.mean(v)) for k, v in acc.items()}
 
 
-def loss_report(programs, state, train_arrays, test_arrays, batch_size: int, n_batches: int,
+def loss_report(task, state, train_arrays, test_arrays, batch_size: int, n_batches: int,
                 seed: int) -> dict[str, float]:
   """Train, test and generated loss/BPC under the current schedules (means over batches)."""
   out = {}
   for name, arrays in (("train", train_arrays), ("test", test_arrays)):
     bs = batching.eval_batches(arrays, batch_size, n_batches, seed)
-    for k, v in mean_losses(lambda b, i: programs.eval_loss(state, b, 1000 + i), bs).items():
+    for k, v in mean_losses(lambda b, i: task.eval_loss(state, b, Salt.EVAL_LOSS + i),
+                            bs).items():
       out[f"{name}/{k}"] = v
-  gen = mean_losses(lambda _, i: programs.generated_loss(state, 2000 + 2 * i, batch_size),
-                    range(n_batches))
+  gen = mean_losses(
+      lambda _, i: task.generated_loss(state, Salt.GENERATED_LOSS + 2 * i, batch_size),
+      range(n_batches))
   out.update({f"generated/{k}": v for k, v in gen.items()})
   return out
 
 
-def evaluate(programs, state, train_records, test_records, train_arrays, test_arrays,
+def evaluate(task, state, train_records, test_records, train_arrays, test_arrays,
              config) -> dict[str, Any]:
   ec = config.eval
-  root = programs.root
+  root = task.root
   key = jax.random.key(config.seed + 7)
   res: dict[str, Any] = {"step": int(state.step)}
-  res.update(loss_report(programs, state, train_arrays, test_arrays, config.train.batch_size,
+  res.update(loss_report(task, state, train_arrays, test_arrays, config.train.batch_size,
                          ec.loss_batches, config.seed))
-  gen = generate_records(programs, state, ec.num_generated, jax.random.fold_in(key, 1),
+  gen = generate_records(task, state, ec.num_generated, jax.random.fold_in(key, 1),
                          ec.chunk, ec.greedy)
   if ec.zip_field:
     res.update(pvalue_report(train_records, gen, config))
@@ -64,7 +67,7 @@ def evaluate(programs, state, train_records, test_records, train_arrays, test_ar
   idx = rng.choice(len(train_records), min(ec.num_reconstructed, len(train_records)),
                    replace=False)
   originals = [train_records[i] for i in idx]
-  recons, _ = reconstruct_records(programs, state, originals, jax.random.fold_in(key, 2),
+  recons, _ = reconstruct_records(task, state, originals, jax.random.fold_in(key, 2),
                                   ec.chunk, ec.greedy)
   for c in root.children:
     if hasattr(originals[0], c.key) and isinstance(getattr(originals[0], c.key), str):

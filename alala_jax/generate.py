@@ -15,20 +15,20 @@ from alala_jax import schema as sc
 from alala_jax.data import codec
 
 
-def generate_records(programs, state, n: int, key: jax.Array, chunk: int = 1000,
+def generate_records(task, state, n: int, key: jax.Array, chunk: int = 1000,
                      greedy: bool = False, as_dict: bool = False) -> list[Any]:
   """Generates n records (dataclass instances, or dicts if `as_dict`)."""
   out: list[Any] = []
   i = 0
   while len(out) < n:
-    arrays = programs.generate(programs.variables(state), jax.random.fold_in(key, i), chunk,
+    arrays = task.generate(task.variables(state), jax.random.fold_in(key, i), chunk,
                                greedy)
-    out.extend(codec.decode(programs.root, programs.spec, jax.device_get(arrays), as_dict))
+    out.extend(codec.decode(task.root, task.spec, jax.device_get(arrays), as_dict))
     i += 1
   return out[:n]
 
 
-def reconstruct_records(programs, state, records: Sequence[Any], key: jax.Array,
+def reconstruct_records(task, state, records: Sequence[Any], key: jax.Array,
                         chunk: int = 1000, greedy: bool = False) -> tuple[list[Any], codec.EncodeReport]:
   """g(mu(x)) for each record: encode to the posterior mean, decode (sampling by default)."""
   out: list[Any] = []
@@ -36,11 +36,11 @@ def reconstruct_records(programs, state, records: Sequence[Any], key: jax.Array,
   for i in range(0, len(records), chunk):
     part = list(records[i:i + chunk])
     pad = chunk - len(part)
-    arrays, rep = codec.encode(programs.root, programs.spec, part + [part[-1]] * pad)
+    arrays, rep = codec.encode(task.root, task.spec, part + [part[-1]] * pad)
     report = report.merge(rep)
-    rec = programs.reconstruct(programs.variables(state), jax.random.fold_in(key, i), arrays,
+    rec = task.reconstruct(task.variables(state), jax.random.fold_in(key, i), arrays,
                                greedy)
-    out.extend(codec.decode(programs.root, programs.spec, jax.device_get(rec))[:len(part)])
+    out.extend(codec.decode(task.root, task.spec, jax.device_get(rec))[:len(part)])
   return out, report
 
 

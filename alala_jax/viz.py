@@ -1,14 +1,19 @@
-"""Plots of measured results (matplotlib, Agg backend; PNG files)."""
+"""Plots of measured results (PNG files). Figures are built with matplotlib's object API
+(`matplotlib.figure.Figure`), which renders without pyplot and never touches the caller's
+backend: importing this module in a notebook leaves its inline backend alone."""
 
 from __future__ import annotations
 
 import json
 from typing import Sequence
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+
+def _subplots(*args, **kw):
+  """Like `plt.subplots`, without pyplot's global figure manager."""
+  fig = Figure(figsize=kw.pop("figsize", None))
+  return fig, fig.subplots(*args, **kw)
 
 
 def _save(fig, out_png: str, title: str = "", suptitle: bool = True) -> None:
@@ -16,7 +21,6 @@ def _save(fig, out_png: str, title: str = "", suptitle: bool = True) -> None:
     fig.suptitle(title) if suptitle else fig.axes[0].set_title(title)
   fig.tight_layout()
   fig.savefig(out_png, dpi=110)
-  plt.close(fig)
 
 
 def read_metrics(path: str) -> list[dict]:
@@ -46,7 +50,7 @@ def plot_loss_curves(metrics_path: str, out_png: str, title: str = "") -> dict:
   curves = loss_curves(read_metrics(metrics_path))
   if not curves:
     raise ValueError(f"{metrics_path}: no 'eval' rows with train/test/generated losses")
-  fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+  fig, axes = _subplots(1, 2, figsize=(10, 3.6))
   for ax, m in zip(axes, ("loss", "bpc")):
     for split, style in (("train", "-"), ("test", "--"), ("generated", ":")):
       if f"{split}/{m}" in curves:
@@ -67,7 +71,7 @@ def plot_repeated_encode_decode(stats: dict[str, list[dict]], out_png: str,
   present in the training data per round (Figs 15-17)."""
   names = list(stats)
   has_share = all("in_train" in r for s in stats.values() for r in s)
-  fig, axes = plt.subplots(1, len(names) + has_share, figsize=(5 * (len(names) + has_share),
+  fig, axes = _subplots(1, len(names) + has_share, figsize=(5 * (len(names) + has_share),
                                                                3.6), squeeze=False)
   for ax, name in zip(axes[0], names):
     rows = stats[name]
@@ -96,7 +100,7 @@ def plot_interpolation_map(train_coords, path_coords, labels: Sequence[str], out
   interpolation path coloured from the first record (purple) to the second (yellow)."""
   import numpy as np
   tc, pc = np.asarray(train_coords), np.asarray(path_coords)
-  fig, ax = plt.subplots(figsize=(6, 7))
+  fig, ax = _subplots(figsize=(6, 7))
   ax.scatter(tc[:, 1], tc[:, 0], s=1, c="0.8", label="training records")
   sc = ax.scatter(pc[:, 1], pc[:, 0], c=np.linspace(0, 1, len(pc)), cmap="plasma", s=30,
                   edgecolors="k", linewidths=0.3, zorder=3)

@@ -1,6 +1,6 @@
 r"""The App D-E analyses of a trained workdir (paper 000 Figs 9-17).
 
-  python experiments/analyze.py --workdir=/tmp/alala [--rounds=9] [--num=10000] [--steps=24]
+  python -m experiments.analyze --workdir=/tmp/alala [--rounds=9] [--num=10000] [--steps=24]
 
 Writes to the workdir: ``repeated_encode_decode.png`` (p-value box plots over n = 0..rounds
 rounds of g(mu(x)), starting from generated and from training records, and the share of street
@@ -10,13 +10,10 @@ the first two training records on a map of the training coordinates) and ``analy
 
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-from alala_jax import runtime  # noqa: E402
+from alala_jax import runtime
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _ROUNDS = flags.DEFINE_integer("rounds", 9, "Rounds of encoding/decoding (App E: 9).")
@@ -34,20 +31,20 @@ def main(argv):
   from alala_jax import analysis, cli, generate, viz
   from alala_jax.train import loop
   config = cli.load_workdir_config(_WORKDIR.value)
-  state, prep = loop.load_trained(_WORKDIR.value, config)
-  programs, ec = prep.programs, config.eval
+  state, task = loop.load_trained(_WORKDIR.value, config)
+  ec = config.eval
   key = jax.random.key(_SEED.value)
-  train = prep.data.train
+  train = task.data.train
   n = min(_NUM.value, len(train))
   rng = np.random.default_rng(_SEED.value)
   starts = {
-      "generated": generate.generate_records(programs, state, n, jax.random.fold_in(key, 1),
+      "generated": generate.generate_records(task, state, n, jax.random.fold_in(key, 1),
                                              ec.chunk, ec.greedy),
       "training": [train[i] for i in rng.choice(len(train), n, replace=False)]}
   coord_fields = tuple(f.strip() for f in ec.coord_fields.split(","))
   stats, summary = {}, {}
   for i, (name, recs) in enumerate(starts.items()):
-    rounds = analysis.repeated_encode_decode(programs, state, recs, _ROUNDS.value,
+    rounds = analysis.repeated_encode_decode(task, state, recs, _ROUNDS.value,
                                              jax.random.fold_in(key, 10 + i), ec.chunk,
                                              ec.greedy)
     stats[name] = analysis.round_stats(rounds, train, ec.zip_field, coord_fields,
@@ -59,7 +56,7 @@ def main(argv):
                                        if "in_train" in row else ""))
   out = os.path.join(_WORKDIR.value, "repeated_encode_decode.png")
   viz.plot_repeated_encode_decode(stats, out, f"step {int(state.step)}")
-  path, _ = analysis.interpolate(programs, state, train[0], train[1], _STEPS.value,
+  path, _ = analysis.interpolate(task, state, train[0], train[1], _STEPS.value,
                                  jax.random.fold_in(key, 2), ec.greedy)
   lat, lon = coord_fields
   xy = lambda rs: [[getattr(r, lat), getattr(r, lon)] for r in rs]

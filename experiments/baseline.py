@@ -1,16 +1,12 @@
 r"""p-value of the model-free baseline that samples fields independently (BUILD_NOTES (a)).
 
-  python experiments/baseline.py --config=experiments/configs/default.py
-  python experiments/baseline.py --config=experiments/configs/tuple_ss_string_tf.py:vermont
+  python -m experiments.baseline --config=experiments/configs/default.py
+  python -m experiments.baseline --config=experiments/configs/tuple_ss_string_tf.py:vermont
 """
 
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import app, flags
+from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "Data configuration.", lock_config=True)
 _N = flags.DEFINE_integer("num", 10000, "Records sampled.")
@@ -19,6 +15,7 @@ _N = flags.DEFINE_integer("num", 10000, "Records sampled.")
 def main(argv):
   del argv
   import numpy as np
+
   from alala_jax.data import datasets
   from alala_jax.metrics import baselines, pvalue
   cfg = flags.FLAGS.config

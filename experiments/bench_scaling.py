@@ -1,8 +1,8 @@
 r"""Cost growth of the training step (issue #5): steps/s and records/s against batch size,
 string length, number of multiscale levels and number of devices, printed as tables.
 
-  python experiments/bench_scaling.py                          # every sweep, default sizes
-  python experiments/bench_scaling.py --sweeps=levels --levels=1,2,4,8,16,32 --per_level=8
+  python -m experiments.bench_scaling                          # every sweep, default sizes
+  python -m experiments.bench_scaling --sweeps=levels --levels=1,2,4,8,16,32 --per_level=8
 
 * batch:   batch sizes (`--batches`), one level.
 * length:  the street field cut/repeated to each length (`--lengths`), batch `--batch`.
@@ -24,11 +24,11 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
+from alala_jax import runtime
 
-from alala_jax import runtime  # noqa: E402
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _SWEEPS = flags.DEFINE_list("sweeps", ["batch", "length", "levels", "devices"], "Which tables.")
 _BATCHES = flags.DEFINE_list("batches", ["64", "128", "256", "512", "1024"], "Batch sizes.")
@@ -44,6 +44,7 @@ _RECORDS = flags.DEFINE_integer("records", 3000, "Synthetic records.")
 
 def _records(street_len: int | None = None):
   import dataclasses
+
   from alala_jax.data import synthetic
   recs = synthetic.synthetic_addresses(_RECORDS.value, 40, 0)
   if street_len is None:
@@ -64,30 +65,32 @@ def _config(batch: int, levels: int = 1, mesh: str = ""):
 def step_time(config, records, street_len: int | None = None) -> tuple[float, float]:
   """(seconds per step, compile seconds) of `config`'s training step on `records`."""
   import jax
+
   from alala_jax import schema as sc
   from alala_jax.data import batching, codec
+  from alala_jax.tasks.records import RecordTask
   from alala_jax.train import sharding
-  from alala_jax.train.state import Programs
   root = sc.parse_schema(sc.Address)
   spec = codec.build_spec(root, records)
   if street_len is not None:
     spec.max_len["street"] = street_len
   arrays, _ = codec.encode(root, spec, records)
-  p = Programs(root, spec, config)
+  trainer = RecordTask(config, root, spec).trainer
   b = config.train.batch_size
   batches = [batching.batch_at(arrays, s, b, 0) for s in range(_STEPS.value + 1)]
-  state = p.create_state(0, batches[0])
+  state = trainer.create_state(0, batches[0])
   mesh = sharding.mesh_from_config(config.train.mesh)
   if mesh is not None:
-    state, _ = sharding.shard(state, batches[0], mesh, p.levels.n)
+    state, _ = sharding.shard(state, batches[0], mesh, trainer.setup)
     batches = [jax.device_put(x, sharding.batch_sharding(mesh)) for x in batches]
+  train_step = trainer.phase_step("train")
   t = time.perf_counter()
-  state, _, _ = p.train_step(state, batches[0])
+  state, _, _ = train_step(state, batches[0])
   jax.block_until_ready(state)
   compile_s = time.perf_counter() - t
   t = time.perf_counter()
   for x in batches[1:]:
-    state, _, _ = p.train_step(state, x)
+    state, _, _ = train_step(state, x)
   jax.block_until_ready(state)
   return (time.perf_counter() - t) / _STEPS.value, compile_s
 
@@ -98,7 +101,8 @@ def _devices_child(n_devices: int) -> None:
   env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip(),
              ALALA_BENCH_CHILD="1")
   argv = [a for a in sys.argv[1:] if not a.startswith("--sweeps")] + ["--sweeps=devices"]
-  subprocess.run([sys.executable, os.path.abspath(__file__), *argv], env=env, check=True)
+  subprocess.run([sys.executable, "-m", "experiments.bench_scaling", *argv], env=env, check=True,
+                 cwd=REPO_ROOT)
 
 
 def _row(cells) -> str:

@@ -1,7 +1,7 @@
 r"""Time to quality: trains a config and prints the training wall time at which the p-value
 mean of generated records first reaches each target (issue #5; default targets 0.30, 0.45).
 
-  python experiments/bench_time_to_quality.py \
+  python -m experiments.bench_time_to_quality \
       --config=experiments/configs/paper.py:t6/sstf_1.28_0.64,vermont,steps=20000 \
       --workdir=/tmp/ttq --every=1000 --num=2000
 
@@ -15,15 +15,12 @@ resumed workdir continues its clock from `ttq.json`.
 
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from alala_jax import runtime  # noqa: E402
+from alala_jax import runtime
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory.", required=True)
 _EVERY = flags.DEFINE_integer("every", 1000, "Steps between quality checks.")
@@ -36,6 +33,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   import jax
+
   from alala_jax import evaluate
   from alala_jax.generate import generate_records
   from alala_jax.train import loop
@@ -58,7 +56,7 @@ def main(argv):
     t0 = time.time()
     state, prep = loop.train(config, workdir, prep, log=lambda s: None, stop_at=stop)
     wall += time.time() - t0
-    gen = generate_records(prep.programs, state, _NUM.value, jax.random.key(stop),
+    gen = generate_records(prep, state, _NUM.value, jax.random.key(stop),
                            config.eval.chunk)
     p = evaluate.pvalue_report(prep.data.train, gen, config)
     row = {"step": stop, "train_seconds": wall, "pvalue/mean": p["pvalue/mean"],

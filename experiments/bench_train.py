@@ -1,11 +1,11 @@
 r"""Training-step benchmark: model FLOP utilisation against this machine's measured matmul peak.
 
-  python experiments/bench_train.py                       # Address, batch 256, latent 128
-  python experiments/bench_train.py --batch=128 --latent=64 --steps=30
-  python experiments/bench_train.py --string_scan=both     # per-field vs grouped string scans
-  python experiments/bench_train.py --malloc=compare       # glibc malloc modes (runtime.py)
-  python experiments/bench_train.py --dots=compare         # XLA:CPU dots: Eigen vs YNNPACK
-  python experiments/bench_train.py --gru_remat=none,dots,full  # string GRU cells, nn.remat
+  python -m experiments.bench_train                       # Address, batch 256, latent 128
+  python -m experiments.bench_train --batch=128 --latent=64 --steps=30
+  python -m experiments.bench_train --string_scan=both     # per-field vs grouped string scans
+  python -m experiments.bench_train --malloc=compare       # glibc malloc modes (runtime.py)
+  python -m experiments.bench_train --dots=compare         # XLA:CPU dots: Eigen vs YNNPACK
+  python -m experiments.bench_train --gru_remat=none,dots,full  # string GRU cells, nn.remat
 
 Measures in ONE run: the float32 matmul peak (GFLOP/s, 1024^3 jit'd matmul, all cores), the
 model's matmul FLOPs per training step (counted from the jaxpr of the step with one scan per
@@ -22,6 +22,7 @@ other, `--repeats` times in alternating order) and print their step-time ratios;
 taken against the larger of the modes' median matmul peaks.
 """
 
+import functools
 import json
 import os
 import resource
@@ -30,11 +31,11 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
+from alala_jax import runtime
 
-from alala_jax import runtime  # noqa: E402
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _BATCH = flags.DEFINE_integer("batch", 256, "Batch size.")
 _LATENT = flags.DEFINE_integer("latent", 128, "Latent / embedding size.")
@@ -74,7 +75,7 @@ def matmul_peak_gflops(n: int = 1024, reps: int = 20) -> float:
 
 
 def default_step(scan: str, batch_size: int, latent: int, records: int, remat: str = "none"):
-  """(prepared run, Programs, initial state, first batch) of the default training step."""
+  """(task, its Trainer, initial state, first batch) of the default training step."""
   from alala_jax import config as base
   from alala_jax.data import batching
   from alala_jax.train import loop
@@ -86,7 +87,7 @@ def default_step(scan: str, batch_size: int, latent: int, records: int, remat: s
   c.model.gru_remat = remat
   prep = loop.prepare(c)
   batch = batching.batch_at(prep.train_arrays, 0, batch_size, 0)
-  return prep, prep.programs, prep.programs.create_state(0, batch), batch
+  return prep, prep.trainer, prep.trainer.create_state(0, batch), batch
 
 
 def prepare(scan: str, remat: str) -> dict:
@@ -94,17 +95,20 @@ def prepare(scan: str, remat: str) -> dict:
   remat`; returns its counts and a `time()` closure: seconds per step and minor page faults per
   step over `--steps`."""
   import jax
+
   from alala_jax.data import batching
   from alala_jax.train import flops as flops_lib
+  from alala_jax.train import step as step_lib
   prep, p, state, batch = default_step(scan, _BATCH.value, _LATENT.value, _RECORDS.value, remat)
   t = time.perf_counter()
-  compiled = p.train_step.lower(state, batch).compile()
+  compiled = p.phase_step("train").lower(state, batch).compile()
   compile_s = time.perf_counter() - t
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(flops_lib.matmul_flops(p._train_step, state, batch))
+  flops = float(flops_lib.matmul_flops(
+      functools.partial(step_lib.train_step, setup=p.setup, phase="train"), state, batch))
   temp = compiled.memory_analysis().temp_size_in_bytes
-  # the AOT executable itself: calling `p.train_step` would trace and compile the step again
+  # the AOT executable itself: calling the jitted step would trace and compile it again
   carry = {"state": compiled(state, batch)[0]}
   jax.block_until_ready(carry)
   batches = [batching.batch_at(prep.train_arrays, s, _BATCH.value, 0) for s in range(_STEPS.value)]
@@ -119,7 +123,7 @@ def prepare(scan: str, remat: str) -> dict:
     return dt, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / _STEPS.value
 
   return dict(scan=scan, remat=remat, flops=flops, xla_flops=float(cost["flops"]),
-              compile_s=compile_s, lengths=dict(p.spec.max_len), temp_mb=temp / 1e6,
+              compile_s=compile_s, lengths=dict(prep.spec.max_len), temp_mb=temp / 1e6,
               time=time_steps)
 
 
@@ -130,10 +134,10 @@ def compare_processes(flag: str, env_var: str, modes: tuple[str, ...]) -> None:
   runs = {m: [] for m in modes}
   for rep in range(_REPEATS.value):
     for mode in (modes if rep % 2 == 0 else modes[::-1]):
-      out = subprocess.run([sys.executable, os.path.abspath(__file__), f"--{flag}=current",
+      out = subprocess.run([sys.executable, "-m", "experiments.bench_train", f"--{flag}=current",
                             *args], env=dict(os.environ, XLA_FLAGS=runtime.user_xla_flags(),
                                              **{env_var: mode}), check=True,
-                           capture_output=True, text=True).stdout
+                           capture_output=True, text=True, cwd=REPO_ROOT).stdout
       print(f"--- {env_var}={mode} (repeat {rep + 1})\n{out}", flush=True)
       runs[mode].append([json.loads(l[7:]) for l in out.splitlines() if l.startswith("RESULT ")])
   peak = max(statistics.median(rs[0]["peak"] for rs in runs[m]) for m in modes)

@@ -1,19 +1,16 @@
 r"""Evaluates a trained workdir (all metrics of the end of training) without training.
 
-  python experiments/evaluate.py --workdir=/tmp/alala [--num_generated=10000] [--greedy]
+  python -m experiments.evaluate --workdir=/tmp/alala [--num_generated=10000] [--greedy]
 
 Writes workdir/eval_metrics.json and prints the summary.
 """
 
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-from alala_jax import runtime  # noqa: E402
+from alala_jax import runtime
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _NUM = flags.DEFINE_integer("num_generated", None, "Generated records (default: the config's).")
@@ -24,19 +21,17 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   from alala_jax import cli
-  from alala_jax import evaluate as ev
   from alala_jax.train import loop
   config = cli.load_workdir_config(_WORKDIR.value)
   if _NUM.value is not None:
     config.eval.num_generated = _NUM.value
   if _GREEDY.value is not None:
     config.eval.greedy = _GREEDY.value
-  state, prep = loop.load_trained(_WORKDIR.value, config)
-  res = ev.evaluate(prep.programs, state, prep.data.train, prep.data.test, prep.train_arrays,
-                    prep.test_arrays, config)
+  state, task = loop.load_trained(_WORKDIR.value, config)
+  res = task.final_eval(state, config)
   with open(os.path.join(_WORKDIR.value, "eval_metrics.json"), "w") as f:
     json.dump(res, f, indent=1, sort_keys=True)
-  print(ev.format_summary(res))
+  print(task.summary(res))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 r"""Generates N records from a trained workdir to CSV or JSON lines.
 
-  python experiments/generate.py --workdir=/tmp/alala --num=1000 --output=/tmp/fake.csv
-  python experiments/generate.py --workdir=/tmp/alala --num=10 --output=- --format=jsonl --greedy
+  python -m experiments.generate --workdir=/tmp/alala --num=1000 --output=/tmp/fake.csv
+  python -m experiments.generate --workdir=/tmp/alala --num=10 --output=- --format=jsonl --greedy
 
 Sampling from the decoder is the default (paper 000 Sec 2.1); --greedy decodes by argmax.
 A comma-separated text model (data.format 'text', App F) writes its lines parsed back into
@@ -9,14 +9,11 @@ records of the schema; malformed lines are dropped and counted on stderr.
 """
 
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-from alala_jax import runtime  # noqa: E402
+from alala_jax import runtime
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _NUM = flags.DEFINE_integer("num", 1000, "Number of records.")
@@ -31,15 +28,17 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   import dataclasses
+
   import jax
+
   from alala_jax import cli, generate
   from alala_jax.data import csv_io, datasets, text_format
   from alala_jax.train import loop
   config = cli.load_workdir_config(_WORKDIR.value)
-  state, programs = loop.load_model(_WORKDIR.value, config)
-  recs = generate.generate_records(programs, state, _NUM.value, jax.random.key(_SEED.value),
+  state, task = loop.load_model(_WORKDIR.value, config)
+  recs = generate.generate_records(task, state, _NUM.value, jax.random.key(_SEED.value),
                                    config.eval.chunk, _GREEDY.value)
-  cls = programs.root.cls
+  cls = task.root.cls
   text = text_format.from_config(config.data, datasets.import_schema(config.data.schema))
   if text is not None:
     parsed = [text.parse(r) for r in recs]

@@ -1,14 +1,11 @@
 r"""Plots train / test / generated loss and BPC of a workdir (paper 000 Figs 1-4).
 
-  python experiments/plot_losses.py --workdir=/tmp/alala [--output=/tmp/alala/losses.png]
+  python -m experiments.plot_losses --workdir=/tmp/alala [--output=/tmp/alala/losses.png]
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir.", required=True)
 _OUTPUT = flags.DEFINE_string("output", None, "PNG path (default: <workdir>/losses.png).")

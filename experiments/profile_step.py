@@ -1,7 +1,7 @@
 r"""Profile of the default training step: where the time goes on XLA:CPU (issue #5).
 
-  python experiments/profile_step.py                      # Address, batch 256, latent 128
-  python experiments/profile_step.py --string_scan=grouped --traced=5
+  python -m experiments.profile_step                      # Address, batch 256, latent 128
+  python -m experiments.profile_step --string_scan=grouped --traced=5
 
 Traces `--traced` steps with `jax.profiler` (after a warm-up step) and prints, from the
 perfetto trace, each thread's busy share of the step, the exclusive time per op kind
@@ -10,15 +10,13 @@ perfetto trace, each thread's busy share of the step, the exclusive time per op 
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402
+from alala_jax import runtime
 
-from alala_jax import runtime  # noqa: E402
 # --batch, --latent, --records, --string_scan, --gru_remat: bench_train's flags, same step
-from experiments import bench_train  # noqa: E402
+from experiments import bench_train
 
 _TRACED = flags.DEFINE_integer("traced", 3, "Traced steps.")
 _TOP = flags.DEFINE_integer("top", 15, "Rows per table.")
@@ -32,12 +30,12 @@ def main(argv):
   if scan == "both" or len(bench_train._REMAT.value) != 1:
     raise app.UsageError("profile one variant at a time: one --string_scan, one --gru_remat")
   remat = bench_train._REMAT.value[0]
-  _, p, state, batch = bench_train.default_step(scan, b, latent, bench_train._RECORDS.value,
+  task, p, state, batch = bench_train.default_step(scan, b, latent, bench_train._RECORDS.value,
                                                 remat)
   print(f"train step (B={b}, latent={latent}, string_scan={scan}, gru_remat={remat}, "
         f"malloc mode {os.environ.get('ALALA_MALLOC', 'thresholds')}, "
-        f"lengths {dict(p.spec.max_len)})")
-  summary = profiling.trace_ops(p.train_step, state, batch, steps=_TRACED.value,
+        f"lengths {dict(task.spec.max_len)})")
+  summary = profiling.trace_ops(p.phase_step("train"), state, batch, steps=_TRACED.value,
                                 logdir=_LOGDIR.value or None, carry=True)
   print(summary.table(_TOP.value))
 

@@ -1,7 +1,7 @@
 """Runs the rows of a paper table (experiments/configs/paper.py) and writes its results table.
 
-  python experiments/sweep.py --table=repro --seeds=0,1 --vermont --workdir=/tmp/sweep
-  python experiments/sweep.py --list                      # every table, row and paper number
+  python -m experiments.sweep --table=repro --seeds=0,1 --vermont --workdir=/tmp/sweep
+  python -m experiments.sweep --list                      # every table, row and paper number
 
 Each (row, seed) trains in ``workdir/ROW/seedS`` (resumable: a finished run is not repeated, an
 interrupted one resumes from its checkpoint), then ``workdir/results.md`` and
@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags, logging
 
-from absl import app, flags, logging  # noqa: E402
-
-from alala_jax import runtime  # noqa: E402
-from alala_jax.train import loop  # noqa: E402
-from experiments.configs import paper  # noqa: E402
+from alala_jax import runtime
+from alala_jax.train import loop
+from experiments.configs import paper
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("table", "repro", "table of experiments/configs/paper.py")

@@ -1,19 +1,15 @@
 r"""Trains a record VAE and prints its generation-quality metrics.
 
-  python experiments/train.py --config=experiments/configs/default.py --workdir=/tmp/alala
+  python -m experiments.train --config=experiments/configs/default.py --workdir=/tmp/alala
 
 All logic is in `alala_jax.train.loop` so it can be imported and tested (and used in Colab).
 """
 
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from alala_jax import runtime  # noqa: E402
+from alala_jax import runtime
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints and metrics.",
                                required=True)

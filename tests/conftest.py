@@ -2,7 +2,6 @@
 
 import dataclasses
 import os
-import sys
 
 # Compilation dominates this suite and XLA's CPU backend optimisations buy nothing for a few
 # tiny steps: without them the test config's train step compiles in 76 s instead of 133 s
@@ -14,7 +13,6 @@ import sys
 # YNNPACK), unless the caller's XLA_FLAGS choose.
 _FAST_COMPILE = "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 _DEVICES = "--xla_force_host_platform_device_count=8"
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from alala_jax import runtime  # noqa: E402  (imports no jax)
 
 os.environ["XLA_FLAGS"] = runtime.xla_flags(
@@ -89,3 +87,24 @@ def small():
   return model, params, stats, batches
 
 
+@pytest.fixture(scope="session")
+def small_core(small):
+  """The `small` fixture on the new training core: (RecordModel, TrainState, level batches).
+
+  The model wraps `small`'s schema and config (Tuple-level ground-truth probability 0.5); the
+  TrainState holds `small`'s params (sigma_net stacked over N_LEVELS) and statistics
+  (latent_moments stacked) as `model_state['batch_stats']`, no optimiser state and the empty
+  objective state of a stateless objective: enough for `train.step.loss_and_grads`,
+  `level_terms` and `state.level_variables` with a `Setup` of N_LEVELS levels."""
+  import optax
+
+  from alala_jax.models.record import RecordModel
+  from alala_jax.train.state import TrainState
+  module, params, stats, batches = small
+  model = RecordModel(module.root, module.cfg, p_tuple=optax.constant_schedule(0.5))
+  state = TrainState(step=jnp.asarray(7, jnp.int32), data_position=jnp.asarray(7, jnp.int32),
+                     params=params, opt_state=None, model_state={"batch_stats": stats},
+                     objective_state={}, ema_params=None,
+                     key=jax.random.key_data(jax.random.key(3)),
+                     bad_step=jnp.full((), -1, jnp.int32))
+  return model, state, batches

@@ -200,6 +200,7 @@ def test_remat_gru_cells_give_the_same_loss_and_gradients(address):
 @pytest.mark.parametrize("remat", ["dots", "full"])
 def test_remat_cell_in_a_scan_matches_the_plain_cell(remat):
   import flax.linen as nn
+
   from alala_jax.nn import gru
 
   def scan_loss(cell_cls):

@@ -1,12 +1,28 @@
+"""beta and decoding schedules; every experiment config and paper-table row loads, builds its
+objective (`objectives.build` with a RecordModel) and its Setup, and resolves to the paper's
+objective, levels and augmented settings."""
+
+import functools
 import glob
 import importlib.util
 import os
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from alala_jax import config as base
+from alala_jax import objectives
+from alala_jax import schema as sc
+from alala_jax.data import codec, datasets
+from alala_jax.models.base import DiagGaussian, Recon
+from alala_jax.models.record import RecordModel
+from alala_jax.objectives import augmented as augmented_lib
 from alala_jax.objectives import schedules
-from alala_jax.train import state
+from alala_jax.objectives.base import AUGMENTED, TRAIN, Level, Terms
+from alala_jax.tasks import records
+from alala_jax.train import loop, state
 from experiments.configs import paper
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs")
@@ -23,6 +39,16 @@ def test_warmup_then_cooldown():
   f = schedules.beta_schedule("warmup_cooldown", 1000, 0.0, 0.64, 0.128, 0.5, 0.5)
   np.testing.assert_allclose([f(0), f(250), f(500), f(750), f(1000)],
                              [0, 0.32, 0.64, 0.384, 0.128], rtol=1e-6)
+
+
+def test_beta_extremes():
+  c = base.base_config().objective
+  c.beta_schedule, c.beta_start, c.beta_mid, c.beta_end = "constant", 0.1, 0.2, 0.3
+  assert schedules.beta_extremes(c) == (0.3,)
+  c.beta_schedule = "linear"
+  assert schedules.beta_extremes(c) == (0.1, 0.3)
+  c.beta_schedule = "warmup_cooldown"
+  assert schedules.beta_extremes(c) == (0.1, 0.2, 0.3)
 
 
 def test_constant_and_unknown():
@@ -56,9 +82,15 @@ CONFIGS = sorted(p for p in glob.glob(os.path.join(CONFIG_DIR, "*.py"))
 def test_every_config_loads_and_smokes(path):
   mod = _load(path)
   full, smoke = mod.get_config(), mod.get_config("smoke")
+  if full.get("task", "records") == "records":
+    for c in (full, smoke):
+      _build(c)
+  else:      # another task builds its own model: through `loop.prepare` (no compilation)
+    assert loop.prepare(smoke).trainer.objective.name == smoke.objective.name
   assert full.objective.tuple_scheme in schedules.SCHEMES
   assert full.objective.string_scheme in schedules.SCHEMES
-  assert "Command" in mod.__doc__ or "tests" in mod.__doc__
+  # the docstring says how to run it (or that it is the tests' config)
+  assert any(w in mod.__doc__ for w in ("Command", "python -m experiments.train", "tests"))
   if "test.py" not in path:
     assert smoke.train.num_steps < full.train.num_steps
     with pytest.raises(ValueError, match="unknown config argument"):
@@ -75,44 +107,102 @@ def test_table1_schemes_are_the_papers():
   assert got["teacher_forcing.py"] == ("TF", "TF")
 
 
+@functools.cache
+def _schema_and_spec(fmt: str):
+  """A schema and a small data spec for `data.format` fmt (the objective needs the model's
+  latent size and beta units, not the data; Vermont rows use the synthetic spec)."""
+  d = base.base_config().data
+  d.num_synthetic, d.format = 60, fmt
+  data = datasets.load(d)
+  root = sc.parse_schema(data.cls)
+  return root, codec.build_spec(root, data.train)
+
+
+def _build(c):
+  """(model, objective, Setup) of a config, as `RecordTask` builds them."""
+  root, spec = _schema_and_spec(c.data.format)
+  model = records.make_model(root, spec, c)
+  obj = objectives.build(c, model)
+  return model, obj, state.make_setup(model, obj, c)
+
+
+def _expected_name(table: str, c) -> str:
+  name = {"t9": "inverted", "t11": "capacity"}.get(table, "beta")
+  if table == "baselines":
+    name = c.objective.name      # aae / wae: checked against the row name below
+  return name + ("+augmented" if c.objective.augmented.enabled else "")
+
+
 PAPER_ROWS = [(t, r.name) for t, rows in paper.TABLES.items() for r in rows]
 
 
 @pytest.mark.parametrize("table,row", PAPER_ROWS, ids=[f"{t}/{r}" for t, r in PAPER_ROWS])
 def test_every_paper_row_builds_and_resolves(table, row):
-  """Each row's full-budget, Vermont and smoke configs pass the objective's validation."""
+  """Each row's full-budget, Vermont and smoke configs build their objective and Setup."""
   for kw in ({}, {"vermont": True}, {"smoke": True}):
     c = paper.get_config(",".join([f"{table}/{row}"] + [k for k in kw]))
-    setup = state.resolve_objective(c)
+    model, obj, setup = _build(c)
+    assert isinstance(model, RecordModel) and model.latent_dim == c.model.latent_dim
+    assert obj.name == _expected_name(table, c)
+    assert c.objective.name in objectives.names()
+    assert setup.objective is obj and setup.levels.n == c.objective.multiscale.n_levels
     assert c.objective.tuple_scheme in schedules.SCHEMES
+    if table == "baselines":
+      assert obj.name == row and obj.deterministic
     if kw.get("vermont"):
       assert c.data.csv.endswith("alala_addresses_proto.valid.csv")
     if kw.get("smoke"):
       assert c.train.num_steps < paper.BUDGET["num_steps"]
+      assert setup.levels.n in (1, 4)
     elif c.objective.multiscale.n_levels > 1:
       assert setup.levels.n == 32 and setup.levels.per_level_batch(c.train.batch_size) == 4
+    if c.objective.augmented.enabled:
+      n_aug = (c.objective.augmented.n_augmented or c.train.batch_size) // setup.levels.n
+      z = obj.init(jax.random.key(0))[augmented_lib.NAME].z
+      assert z.shape == (n_aug, c.model.latent_dim)
   assert paper.find(table, row).paper[0] is not None
+
+
+def _dummy_terms(d):
+  z = jnp.zeros((2, d))
+  return Terms(recon=Recon(nll=jnp.zeros(2), loss=jnp.zeros(2), fields={}), kl=jnp.zeros(2),
+               z=z, posterior=DiagGaussian(z, jnp.ones_like(z)), row_mask=None,
+               kl_scale=1.0 / d)
 
 
 def test_paper_rows_follow_the_paper():
   ms = paper.get_config("repro/multiscale")
   assert (ms.objective.beta_start, ms.objective.beta_end) == (1.28, 0.64)   # beta_max 1.28->0.64
   assert ms.objective.warmup_fraction == 0.5 and ms.objective.ss_fraction == 0.5
-  np.testing.assert_allclose(state.resolve_objective(ms).levels.multipliers[:2],
-                             [1 / 32, 2 / 32])
+  np.testing.assert_allclose(_build(ms)[2].levels.multipliers[:2], [1 / 32, 2 / 32])
   aug = paper.get_config("repro/augmented")
   assert aug.objective.beta_schedule == "warmup_cooldown"
   assert (aug.objective.beta_mid, aug.objective.beta_end) == (0.64, 0.128)
   assert aug.objective.augmented.p_sampled == 0.2
-  msa = state.resolve_objective(paper.get_config("repro/multiscale_augmented,steps=1000"))
-  assert msa.gen_start_step == 500 and msa.aug.n_augmented == 4
-  t13 = state.resolve_objective(paper.get_config("t13/sstf_gen0.5_lin0.2_1"))
-  np.testing.assert_allclose(t13.level_p[[0, 1, 31]], [0.225, 0.25, 1.0], rtol=1e-6)
+  _, msa, msa_setup = _build(paper.get_config("repro/multiscale_augmented,steps=1000"))
+  assert (msa.phase_at(499), msa.phase_at(500)) == (TRAIN, AUGMENTED)   # gen_start_step 500
+  assert msa.init(jax.random.key(0))[augmented_lib.NAME].z.shape[0] == 4
+  assert msa_setup.levels.p_sampled == pytest.approx((0.2,) * 32)
+  t13 = _build(paper.get_config("t13/sstf_gen0.5_lin0.2_1"))[2]
+  np.testing.assert_allclose(np.asarray(t13.levels.p_sampled)[[0, 1, 31]], [0.225, 0.25, 1.0],
+                             rtol=1e-6)
+  t14 = _build(paper.get_config("t14/ss_geo0.2_1"))[2]
+  np.testing.assert_allclose(t14.levels.p_sampled[-1], 1.0, rtol=1e-6)
+  assert t14.levels.p_sampled[0] < t14.levels.p_sampled[-1]
   assert paper.get_config("t8/tf_0.384").model.tuple_type == "simple"
-  assert state.resolve_objective(paper.get_config("baselines/wae")).mode == "wae"
-  a = state.resolve_objective(paper.get_config("baselines/aae"))
-  assert a.mode == "aae" and a.adv is not None and float(a.sched.beta(0)) == 1.0
-  assert state.resolve_objective(paper.get_config("t9/r0.9_1.28_0.64")).mode == "inverted"
+  assert _build(paper.get_config("baselines/wae"))[1].name == "wae"
+  model, a, _ = _build(paper.get_config("baselines/aae"))
+  assert a.name == "aae" and a.deterministic
+  st = a.init(jax.random.key(0))
+  assert set(st) == {"aae"}
+  _, m = a.loss(st, _dummy_terms(model.latent_dim), step=0, level=Level())
+  assert float(m["beta"]) == 1.0                         # weight 1, like the reconstruction
+  _, inv, inv_setup = _build(paper.get_config("t9/r0.9_1.28_0.64"))
+  assert inv.name == "inverted"
+  np.testing.assert_allclose(inv_setup.levels.multipliers[0], 0.9**31, rtol=1e-5)
+  _, cap, cap_setup = _build(paper.get_config("t11/c10_0.5"))
+  assert cap.name == "capacity"
+  np.testing.assert_allclose(cap_setup.levels.capacities[:2], [10.0, 10.5])
   for bad, msg in [("t6", "expected TABLE/ROW"), ("t99/x", "unknown table"),
                    ("t6/nope", "unknown row"), ("t6/ss_1.28_0.64,fast", "unknown option"),
                    (None, "name a row")]:
@@ -123,17 +213,39 @@ def test_paper_rows_follow_the_paper():
 def test_objective_validation_errors():
   c = paper.get_config("repro/multiscale")
   c.train.batch_size = 100
+  # the level split of the configured batch is refused (Levels.split, at the step's trace)
   with pytest.raises(ValueError, match="does not split evenly over 32 levels"):
-    state.resolve_objective(c)
+    _build(c)[2].levels.per_level_batch(c.train.batch_size)
   c = paper.get_config("t9/r0.9_1.28_0.64")
   c.objective.beta_start = 0.0
   with pytest.raises(ValueError, match="inverted"):
-    state.resolve_objective(c)
+    _build(c)
   c = paper.get_config("baselines/wae")
   c.objective.augmented.enabled = True
   with pytest.raises(ValueError, match="WAE"):
-    state.resolve_objective(c)
+    _build(c)
+  c = paper.get_config("baselines/aae")
+  c.objective.multiscale.n_levels = 2
+  with pytest.raises(ValueError, match="AAE"):
+    _build(c)
   c = paper.get_config("repro/multiscale_augmented")
   c.objective.augmented.n_augmented = 256
   with pytest.raises(ValueError, match="exceed the 4 real rows"):
-    state.resolve_objective(c)
+    _build(c)
+  c = paper.get_config("repro/beta_vae")
+  c.objective.name = "elbo"
+  with pytest.raises(ValueError, match="unknown objective 'elbo'"):
+    _build(c)
+
+
+def test_prepare_builds_the_test_config_task():
+  """`loop.prepare` on the tiny test config: a record task whose trainer holds the 2-level
+  multiscale + augmented objective (no compilation)."""
+  from experiments.configs import test as test_config
+  c = test_config.get_config()
+  task = loop.prepare(c)
+  t = task.trainer
+  assert task.name == "records" and isinstance(t.model, RecordModel)
+  assert t.objective.name == "beta+augmented" and t.levels.n == 2
+  np.testing.assert_allclose(t.levels.p_sampled, [0.15, 0.2], rtol=1e-6)
+  assert (t.phase_at(2), t.phase_at(3)) == (TRAIN, AUGMENTED)

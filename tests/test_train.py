@@ -1,6 +1,7 @@
 """Training: end to end on the tiny config, no recompilation, resume == uninterrupted,
-non-finite loss handling. One compiled `Prepared` is shared by the whole module."""
+non-finite loss handling. One compiled task (its Trainer) is shared by the whole module."""
 
+import copy
 import json
 import os
 
@@ -26,48 +27,56 @@ def prepared(config):
 
 
 def test_train_step_compiles_once(config, prepared):
-  p = prepared.programs
+  p = prepared.trainer
   state = p.create_state(0, batching.batch_at(prepared.train_arrays, 0, 16, 0))
   for s in range(3):
-    state, m, _ = p.train_step(state, batching.batch_at(prepared.train_arrays, s, 16, 0))
-  assert p.train_step._cache_size() == 1
-  assert int(state.step) == 3 and int(state.bad_step) == -1
+    state, m, _ = p.step_fn(s)(state, batching.batch_at(prepared.train_arrays, s, 16, 0))
+  assert p.phase_step("train")._cache_size() == 1
+  assert int(state.step) == 3 and int(state.data_position) == 3
+  assert int(state.bad_step) == -1
   assert np.isfinite(float(m["loss"]))
 
 
 def test_resume_after_interrupt_equals_uninterrupted(config, prepared, tmp_path):
   straight, _ = loop.train(config, str(tmp_path / "a"), prepared)
   # an uninterrupted run, plain and augmented steps: each step program compiled once
-  assert prepared.programs.train_step._cache_size() == 1
-  assert prepared.programs.train_step_augmented._cache_size() == 1
+  steps = prepared.trainer.compiled_phases()
+  assert set(steps) == {"train", "augmented"}
+  assert all(f._cache_size() == 1 for f in steps.values())
   loop.train(config, str(tmp_path / "b"), prepared, stop_at=3)     # "killed" after step 3
   logs = []
   resumed, _ = loop.train(config, str(tmp_path / "b"), prepared, log=logs.append)
   assert any("resumed from checkpoint at step 3" in s for s in logs)
   assert int(straight.step) == int(resumed.step) == config.train.num_steps
+  assert int(straight.data_position) == int(resumed.data_position) == config.train.num_steps
   chex.assert_trees_all_equal(straight.params, resumed.params)
-  chex.assert_trees_all_equal(straight.batch_stats, resumed.batch_stats)
+  chex.assert_trees_all_equal(straight.model_state, resumed.model_state)
   chex.assert_trees_all_equal(straight.opt_state, resumed.opt_state)
   chex.assert_trees_all_equal(straight.objective_state, resumed.objective_state)   # z_aug
   # restored (committed) arrays reuse the compiled steps: no compilation after a resume
-  assert prepared.programs.train_step._cache_size() == 1
-  assert prepared.programs.train_step_augmented._cache_size() == 1
+  assert all(f._cache_size() == 1 for f in prepared.trainer.compiled_phases().values())
 
 
-def test_non_finite_loss_stops_without_updating(config, prepared, tmp_path):
-  p = prepared.programs
+def test_non_finite_loss_skips_the_update_and_stops_the_run(config, prepared, tmp_path):
+  p = prepared.trainer
   batch = batching.batch_at(prepared.train_arrays, 0, 16, 0)
   state = p.create_state(0, batch)
-  before = jax.tree.map(np.array, state.params)
+  before = jax.tree.map(np.array, (state.params, state.model_state, state.objective_state))
   bad = jax.tree.map(lambda a: a, batch)
   bad["__floats__"] = np.full_like(batch["__floats__"], np.nan)
-  state, _, _ = p.train_step(state, bad)
-  state, _, _ = p.train_step(state, batch)            # later finite steps do not resume updates
+  state, _, _ = p.phase_step("train")(state, bad)
+  # nothing was applied: parameters, statistics, objective states; the skip is counted
+  chex.assert_trees_all_equal(
+      jax.tree.map(np.asarray, (state.params, state.model_state, state.objective_state)),
+      before)
+  assert int(state.bad_step) == 0 and int(state.opt_state.total_notfinite) == 1
+  state, _, _ = p.phase_step("train")(state, batch)   # a finite step after it applies again
   assert int(state.bad_step) == 0 and int(state.step) == 2
-  chex.assert_trees_all_equal(jax.tree.map(np.asarray, state.params), before)
+  assert int(state.opt_state.total_notfinite) == 1
+  assert not np.allclose(jax.tree.leaves(state.params)[0], jax.tree.leaves(before[0])[0])
 
-  broken = loop.Prepared(prepared.data, p, jax.tree.map(lambda a: a, prepared.train_arrays),
-                         prepared.test_arrays, prepared.train_report, prepared.test_report)
+  broken = copy.copy(prepared)
+  broken.train_arrays = jax.tree.map(lambda a: a, prepared.train_arrays)
   broken.train_arrays["__floats__"] = np.full_like(prepared.train_arrays["__floats__"], np.inf)
   with pytest.raises(loop.NonFiniteLossError, match=r"step 0.*Last good checkpoint: step None"):
     loop.train(config, str(tmp_path / "nan"), broken)
@@ -77,7 +86,7 @@ def test_non_finite_loss_stops_without_updating(config, prepared, tmp_path):
 @pytest.mark.slow
 def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
   workdir = str(tmp_path / "run")
-  res = loop.train_and_evaluate(config, workdir, log=lambda s: None, prepared=prepared)
+  res = loop.train_and_evaluate(config, workdir, log=lambda s: None, task=prepared)
   for k in ("pvalue/mean", "pvalue/median", "pvalue/std", "d_lev", "train/loss", "test/loss",
             "generated/loss", "generated/bpc", "exact_copy_rate", "recon_acc/street"):
     assert k in res and np.isfinite(res[k]), k
@@ -90,9 +99,10 @@ def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
   assert int(state.step) == 6
   chex.assert_trees_all_equal(cli.load_workdir_config(workdir).to_dict(), config.to_dict())
   # what experiments/generate.py does: restore without data, sample, write CSV, read it back
-  state2, programs2 = loop.load_model(workdir, config)
+  state2, task2 = loop.load_model(workdir, config)
+  assert task2.data is None
   chex.assert_trees_all_equal(state2.params, state.params)
-  recs = generate.generate_records(prepared.programs, state2, 40, jax.random.key(0), 32)
+  recs = generate.generate_records(task2, state2, 40, jax.random.key(0), 32)
   assert len(recs) == 40
   path = str(tmp_path / "gen.csv")
   csv_io.write_csv(path, recs, prep.data.cls)
@@ -103,15 +113,15 @@ def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
 
 def test_augmented_multiscale_step_trains_on_variants_and_keeps_sampled_latents(config,
                                                                                 prepared):
-  p, arrays = prepared.programs, prepared.train_arrays
+  p, arrays = prepared.trainer, prepared.train_arrays
   n_lv = config.objective.multiscale.n_levels
   m, d = config.objective.augmented.n_augmented // n_lv, config.model.latent_dim
   b = 16 // n_lv
-  assert p.gen_start_step == 3 and p.step_fn(2) is p.train_step
-  assert p.step_fn(3) is p.train_step_augmented
-  np.testing.assert_allclose(p.level_p, [0.15, 0.2])                 # App K linear spacing
+  assert p.phase_at(2) == "train" and p.phase_at(3) == "augmented"   # gen_start 0.5 x 6
+  assert p.step_fn(3) is p.phase_step("augmented")
+  np.testing.assert_allclose(p.levels.p_sampled, [0.15, 0.2])        # App K linear spacing
   state = p.create_state(0, batching.batch_at(arrays, 0, 16, 0))
-  chex.assert_shape(state.objective_state.z, (n_lv, m, d))
+  chex.assert_shape(state.objective_state["augmented"].z, (n_lv, m, d))
   chex.assert_shape(state.params["sigma_net"]["CeluDense_0"]["Dense_0"]["kernel"],
                     (n_lv, d, d))
   k = state.params["sigma_net"]["CeluDense_0"]["Dense_0"]["kernel"]
@@ -119,21 +129,22 @@ def test_augmented_multiscale_step_trains_on_variants_and_keeps_sampled_latents(
   for s in range(3):                            # plain steps seed z_aug from each level's batch
     state, _, aux = p.step_fn(s)(state, batching.batch_at(arrays, s, 16, 0))
   chex.assert_shape(aux["z"], (n_lv, b, d))
-  chex.assert_trees_all_equal(state.objective_state.z, aux["z"][:, :m])
+  chex.assert_trees_all_equal(state.objective_state["augmented"].z, aux["z"][:, :m])
 
-  old = jax.tree.map(np.array, state.batch_stats["latent_moments"])
+  old = jax.tree.map(np.array, state.model_state["batch_stats"]["latent_moments"])
   state, metrics, aux = p.step_fn(3)(state, batching.batch_at(arrays, 3, 16, 0))
   assert np.isfinite(float(metrics["loss"]))
   assert {"kl/level0", "kl/level1"} <= set(metrics)
   chex.assert_shape(aux["z"], (n_lv, b + m, d))                      # real + variants
-  z_new, z, mu = (np.asarray(x) for x in (state.objective_state.z, aux["z"], aux["mu"]))
+  z_new, z, mu = (np.asarray(x) for x in (state.objective_state["augmented"].z, aux["z"],
+                                           aux["mu"]))
   for lv in range(n_lv):
     for i in range(m):   # each new z_aug is a SAMPLED latent: of a real row or of its variant
       from_real = np.any(np.all(z_new[lv, i] == z[lv, :b], -1))
       assert from_real or np.all(z_new[lv, i] == z[lv, b + i])
       assert not np.any(np.all(np.isclose(z_new[lv, i], mu[lv], atol=1e-7), -1))
     # each level's latent moments were updated from its own real rows only
-    new_mean = np.asarray(state.batch_stats["latent_moments"]["mean"][lv])
+    new_mean = np.asarray(state.model_state["batch_stats"]["latent_moments"]["mean"][lv])
     real_only = 0.999 * old["mean"][lv] + 0.001 * z[lv, :b].mean(0)
     all_rows = 0.999 * old["mean"][lv] + 0.001 * z[lv].mean(0)
     assert np.abs(new_mean - real_only).max() < np.abs(new_mean - all_rows).max() / 10
@@ -141,14 +152,14 @@ def test_augmented_multiscale_step_trains_on_variants_and_keeps_sampled_latents(
   v = p.variables(state)
   chex.assert_trees_all_equal(v["batch_stats"]["latent_moments"],
                               jax.tree.map(lambda a: a[0],
-                                           state.batch_stats["latent_moments"]))
+                                           state.model_state["batch_stats"]["latent_moments"]))
 
 
 def test_app_e_analyses_on_a_model(config, prepared, tmp_path):
   """Repeated encode/decode, per-round stats and interpolation (App D-E), plus their plots."""
   from alala_jax import analysis, viz
-  p = prepared.programs
-  state = p.create_state(0, batching.batch_at(prepared.train_arrays, 0, 16, 0))
+  p = prepared
+  state = p.trainer.create_state(0, batching.batch_at(prepared.train_arrays, 0, 16, 0))
   train = prepared.data.train
   recs = train[:32]
   rounds = analysis.repeated_encode_decode(p, state, recs, 2, jax.random.key(0), chunk=32)

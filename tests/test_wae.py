@@ -1,12 +1,20 @@
-"""WAE latent loss (paper 000 App I): W2^2 against scipy's sqrtm, gradients."""
+"""WAE baseline (paper 000 App I): W2^2 against scipy's sqrtm, gradients, the registered 'wae'
+objective on hand-built terms and on the record model (deterministic encoder)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import scipy.linalg
 
-from alala_jax.objectives import wae
+from alala_jax import config as base
+from alala_jax import objectives
+from alala_jax.models.base import DiagGaussian, Recon
+from alala_jax.objectives import multiscale, wae
+from alala_jax.objectives.base import Level, Terms
+from alala_jax.train import state as state_lib
+from alala_jax.train import step as step_lib
 
 
 def _scipy_w2(m, s):
@@ -59,19 +67,76 @@ def test_gradient_finite_difference_and_rank_deficient_batch():
   assert np.all(np.isfinite(np.asarray(jax.grad(wae.w2_squared_standard_normal)(few))))
 
 
-def test_wae_loss_mode_is_deterministic_with_batch_w2(small):
-  """mode 'wae': z = mu, latent term = W2^2(batch of z) / D, loss = recon + beta * latent."""
-  from alala_jax.objectives import elbo, multiscale
-  model, params, stats, batches = small
-  v = multiscale.level_variables(params, stats, 0)
+def _config(beta=0.128):
+  c = base.base_config()
+  c.objective.name = "wae"
+  c.objective.beta_schedule, c.objective.beta_end = "constant", beta
+  c.train.num_steps = 100
+  return c
+
+
+class _Model:
+  latent_dim = 4
+  kl_scale = 1.0 / 4
+
+
+def test_wae_objective_is_recon_plus_beta_w2_per_latent_dim():
+  obj = objectives.build(_config(0.128), _Model())
+  assert obj.name == "wae" and obj.deterministic and obj.latent_label == "wae/w2"
+  assert obj.init(jax.random.key(0)) == {}
+  rng = np.random.default_rng(4)
+  z = jnp.asarray(rng.normal(size=(12, 4)) * 1.5 + 0.3, jnp.float32)
+  recon = jnp.asarray(rng.uniform(size=12), jnp.float32)
+  terms = Terms(recon=Recon(nll=recon, loss=recon, fields={}), kl=jnp.zeros(12), z=z,
+                posterior=DiagGaussian(z, jnp.ones_like(z)), row_mask=None, kl_scale=0.25)
+  w2 = float(wae.w2_squared_standard_normal(z)) / 4
+  loss, m = obj.loss({}, terms, step=0, level=Level(beta_scale=0.5))
+  np.testing.assert_allclose(float(m["wae/w2"]), w2, rtol=1e-5)
+  np.testing.assert_allclose(float(loss), float(jnp.mean(recon)) + 0.128 * 0.5 * w2, rtol=1e-5)
+  assert float(m["beta"]) == pytest.approx(0.128)
+  # rows weighted by the row mask: W2 of the real rows alone
+  mask = jnp.asarray([1.0] * 8 + [0.0] * 4)
+  _, mm = obj.loss({}, terms.replace(row_mask=mask), step=0, level=Level())
+  np.testing.assert_allclose(float(mm["wae/w2"]),
+                             float(wae.w2_squared_standard_normal(z[:8])) / 4, rtol=1e-5)
+
+
+def test_wae_on_the_record_model_is_deterministic_with_batch_w2(small_core):
+  """'wae': z = mu (no latent noise), loss = recon + beta W2^2(batch of z) / D."""
+  model, state, batches = small_core
+  setup = state_lib.Setup(model=model, objective=objectives.make("wae", _config(), model),
+                          tx=optax.identity(), levels=multiscale.Levels())
+  v = state_lib.level_variables(setup, state.variables(), 0)
   batch = multiscale.level_slice(batches, 0)
-  f = jax.jit(lambda key: elbo.vae_loss(model, v["params"], v["batch_stats"], batch, key, 0.128,
-                                        1.0, 1.0, False, mode="wae"))
-  loss, (terms, _, out) = f(jax.random.key(0))
-  np.testing.assert_array_equal(np.asarray(out.z), np.asarray(out.mu))
-  _, (_, _, out2) = f(jax.random.key(1))
-  np.testing.assert_array_equal(np.asarray(out2.z), np.asarray(out.z))    # no latent noise
-  d = out.z.shape[-1]
-  w2 = float(wae.w2_squared_standard_normal(out.z)) / d
-  np.testing.assert_allclose(float(terms.latent), w2, rtol=1e-5)
-  np.testing.assert_allclose(float(loss), float(terms.recon) + 0.128 * w2, rtol=1e-5)
+
+  @jax.jit
+  def f(key):
+    terms, _ = step_lib.level_terms(setup, v, batch, None, key, 0, train=True)
+    loss, m = setup.objective.loss({}, terms, step=0, level=Level())
+    return loss, m, terms
+  loss, m, terms = f(jax.random.key(0))
+  np.testing.assert_array_equal(np.asarray(terms.z), np.asarray(terms.posterior.mean))
+  _, _, terms2 = f(jax.random.key(1))
+  np.testing.assert_array_equal(np.asarray(terms2.z), np.asarray(terms.z))    # no latent noise
+  d = terms.z.shape[-1]
+  w2 = float(wae.w2_squared_standard_normal(terms.z)) / d
+  np.testing.assert_allclose(float(m["wae/w2"]), w2, rtol=1e-5)
+  np.testing.assert_allclose(float(loss), float(jnp.mean(terms.recon.loss)) + 0.128 * w2,
+                             rtol=1e-5)
+  # a stochastic objective on the same model samples z
+  beta = state_lib.Setup(model=model, objective=objectives.make("beta", _config(), model),
+                         tx=optax.identity())
+  tb, _ = jax.jit(lambda k: step_lib.level_terms(beta, v, batch, None, k, 0, train=True))(
+      jax.random.key(0))
+  assert not np.allclose(np.asarray(tb.z), np.asarray(tb.posterior.mean))
+
+
+def test_wae_runs_alone():
+  c = _config()
+  c.objective.multiscale.n_levels = 2
+  with pytest.raises(ValueError, match="WAE baseline"):
+    objectives.build(c, _Model())
+  c.objective.multiscale.n_levels = 1
+  c.objective.augmented.enabled = True
+  with pytest.raises(ValueError, match="WAE baseline"):
+    objectives.build(c, _Model())

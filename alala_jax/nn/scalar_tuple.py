@@ -4,9 +4,15 @@ PCA whitening with moving statistics: U D V^T = Sigma + eps I, x_w = (x - mu) U 
 Encoder: dense(k -> H) with sigmoid. Decoder: linear dense(H -> k) predicting x_w.
 Loss: the SUM (not mean) of squared errors on whitened values, so each float field weighs 1.
 Generation un-whitens: x = x_w D^(1/2) U^T + mu.
+
+Likelihood (the model interface's unweighted NLL; not in the paper): x_w ~ N(pred_w, I), unit
+variance in whitened space, where the data have unit variance; in raw units
+-log p(x) = 1/2 |x_w - pred_w|^2 + k/2 log(2 pi) - log |det W|, log |det W| = -1/2 sum log d.
 """
 
 from __future__ import annotations
+
+import math
 
 import flax.linen as nn
 import jax
@@ -38,6 +44,12 @@ class ScalarTuple(nn.Module):
     w, w_inv = whitening(mean, cov, self.eps)
     return jax.lax.stop_gradient((mean, w, w_inv))
 
+  def _log_det_whitening(self) -> jax.Array:
+    """log |det W| = -1/2 sum log eig(Sigma + eps I)."""
+    _, cov = self.moments()
+    d = jnp.linalg.eigvalsh(cov + self.eps * jnp.eye(cov.shape[0], dtype=cov.dtype))
+    return jax.lax.stop_gradient(-0.5 * jnp.sum(jnp.log(d)))
+
   def whiten(self, x: jax.Array) -> jax.Array:
     mean, w, _ = self._transforms()
     return (x - mean) @ w
@@ -53,7 +65,12 @@ class ScalarTuple(nn.Module):
     return {"emb": jax.nn.sigmoid(self.enc(self.whiten(x)))}
 
   def decode(self, emb: jax.Array, target: jax.Array | None):
-    """Returns (loss [B] or None, raw prediction [B, k])."""
+    """Returns (loss [B] or None, nll [B] or None, raw prediction [B, k]): loss is the
+    paper's summed squared error on whitened values, nll the Gaussian -log p(target) in raw
+    units (module doc)."""
     pred_w = self.dec(emb)
-    loss = None if target is None else jnp.sum((self.whiten(target) - pred_w) ** 2, -1)
-    return loss, self.unwhiten(pred_w)
+    if target is None:
+      return None, None, self.unwhiten(pred_w)
+    sq = jnp.sum((self.whiten(target) - pred_w) ** 2, -1)
+    nll = 0.5 * sq + 0.5 * self.num * math.log(2.0 * math.pi) - self._log_det_whitening()
+    return sq, nll, self.unwhiten(pred_w)

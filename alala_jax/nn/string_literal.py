@@ -23,8 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from alala_jax.data.codec import END_ID, OOV_ID
-from alala_jax.nn import layers
-from alala_jax.nn import gru
+from alala_jax.nn import gru, layers
 
 
 class _EncStep(nn.Module):

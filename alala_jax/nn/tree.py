@@ -73,6 +73,8 @@ class DecodeOut:
   chars: jax.Array    # [B] number of string characters + END tokens
   sample: Any         # the decoder's own output in codec layout
   fields: dict        # field name -> [B] reconstruction loss of that field
+  nll: jax.Array      # [B] unweighted -log p(x | z), nats: string CE + float Gaussian NLL (raw
+                      # units) + Bernoulli presence/stop terms; no skew, no field weights
 
 
 def _zeros_like_batch(emb):
@@ -81,7 +83,7 @@ def _zeros_like_batch(emb):
 
 def _scale(out: DecodeOut, w: jax.Array) -> DecodeOut:
   return out.replace(loss=out.loss * w, nats=out.nats * w, chars=out.chars * w,
-                     fields={k: v * w for k, v in out.fields.items()})
+                     fields={k: v * w for k, v in out.fields.items()}, nll=out.nll * w)
 
 
 def _skew(e: jax.Array, target_emb: jax.Array, weight: float) -> jax.Array:
@@ -119,9 +121,9 @@ def _string_out(node: sc.StringNode, emb: jax.Array, loss, nats, sample, target)
   """A string field's DecodeOut from the StringLiteral's decode results."""
   if target is None:
     z = _zeros_like_batch(emb)
-    return DecodeOut(z, z, z, sample, {})
+    return DecodeOut(z, z, z, sample, {}, z)
   chars = (target["length"] + 1).astype(emb.dtype)
-  return DecodeOut(loss, nats, chars, sample, {sc.path_name(node.path): loss})
+  return DecodeOut(loss, nats, chars, sample, {sc.path_name(node.path): loss}, nats)
 
 
 def _pad_time(a: jax.Array, steps: int) -> jax.Array:
@@ -175,13 +177,13 @@ class FloatsField(nn.Module):
 
   def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
     del enc, ctx
-    loss, pred = self.st.decode(emb, target)
+    loss, nll, pred = self.st.decode(emb, target)
     z = _zeros_like_batch(emb)
     if target is None:
-      return DecodeOut(z, z, z, pred, {})
+      return DecodeOut(z, z, z, pred, {}, z)
     prefix = sc.path_name(self.node.path[:-1])
     name = ("" if prefix == "<root>" else prefix + ".") + "(" + ",".join(self.node.names) + ")"
-    return DecodeOut(loss, z, z, pred, {name: loss})
+    return DecodeOut(loss, z, z, pred, {name: loss}, nll)
 
 
 class OptionalField(nn.Module):
@@ -217,6 +219,7 @@ class OptionalField(nn.Module):
     out = _scale(out, p)
     name = sc.path_name(self.node.path)
     return out.replace(loss=out.loss + bce, fields={**out.fields, name + "?": bce},
+                       nll=out.nll + bce,
                        sample={"present": (logit > 0).astype(emb.dtype), "value": out.sample})
 
 
@@ -294,7 +297,7 @@ class ListField(nn.Module):
       stop_now = jnp.concatenate([stop_now, jnp.ones((1, b), bool)], 0)
       count = jnp.argmax(stop_now, 0).astype(jnp.int32)
       z = _zeros_like_batch(emb)
-      return DecodeOut(z, z, z, {"count": count, "items": items}, {})
+      return DecodeOut(z, z, z, {"count": count, "items": items}, {}, z)
     count = target["count"]
     steps = jnp.arange(n)[:, None]
     stop_t = (steps == count[None, :]).astype(emb.dtype)
@@ -309,8 +312,9 @@ class ListField(nn.Module):
     name = sc.path_name(self.node.path)
     fields = {k: red(v) / denom for k, v in out.fields.items()}
     fields[name + "#"] = stop_loss
+    stop_nll = jnp.sum(jnp.where(steps <= count[None, :], stop_ce, 0.0), 0)
     return DecodeOut(stop_loss + item_loss, red(out.nats), red(out.chars),
-                     {"count": count, "items": items}, fields)
+                     {"count": count, "items": items}, fields, stop_nll + red(out.nll))
 
 
 class Tuple(nn.Module):
@@ -397,14 +401,14 @@ class Tuple(nn.Module):
     for g in groups:
       self._decode_group(g, es, target, ctx, outs)
     z = _zeros_like_batch(emb)
-    loss, nats, chars, samples, fields = z, z, z, {}, {}
+    loss, nats, chars, samples, fields, nll = z, z, z, {}, {}, z
     for k, (out, c) in enumerate(zip(outs, self.node.children)):
       samples[c.key] = out.sample
       if enc is not None:
         loss = loss + out.loss + _skew(es[k], enc["children"][k]["emb"], c.weight)
-        nats, chars = nats + out.nats, chars + out.chars
+        nats, chars, nll = nats + out.nats, chars + out.chars, nll + out.nll
         fields.update(out.fields)
-    return DecodeOut(loss, nats, chars, samples, fields)
+    return DecodeOut(loss, nats, chars, samples, fields, nll)
 
   def _decode_group(self, g: list[int], es, target, ctx: Ctx, outs: list) -> None:
     """Decodes the string children `g` in one padded scan; fills `outs[k]` for k in g."""
@@ -465,14 +469,15 @@ class SimpleTuple(nn.Module):
 
   def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
     z = _zeros_like_batch(emb)
-    loss, nats, chars, samples, fields = z, z, z, {}, {}
+    loss, nats, chars, samples, fields, nll = z, z, z, {}, {}, z
     for k, (kid, c) in enumerate(zip(self.kids, self.node.children)):
       out = kid.decode(emb, None if target is None else target[c.key],
                        None if enc is None else enc["children"][k], ctx)
       samples[c.key] = out.sample
       loss, nats, chars = loss + out.loss, nats + out.nats, chars + out.chars
+      nll = nll + out.nll
       fields.update(out.fields)
-    return DecodeOut(loss, nats, chars, samples, fields)
+    return DecodeOut(loss, nats, chars, samples, fields, nll)
 
 
 def build(node: sc.Node, literal: StringLiteral | None, cfg: ModelConfig) -> nn.Module:

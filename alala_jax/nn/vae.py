@@ -52,6 +52,25 @@ class RecordVAE(nn.Module):
   def sigma(self, mu: jax.Array) -> jax.Array:
     return self.sigma_net(mu)
 
+  # The pieces of `__call__`, one per method of the model interface (alala_jax.models.record).
+
+  def observe(self, data, stats_mask: jax.Array | None = None) -> None:
+    """Updates the ScalarTuple whitening statistics with a batch (apply with mutable)."""
+    self.body.encode(data, stats_mask, True)
+
+  def posterior(self, data) -> tuple[jax.Array, jax.Array, dict]:
+    """(mu [B, D], sigma [B, D], encoder tree) of a batch; statistics are not updated."""
+    enc = self.body.encode(data, None, False)
+    return enc["emb"], self.sigma(enc["emb"]), enc
+
+  def reparameterize(self, mu: jax.Array, sigma: jax.Array) -> jax.Array:
+    """z = mu + sigma * eps with eps from the 'latent' RNG stream (as `__call__` draws it)."""
+    return mu + sigma * jax.random.normal(self.make_rng("latent"), mu.shape, mu.dtype)
+
+  def track(self, z: jax.Array, stats_mask: jax.Array | None = None) -> None:
+    """Updates the moving moments of the sampled latents (apply with mutable)."""
+    self.latent_moments.update(z, stats_mask)
+
   def decode(self, z, target=None, enc=None, p_tuple=0.0, p_string=0.0, greedy=False):
     """Decodes z [B, D]; with target/enc also computes the losses (see tree.DecodeOut)."""
     return self.body.decode(z, target, enc, tree.Ctx(p_tuple, p_string, greedy))

@@ -1,25 +1,24 @@
-"""Multiscale VAE (paper 000 Sec 6, Eq 5; App J Eqs 8-9; App K) over a leading level axis.
+"""Multiscale VAE (paper 000 Sec 6, Eq 5; App J Eqs 8-9; App K): a level axis over any model
+and objective.
 
-n levels share the encoder and decoder; level i has its own sigma-network sigma_i(mu) and a
-constant beta_i = m_i * beta_max(step) (beta_max may cool down, Sec 6). Level i trains on its
-own batch, as each of the paper's 32 workers did:
+n levels share the model; level i has its own copy of what the model declares per level
+(`VAEModel.level_collections`: the record VAE's sigma-network sigma_i(mu) and its latent
+moments) and its own constant beta_i = m_i * beta_max(step) (beta_max may cool down, Sec 6),
+capacity C_i and p_sampled_i (`objectives.base.Level`). Level i trains on its own batch, as
+each of the paper's 32 workers did:
 
-  loss = 1/n sum_i E_{x ~ batch_i} [ l_i(x) ],   z_i ~ N(mu(x), sigma_i(mu(x))^2),
-  l_i  = recon + beta_i KL / D                           ('beta', Eq 5)
-       = recon / beta_i + KL / D                         ('inverted', Eq 8)
-       = recon + gamma max(KL - C_i, 0) / D              ('capacity', Eq 9, C_i = C_min + i C_inc)
+  loss = 1/n sum_i E_{x ~ batch_i} [ l_i(x) ],   z_i ~ q_i(z | x),
 
-with recon the per-field reconstruction loss (objectives/elbo.py) and D the latent size. We
-average over levels where the paper's workers averaged their gradients (Adam makes the overall
-scale irrelevant; the global-norm clip then applies to the averaged gradient, not per worker).
+l_i the objective's loss at level i ('beta': recon + beta_i kl_scale KL, Eq 5; 'inverted',
+Eq 8; 'capacity', Eq 9; any other registered objective). We average over levels where the
+paper's workers averaged their gradients (Adam makes the overall scale irrelevant; the
+global-norm clip then applies to the averaged gradient, not per worker).
 
-Implementation: the sigma-network parameters are stacked on a leading level axis in
-``params['sigma_net']`` and so are the moving moments of the sampled latents in
-``batch_stats['latent_moments']`` (each level has its own latent distribution; generation
-uses level `gen_level`). The per-level loss is `jax.vmap`-ed over (sigma params, latent moments,
-batch, PRNG key, beta_i, C_i). All other moving statistics (ScalarTuple whitening) are shared:
-the per-level updates are averaged, which for the moving mean equals one update with the mean of
-the level batches. n = 1 is the plain beta-VAE.
+Implementation (`train/step.py`): the declared entries are stacked on a leading level axis and
+the per-level loss is `jax.vmap`-ed (`over_levels`) over (level entries, batch, PRNG key,
+Level); every objective state gets the level axis too. Shared non-gradient statistics
+(ScalarTuple whitening) are updated per level and averaged (`merge_shared_updates`).
+n = 1 is the plain single-level run.
 """
 
 from __future__ import annotations
@@ -31,11 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alala_jax.objectives import elbo
+from alala_jax.objectives.base import Level
 
-LEVEL_PARAMS = "sigma_net"          # params subtree stacked on the level axis
-LEVEL_STATS = "latent_moments"      # batch_stats subtree stacked on the level axis
-MODES = ("beta", "inverted", "capacity")
+SPACINGS = ("linear", "geometric")
 
 
 def beta_multipliers(n: int, spacing: str = "linear", ratio: float = 0.9) -> np.ndarray:
@@ -82,98 +79,85 @@ def level_slice(tree_: Any, i) -> Any:
   return jax.tree.map(lambda x: x[i], tree_)
 
 
-def level_variables(params: Any, batch_stats: Any, i: int) -> dict:
-  """The single-level model variables of level i (what RecordVAE.apply expects)."""
-  return {"params": {**params, LEVEL_PARAMS: level_slice(params[LEVEL_PARAMS], i)},
-          "batch_stats": {**batch_stats,
-                          LEVEL_STATS: level_slice(batch_stats[LEVEL_STATS], i)}}
+def split_collections(variables: dict, declared: dict) -> tuple[dict, dict]:
+  """Splits model variables into (shared, per-level) by the model's `level_collections`:
+  per-level holds, per collection, the declared top-level entries."""
+  shared, per_level = {}, {}
+  for col, tree_ in variables.items():
+    names = set(declared.get(col, ()))
+    shared[col] = {k: v for k, v in tree_.items() if k not in names}
+    lv = {k: v for k, v in tree_.items() if k in names}
+    if lv:
+      per_level[col] = lv
+  return shared, per_level
 
 
-def _merge_shared(stacked: Any) -> Any:
-  """Averages per-level updates of shared statistics (integer counters: level 0's)."""
+def merge_collections(shared: dict, per_level: dict) -> dict:
+  """The inverse of `split_collections` (for one level, or for stacked levels)."""
+  return {col: {**tree_, **per_level.get(col, {})} for col, tree_ in shared.items()}
+
+
+def merge_shared_updates(stacked: Any) -> Any:
+  """Averages per-level updates of shared statistics over the level axis (integer counters:
+  level 0's): for a moving mean this equals one update with the mean of the level batches."""
   return jax.tree.map(lambda x: jnp.mean(x, 0) if jnp.issubdtype(x.dtype, jnp.floating)
                       else x[0], stacked)
 
 
-def multiscale_loss(model, params: Any, batch_stats: Any, batches: Any, keys: jax.Array,
-                    betas: jax.Array, caps: jax.Array | None, p_tuple, p_string, train: bool,
-                    mode: str = "beta", gamma: float = 128.0,
-                    stats_mask: jax.Array | None = None, adversary=None):
-  """The multiscale loss, vmapped over levels.
+def over_levels(fn, n: int, in_axes: tuple):
+  """fn mapped over the leading level axis of the arguments whose in_axes entry is 0.
 
-  Args:
-    model: the RecordVAE (single-level module).
-    params: model params with ``params['sigma_net']`` stacked on a leading level axis [n, ...].
-    batch_stats: with ``batch_stats['latent_moments']`` stacked on the level axis.
-    batches: codec arrays with leading axes [n, b]: level i's own batch.
-    keys: [n] PRNG keys; betas: [n] beta_i; caps: [n] C_i (mode 'capacity') or None.
-    mode: 'beta' | 'inverted' | 'capacity' (module docstring), or the one-level baselines
-      'wae' (App I) and 'aae' (App H).
-    stats_mask: [n, b] rows that update the moving statistics (None: all).
-    adversary: z [b, D] -> [b] adversarial cross-entropy (mode 'aae').
+  One level runs fn on the sliced arguments without vmap (it compiles ~1.5x faster here) and
+  puts a level axis of 1 on every output."""
+  if n > 1:
+    return jax.vmap(fn, in_axes=in_axes)
 
-  Returns:
-    (loss, (per-level LossTerms [n], updated batch_stats, per-level VAEOut [n, b, ...])).
-  """
-  if mode not in MODES + elbo.DETERMINISTIC_MODES:
-    raise ValueError(f"unknown loss mode {mode!r}: expected one of "
-                     f"{MODES + elbo.DETERMINISTIC_MODES}")
-  shared_p = {k: v for k, v in params.items() if k != LEVEL_PARAMS}
-  shared_s = {k: v for k, v in batch_stats.items() if k != LEVEL_STATS}
-  caps = jnp.zeros_like(betas) if caps is None else caps
-
-  def one_level(sig_p, lat_s, batch, key, beta, cap, mask):
-    p = {**shared_p, LEVEL_PARAMS: sig_p}
-    s = {**shared_s, LEVEL_STATS: lat_s}
-    loss, (terms, new_s, out) = elbo.vae_loss(model, p, s, batch, key, beta, p_tuple, p_string,
-                                              train, mask, mode=mode, capacity=cap,
-                                              gamma=gamma, adversary=adversary)
-    return loss, (terms, new_s, out)
-
-  mask_axis = None if stats_mask is None else 0
-  args = (params[LEVEL_PARAMS], batch_stats[LEVEL_STATS], batches, keys, betas, caps,
-          stats_mask)
-  if betas.shape[0] == 1:
-    # One level: the same computation without vmap, which compiles ~1.5x faster here.
-    sliced = [a if ax is None else level_slice(a, 0)
-              for a, ax in zip(args, (0,) * 6 + (mask_axis,))]
-    losses, (terms, new_s, out) = jax.tree.map(lambda x: x[None], one_level(*sliced))
-  else:
-    losses, (terms, new_s, out) = jax.vmap(
-        one_level, in_axes=(0, 0, 0, 0, 0, 0, mask_axis))(*args)
-  new_stats = {k: (v if k == LEVEL_STATS else _merge_shared(v)) for k, v in new_s.items()}
-  return jnp.mean(losses), (terms, new_stats, out)
+  def one(*args):
+    sliced = [a if ax is None else level_slice(a, 0) for a, ax in zip(args, in_axes)]
+    return jax.tree.map(lambda x: jnp.asarray(x)[None], fn(*sliced))
+  return one
 
 
 @dataclasses.dataclass(frozen=True)
 class Levels:
-  """The level axis of one run: n levels, their beta multipliers, capacities and batching."""
+  """The level axis of one run: n levels, their beta multipliers, capacities, per-level
+  p_sampled (App K) and batching."""
   n: int = 1
   multipliers: tuple[float, ...] = (1.0,)
-  capacities: tuple[float, ...] | None = None
-  mode: str = "beta"
-  gamma: float = 128.0
+  capacities: tuple[float, ...] = (0.0,)
+  p_sampled: tuple[float, ...] = (0.2,)
   shared_batch: bool = False
   gen_level: int = 0
 
   @classmethod
-  def from_config(cls, ms) -> "Levels":
-    """From `config.objective.multiscale` (None or n_levels 1: the plain beta-VAE)."""
-    if ms is None or ms.n_levels == 1:
-      return cls()
-    n = int(ms.n_levels)
+  def from_config(cls, ms, augmented=None) -> "Levels":
+    """From `config.objective.multiscale` (None or n_levels 1: one level) and
+    `config.objective.augmented` (per-level p_sampled, App K)."""
+    n = 1 if ms is None else int(ms.n_levels)
     if n < 1:
       raise ValueError(f"multiscale.n_levels must be >= 1, got {n}")
-    if ms.mode not in MODES:
-      raise ValueError(f"unknown multiscale.mode {ms.mode!r}: expected one of {MODES}")
+    if augmented is not None and augmented.enabled:
+      p = level_p_sampled(n, augmented.get("p_min", augmented.p_sampled), augmented.p_sampled,
+                          augmented.get("p_spacing", "constant"))
+    else:
+      p = np.full(n, 0.2, np.float32)
+    if n == 1:
+      return cls(p_sampled=(float(p[0]),))
+    if ms.spacing not in SPACINGS:
+      raise ValueError(f"unknown beta spacing {ms.spacing!r}: expected one of {SPACINGS}")
     if not 0 <= ms.gen_level < n:
       raise ValueError(f"multiscale.gen_level {ms.gen_level} is not a level of 0..{n - 1}")
-    caps = (tuple(float(c) for c in capacities(n, ms.c_min, ms.c_inc))
-            if ms.mode == "capacity" else None)
     return cls(n=n, multipliers=tuple(float(m) for m in beta_multipliers(n, ms.spacing,
                                                                          ms.ratio)),
-               capacities=caps, mode=ms.mode, gamma=float(ms.gamma),
+               capacities=tuple(float(c) for c in capacities(n, ms.c_min, ms.c_inc)),
+               p_sampled=tuple(float(x) for x in p),
                shared_batch=bool(ms.shared_batch), gen_level=int(ms.gen_level))
+
+  def level_args(self) -> Level:
+    """The per-level values as arrays [n] (what `over_levels` maps over)."""
+    f = lambda v: jnp.asarray(v, jnp.float32)
+    return Level(beta_scale=f(self.multipliers), capacity=f(self.capacities),
+                 p_sampled=f(self.p_sampled))
 
   def per_level_batch(self, batch_size: int) -> int:
     if self.shared_batch or self.n == 1:
@@ -192,6 +176,3 @@ class Levels:
 
   def betas(self, beta_max) -> jax.Array:
     return beta_max * jnp.asarray(self.multipliers, jnp.float32)
-
-  def caps(self) -> jax.Array | None:
-    return None if self.capacities is None else jnp.asarray(self.capacities, jnp.float32)

@@ -47,3 +47,12 @@ def teacher_schedule(scheme: str, num_steps: int, fraction: float = 1.0) -> opta
   if scheme == "SS":
     return optax.linear_schedule(1.0, 0.0, max(1, int(round(fraction * num_steps))))
   raise ValueError(f"unknown sampling scheme {scheme!r}: expected one of {sorted(SCHEMES)}")
+
+
+def beta_extremes(cfg) -> tuple[float, ...]:
+  """The beta values a configured schedule passes through at its ends (`config.objective`)."""
+  if cfg.beta_schedule == "constant":
+    return (cfg.beta_end,)
+  if cfg.beta_schedule == "linear":
+    return (cfg.beta_start, cfg.beta_end)
+  return (cfg.beta_start, cfg.beta_mid, cfg.beta_end)

@@ -6,7 +6,8 @@ Gaussian fit N(m, Sigma) of the batch of latents and the prior N(0, I),
 
 lambda_i the eigenvalues of Sigma (Sigma^(1/2) and I commute, so the Frobenius norm is over the
 eigenvalues). Sigma is the sample covariance (ddof = 1). The paper weighs it 0.128 "per latent
-dimension": loss = recon + 0.128 W2^2 / D, the same convention as beta (objectives/elbo.py).
+dimension": loss = recon + 0.128 W2^2 / D, the same convention as beta (the model's kl_scale;
+objectives/beta.py). Registered as 'wae'; the encoder is deterministic (z = mu).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from alala_jax.nn.moments import weighted_moments
+from alala_jax.objectives.base import Objective, Terms, register
+from alala_jax.objectives.beta import beta_from_config
 
 EIG_FLOOR = 1e-6   # sqrt'(0) is infinite: eigenvalues are floored (a rank-deficient batch)
 
@@ -34,3 +37,23 @@ def gaussian_w2_squared(m1, s1, m2, s2) -> jax.Array:
     return (v * jnp.sqrt(jnp.maximum(lam, 0.0))) @ v.T
   r2 = sqrtm(s2)
   return jnp.sum((m1 - m2) ** 2) + jnp.trace(s1 + s2 - 2.0 * sqrtm(r2 @ s1 @ r2))
+
+
+@register("wae")
+def make_wae(config, model) -> Objective:
+  """recon + beta W2^2(batch of z, N(0, I)) * kl_scale, deterministic encoder (App I)."""
+  del model
+  beta = beta_from_config(config)
+
+  def init(key):
+    del key
+    return {}
+
+  def loss(state, terms: Terms, *, step, level):
+    del state
+    b = beta(step)
+    w2 = w2_squared_standard_normal(terms.z, terms.row_mask) * terms.kl_scale
+    return jnp.mean(terms.recon.loss) + b * level.beta_scale * w2, {"beta": b, "wae/w2": w2}
+
+  return Objective(name="wae", init=init, loss=loss, deterministic=True,
+                   latent_label="wae/w2")

@@ -1,8 +1,11 @@
 """`train_and_evaluate(config, workdir)`: the whole training run, importable from a notebook.
 
 * resumes automatically from the latest orbax checkpoint in ``workdir/checkpoints``;
-* writes ``workdir/config.json``, ``workdir/spec.json`` (vocabulary, field sizes) and JSON-lines
-  metrics to ``workdir/metrics.jsonl``;
+* knows no model, objective or data set: `config.task` names a task (`alala_jax.tasks`) that
+  builds them, and the objective's phase at each step names the compiled step that runs;
+* writes ``workdir/config.json``, the task's files (records: ``spec.json``, the vocabulary and
+  field sizes) and JSON-lines metrics to ``workdir/metrics.jsonl``;
+* reads the batch of each step at ``state.data_position`` (batches consumed), not ``step``;
 * prints a progress line (step, steps/s, ETA, losses) every ``log_every`` steps;
 * stops with `NonFiniteLossError` (naming the step and the last good checkpoint) if a step's
   loss or gradient is not finite; the bad update is never applied nor checkpointed.
@@ -10,7 +13,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -20,11 +22,11 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from alala_jax import evaluate as ev
-from alala_jax import schema as sc
-from alala_jax.data import batching, codec, datasets
+from alala_jax import tasks
+from alala_jax.data import batching
+from alala_jax.tasks.base import Task
 from alala_jax.train import sharding
-from alala_jax.train.state import Programs, TrainState
+from alala_jax.train.state import TrainState
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -47,11 +49,9 @@ class MetricWriter:
 class Progress:
   """A progress line with steps/s and ETA, printed to stderr every `every` steps."""
 
-  LATENT_LABELS = {"wae": "W2^2/dim", "aae": "adv CE"}   # what metrics['kl'] holds per mode
-
-  def __init__(self, total: int, start: int, stream=sys.stderr, mode: str = "beta"):
+  def __init__(self, total: int, start: int, stream=sys.stderr, latent_label: str = "kl"):
     self.total, self.start, self.stream = total, start, stream
-    self.latent_label = self.LATENT_LABELS.get(mode, "kl/dim")
+    self.latent_label = latent_label
     self.t0 = None
 
   def __call__(self, step: int, metrics: dict[str, float], extra: str = "") -> None:
@@ -63,10 +63,11 @@ class Progress:
       rate = (step - self.s0) / max(now - self.t0, 1e-9)
     eta = (self.total - step) / rate if rate == rate and rate > 0 else float("nan")
     eta_s = "?" if eta != eta else f"{int(eta) // 60}m{int(eta) % 60:02d}s"
+    latent = metrics.get(self.latent_label, metrics["kl"])
+    beta = f"  beta {metrics['beta']:.3f}" if "beta" in metrics else ""
     print(f"step {step:>7d}/{self.total}  {rate:6.2f} steps/s  ETA {eta_s}  "
           f"loss {metrics['loss']:.4f}  recon {metrics['recon']:.4f}  {self.latent_label} "
-          f"{metrics['kl']:.4f}  beta {metrics['beta']:.3f}  bpc {metrics['bpc']:.3f}" + extra,
-          file=self.stream, flush=True)
+          f"{latent:.4f}{beta}" + extra, file=self.stream, flush=True)
 
 
 def checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
@@ -83,72 +84,46 @@ def restore_latest(mngr: ocp.CheckpointManager, template: TrainState) -> TrainSt
   return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
 
 
-@dataclasses.dataclass
-class Prepared:
-  """Data, arrays and compiled programs of one config (reusable across runs of that config)."""
-  data: datasets.Dataset
-  programs: Programs
-  train_arrays: Any
-  test_arrays: Any
-  train_report: codec.EncodeReport
-  test_report: codec.EncodeReport
+def prepare(config, workdir: str | None = None) -> Task:
+  """The task of `config.task` with its data loaded and its trainer built (reusable across
+  runs of that config); the spec is read from `workdir` if it holds one."""
+  return tasks.build(config, workdir)
 
 
-def prepare(config, workdir: str | None = None) -> Prepared:
-  """Loads data, builds the spec (or reads it from `workdir`) and the compiled programs."""
-  data = datasets.load(config.data)
-  root = sc.parse_schema(data.cls)
-  spec_path = os.path.join(workdir, "spec.json") if workdir else None
-  if spec_path and os.path.exists(spec_path):
-    with open(spec_path) as f:
-      spec = codec.DataSpec.from_json(f.read())
-  else:
-    spec = codec.build_spec(root, data.train)
-  train_arrays, train_rep = codec.encode(root, spec, data.train)
-  test_arrays, test_rep = codec.encode(root, spec, data.test)
-  return Prepared(data, Programs(root, spec, config), train_arrays, test_arrays, train_rep,
-                  test_rep)
-
-
-def train(config, workdir: str, prepared: Prepared | None = None, log=print,
-          stop_at: int | None = None) -> tuple[TrainState, Prepared]:
+def train(config, workdir: str, task: Task | None = None, log=print,
+          stop_at: int | None = None) -> tuple[TrainState, Task]:
   """Trains to `config.train.num_steps`, resuming from `workdir` if it holds checkpoints.
 
   Args:
     config: the experiment ConfigDict.
-    workdir: checkpoints, metrics.jsonl, config.json and spec.json go here.
-    prepared: reuse the data and compiled programs of an earlier `prepare(config)`.
+    workdir: checkpoints, metrics.jsonl, config.json and the task's files go here.
+    task: reuse the data and compiled trainer of an earlier `prepare(config)`.
     log: where progress and notes are printed.
     stop_at: stop (with a checkpoint) at this step instead of `num_steps`, as if the run were
       interrupted there; schedules still follow `num_steps`.
 
   Returns:
-    (final TrainState, Prepared).
+    (final TrainState, Task).
 
   Raises:
     NonFiniteLossError: a step's loss or gradient was not finite.
   """
   os.makedirs(workdir, exist_ok=True)
   tc = config.train
-  prep = prepared or prepare(config, workdir)
-  data, programs, train_arrays, test_arrays = (prep.data, prep.programs, prep.train_arrays,
-                                               prep.test_arrays)
-  test_rep = prep.test_report
-  with open(os.path.join(workdir, "spec.json"), "w") as f:
-    f.write(programs.spec.to_json())
+  task = task or prepare(config, workdir)
+  trainer = task.trainer
+  task.save(workdir)
   with open(os.path.join(workdir, "config.json"), "w") as f:
     f.write(config.to_json_best_effort(indent=1))
-  log(f"data: {data.source}: {data.notes}; train {len(data.train)}, test {len(data.test)}; "
-      f"vocabulary {programs.spec.vocab_size} ids; test-set characters outside the vocabulary: "
-      f"{test_rep.oov_chars}, truncated test strings: {test_rep.truncated_strings}")
+  for line in task.notes():
+    log(line)
 
   mngr = checkpoint_manager(workdir, tc.max_to_keep)
   t_compile = time.time()
-  state = programs.create_state(config.seed, batching.batch_at(train_arrays, 0, tc.batch_size,
-                                                               config.seed))
+  state = trainer.create_state(config.seed, task.example_batch(tc.batch_size, config.seed))
   mesh = sharding.mesh_from_config(tc.get("mesh", ""))
   if mesh is not None:
-    state = jax.device_put(state, sharding.state_shardings(state, mesh, programs.levels.n))
+    state = jax.device_put(state, sharding.state_shardings(state, mesh, trainer.setup))
     log(f"mesh: {dict(mesh.shape)} over {mesh.devices.size} devices (levels over 'beta', "
         "rows over ('beta', 'data'))")
   restored = restore_latest(mngr, state)
@@ -156,39 +131,30 @@ def train(config, workdir: str, prepared: Prepared | None = None, log=print,
     state = restored
     log(f"resumed from checkpoint at step {int(state.step)} in {mngr.directory}")
   writer = MetricWriter(os.path.join(workdir, "metrics.jsonl"))
-  start = int(state.step)
-  progress = Progress(tc.num_steps, start, mode=prep.programs.mode)
-  paper_budget = 2_000_000 * 256 * 32
-  lv = programs.levels
-  if lv.n > 1:
-    log(f"multiscale: {lv.n} levels, beta_i = beta_max x {lv.multipliers[0]:.3g} ... "
-        f"{lv.multipliers[-1]:.3g}, mode {lv.mode}, "
-        + ("every level sees the whole batch" if lv.shared_batch else
-           f"{lv.per_level_batch(tc.batch_size)} records per level per step")
-        + f"; generation and eval losses use level {lv.gen_level}")
-  log(f"training {tc.num_steps} steps x batch {tc.batch_size} = "
-      f"{tc.num_steps * tc.batch_size / paper_budget:.2e} of the paper's budget "
-      f"(2M steps x 256 x 32 workers)")
+  start, position = int(state.step), int(state.data_position)
+  progress = Progress(tc.num_steps, start, latent_label=trainer.objective.latent_label)
 
   def check_finite(st: TrainState):
     bad = int(st.bad_step)
     if bad >= 0:
       raise NonFiniteLossError(
-          f"non-finite loss or gradient at step {bad}; no update was applied from that step on. "
-          f"Last good checkpoint: step {mngr.latest_step()} in {mngr.directory}")
+          f"non-finite loss or gradient at step {bad}; no update was applied at that step and "
+          f"the run stopped. Last good checkpoint: step {mngr.latest_step()} in "
+          f"{mngr.directory}")
 
   step = start
   end = tc.num_steps if stop_at is None else min(stop_at, tc.num_steps)
+  phase = None
   while step < end:
-    batch = batching.batch_at(train_arrays, step, tc.batch_size, config.seed)
+    batch = batching.batch_at(task.train_arrays, position, tc.batch_size, config.seed)
     if mesh is not None:
       batch = jax.device_put(batch, sharding.batch_sharding(mesh))
-    if step == programs.gen_start_step:
-      log(f"step {step}: augmented training starts ({programs.aug.n_augmented} augmented "
-          f"latents x {programs.levels.n} level(s), p_sampled {programs.level_p.min():.3g}-"
-          f"{programs.level_p.max():.3g}); compiling its step")
-    state, metrics, _ = programs.step_fn(step)(state, batch)
-    step += 1
+    if trainer.phase_at(step) != phase:
+      phase = trainer.phase_at(step)
+      if step > start:
+        log(f"step {step}: phase '{phase}' starts; compiling its step")
+    state, metrics, _ = trainer.step_fn(step)(state, batch)
+    step, position = step + 1, position + 1
     if step == start + 1 and step > 0:
       jax.block_until_ready(state)
       log(f"first step (compilation included) took {time.time() - t_compile:.1f} s")
@@ -196,12 +162,12 @@ def train(config, workdir: str, prepared: Prepared | None = None, log=print,
       check_finite(state)
       m = {k: float(v) for k, v in jax.device_get(metrics).items()}
       writer.write(step, "train", m)
-      extra = ""
+      extra = task.progress_extra(m)
       if step % tc.eval_every == 0 or step == tc.num_steps:
-        losses = ev.loss_report(programs, state, train_arrays, test_arrays, tc.batch_size,
-                                tc.eval_batches, config.seed)
+        losses = task.periodic_eval(state, config)
         writer.write(step, "eval", losses)
-        extra = (f"  | test {losses['test/loss']:.4f}  generated {losses['generated/loss']:.4f}")
+        extra += "  | " + "  ".join(f"{k} {v:.4f}" for k, v in losses.items()
+                                    if k.endswith("/loss") and not k.startswith("train"))
       progress(step, m, extra)
     if step % tc.checkpoint_every == 0 or step == end:
       check_finite(state)
@@ -209,27 +175,26 @@ def train(config, workdir: str, prepared: Prepared | None = None, log=print,
   mngr.wait_until_finished()
   mngr.close()
   check_finite(state)
-  return state, prep
+  return state, task
 
 
 def train_and_evaluate(config, workdir: str, log=print,
-                       prepared: Prepared | None = None) -> dict[str, Any]:
+                       task: Task | None = None) -> dict[str, Any]:
   """Trains (resuming from `workdir`), then evaluates and prints every metric.
 
   Returns:
-    The final evaluation dict (see `alala_jax.evaluate.evaluate`), also written to
-    ``workdir/final_metrics.json`` and as the 'final' row of metrics.jsonl.
+    The final evaluation dict of the task (records: `alala_jax.evaluate.evaluate`), also
+    written to ``workdir/final_metrics.json`` and as the 'final' row of metrics.jsonl.
   """
-  state, prep = train(config, workdir, prepared, log=log)
+  state, task = train(config, workdir, task, log=log)
   t_eval = time.time()
-  res = ev.evaluate(prep.programs, state, prep.data.train, prep.data.test, prep.train_arrays,
-                    prep.test_arrays, config)
+  res = task.final_eval(state, config)
   res["eval_seconds"] = time.time() - t_eval
   MetricWriter(os.path.join(workdir, "metrics.jsonl")).write(
       int(state.step), "final", {k: v for k, v in res.items() if isinstance(v, (int, float))})
   with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
     json.dump(res, f, indent=1, sort_keys=True)
-  log(ev.format_summary(res))
+  log(task.summary(res))
   return res
 
 
@@ -242,21 +207,18 @@ def _restore_or_raise(workdir: str, config, template: TrainState) -> TrainState:
   return state
 
 
-def load_model(workdir: str, config) -> tuple[TrainState, Programs]:
-  """The latest TrainState and compiled programs of a workdir, from its spec.json and
-  checkpoints alone (no training data needed: what generation uses)."""
-  with open(os.path.join(workdir, "spec.json")) as f:
-    spec = codec.DataSpec.from_json(f.read())
-  root = sc.parse_schema(datasets.model_cls(config.data))
-  programs = Programs(root, spec, config)
-  dummy, _ = codec.encode(root, spec, [None] * config.train.batch_size)   # shapes only
-  return _restore_or_raise(workdir, config, programs.create_state(config.seed, dummy)), programs
+def load_model(workdir: str, config) -> tuple[TrainState, Task]:
+  """The latest TrainState and the task of a workdir, from its saved files and checkpoints
+  alone (no training data needed: what generation uses)."""
+  task = tasks.build_without_data(config, workdir)
+  template = task.trainer.create_state(config.seed,
+                                       task.example_batch(config.train.batch_size))
+  return _restore_or_raise(workdir, config, template), task
 
 
-def load_trained(workdir: str, config) -> tuple[TrainState, Prepared]:
-  """The latest TrainState of a trained workdir with its data and programs (for evaluation)."""
-  prep = prepare(config, workdir)
-  bs = min(config.train.batch_size, batching.num_rows(prep.train_arrays))
-  template = prep.programs.create_state(config.seed, batching.batch_at(prep.train_arrays, 0, bs,
-                                                                       config.seed))
-  return _restore_or_raise(workdir, config, template), prep
+def load_trained(workdir: str, config) -> tuple[TrainState, Task]:
+  """The latest TrainState of a trained workdir with its data and trainer (evaluation)."""
+  task = prepare(config, workdir)
+  template = task.trainer.create_state(config.seed,
+                                       task.example_batch(config.train.batch_size, config.seed))
+  return _restore_or_raise(workdir, config, template), task

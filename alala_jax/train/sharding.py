@@ -1,12 +1,13 @@
 """One SPMD program for the multiscale step: a `Mesh` with a 'data' and a 'beta' axis.
 
-The level axis of everything per-level — ``params['sigma_net']``, its optimiser moments,
-``batch_stats['latent_moments']`` and the augmented latents in ``objective_state`` — is sharded
-over 'beta'; a training batch [B, ...] is sharded over ('beta', 'data') in that order, so that
+The level axis of everything per-level — the entries the model declares per level
+(`VAEModel.level_collections`: the record VAE's ``params['sigma_net']`` and
+``batch_stats['latent_moments']``), their optimiser moments, and every objective state (the
+augmented latents) — is sharded over 'beta'; a training batch [B, ...] is sharded over ('beta', 'data') in that order, so that
 `multiscale.Levels.split`'s reshape to [n_levels, B / n_levels, ...] puts level i's rows on the
 devices of its 'beta' slice, split over 'data'. Shared parameters are replicated; jit propagates
 these input shardings through the vmapped step and all-reduces the shared gradients, so the
-compiled `Programs.train_step` runs unchanged on sharded inputs (computation follows data).
+compiled `train.step.train_step` runs unchanged on sharded inputs (computation follows data).
 
 Multi-host: call `jax.distributed.initialize()` first on every host; `make_mesh` then spans
 `jax.devices()` of all hosts (README, "Many devices").
@@ -18,9 +19,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
-
-from alala_jax.objectives import multiscale
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 DATA, BETA = "data", "beta"
 
@@ -47,21 +47,28 @@ def mesh_from_config(spec: str) -> Mesh | None:
   return make_mesh(data, beta)
 
 
-def _is_level_leaf(path) -> bool:
-  keys = {getattr(k, "key", getattr(k, "name", None)) for k in path}
-  return bool(keys & {multiscale.LEVEL_PARAMS, multiscale.LEVEL_STATS})
+def _key_name(k) -> Any:
+  return getattr(k, "key", getattr(k, "name", None))
 
 
-def state_shardings(state: Any, mesh: Mesh, n_levels: int) -> Any:
-  """NamedShardings for a TrainState: level-stacked leaves on 'beta', the rest replicated."""
+def state_shardings(state: Any, mesh: Mesh, setup: Any) -> Any:
+  """NamedShardings for a TrainState: the leaves on the level axis on 'beta', the rest
+  replicated. The level axis is read from declarations, never from shapes: the entries the
+  model declares per level (`level_collections`) wherever they occur (params, their optimiser
+  moments, EMA params, model state) and every leaf of the objective state."""
+  n_levels = setup.levels.n
   if n_levels % mesh.shape[BETA]:
     raise ValueError(f"{n_levels} levels do not split over a 'beta' axis of "
                      f"{mesh.shape[BETA]} devices")
+  declared = {name for names in setup.model.level_collections.values() for name in names}
 
   def spec(path, leaf):
-    per_level = (_is_level_leaf(path) or
-                 any(getattr(k, "name", None) == "objective_state" for k in path))
-    if per_level and np.ndim(leaf) >= 1 and np.shape(leaf)[0] == n_levels:
+    names = [_key_name(k) for k in path]
+    per_level = names[0] == "objective_state" or bool(declared & set(names[1:]))
+    if per_level:
+      if np.ndim(leaf) < 1 or np.shape(leaf)[0] != n_levels:
+        raise ValueError(f"state leaf {jax.tree_util.keystr(path)} is declared per level but "
+                         f"has shape {np.shape(leaf)}, not [{n_levels}, ...]")
       return NamedSharding(mesh, P(BETA))
     return NamedSharding(mesh, P())
   return jax.tree_util.tree_map_with_path(spec, state)
@@ -72,11 +79,11 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P((BETA, DATA)))
 
 
-def shard(state: Any, batch: Any, mesh: Mesh, n_levels: int) -> tuple[Any, Any]:
+def shard(state: Any, batch: Any, mesh: Mesh, setup: Any) -> tuple[Any, Any]:
   """Places a TrainState and a batch on the mesh."""
   b = jax.tree.leaves(batch)[0].shape[0]
   if b % (mesh.shape[BETA] * mesh.shape[DATA]):
     raise ValueError(f"batch {b} does not split over the {mesh.shape[BETA]} x "
                      f"{mesh.shape[DATA]} devices of the mesh")
-  return (jax.device_put(state, state_shardings(state, mesh, n_levels)),
+  return (jax.device_put(state, state_shardings(state, mesh, setup)),
           jax.device_put(batch, batch_sharding(mesh)))

@@ -81,7 +81,8 @@ def multiscale(tuple_scheme, string_scheme, beta_max_start, beta_max_end, n_leve
     c.objective.beta_start, c.objective.beta_end = beta_max_start, beta_max_end
     c.objective.warmup_fraction = c.objective.ss_fraction = 0.5
     m = c.objective.multiscale
-    m.n_levels, m.spacing, m.ratio, m.mode = n_levels, spacing, ratio, mode
+    m.n_levels, m.spacing, m.ratio = n_levels, spacing, ratio
+    c.objective.name = mode
     m.c_min, m.c_inc = c_min, c_inc
   return build
 
@@ -105,7 +106,7 @@ def wae(tuple_scheme, string_scheme, weight):
   the whole run as in the beta-VAE baseline."""
   def build(c):
     _scheme(c, tuple_scheme, string_scheme)
-    c.objective.kind = "wae"
+    c.objective.name = "wae"
     c.objective.beta_schedule, c.objective.beta_end = "constant", weight
     c.objective.ss_fraction = 1.0
   return build
@@ -117,7 +118,7 @@ def aae(tuple_scheme, string_scheme, weight):
   weighted like the reconstruction loss (weight 1); SS over the whole run."""
   def build(c):
     wae(tuple_scheme, string_scheme, weight)(c)
-    c.objective.kind = "aae"
+    c.objective.name = "aae"
   return build
 
 

@@ -1,0 +1,53 @@
+"""What a task gives the generic training loop (big_vision's "by name" pattern).
+
+A task turns `config.data` / `config.model` into arrays and a `Trainer` (model, objective,
+optimiser), and knows how to evaluate a state. `train/loop.py` knows no task.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+from alala_jax.data import batching
+from alala_jax.train.state import TrainState
+from alala_jax.train.trainer import Trainer
+
+
+class Task(abc.ABC):
+  """One experiment's data, model and evaluators."""
+
+  name: str
+  trainer: Trainer
+  train_arrays: Any       # pytree of arrays with a leading row axis
+  test_arrays: Any
+
+  def example_batch(self, batch_size: int, seed: int = 0) -> Any:
+    """A batch with the training shapes (what the state is initialised from)."""
+    bs = min(batch_size, batching.num_rows(self.train_arrays))
+    return batching.batch_at(self.train_arrays, 0, bs, seed)
+
+  def notes(self) -> list[str]:
+    """Lines the loop logs at the start (data source, sizes, counted input handling)."""
+    return []
+
+  def save(self, workdir: str) -> None:
+    """Writes what reloading the model needs without the data (e.g. a vocabulary)."""
+    del workdir
+
+  @abc.abstractmethod
+  def periodic_eval(self, state: TrainState, config) -> dict[str, float]:
+    """Cheap metrics logged every `train.eval_every` steps (test loss, generated loss)."""
+
+  @abc.abstractmethod
+  def final_eval(self, state: TrainState, config) -> dict[str, Any]:
+    """Every metric of the task for the final state."""
+
+  @abc.abstractmethod
+  def summary(self, res: dict[str, Any]) -> str:
+    """The human-readable report of `final_eval`'s result."""
+
+  def progress_extra(self, metrics: dict[str, float]) -> str:
+    """Task-specific fields of the progress line."""
+    del metrics
+    return ""

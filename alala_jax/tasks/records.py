@@ -1,0 +1,158 @@
+"""The 'records' task: paper 000's record VAE on a dataclass schema (CSV or synthetic data).
+
+Data: `config.data` (embedded synthetic addresses by default, or an OpenAddresses-style
+CSV); model: `RecordModel` with the Tuple- and String-level scheduled sampling of
+`config.objective.{tuple,string}_scheme`; evaluators: zip-coordinate p-value, d_Lev,
+train / test / generated loss and BPC, exact-copy rate (`alala_jax.evaluate`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+
+from alala_jax import evaluate, objectives
+from alala_jax import schema as schema_lib
+from alala_jax.data import codec, datasets
+from alala_jax.models.record import RecordModel
+from alala_jax.nn import tree
+from alala_jax.objectives import schedules
+from alala_jax.tasks.base import Task
+from alala_jax.train import state as state_lib
+from alala_jax.train.trainer import Trainer
+
+SPEC_FILE = "spec.json"
+
+
+def model_config(spec: codec.DataSpec, model_cfg) -> tree.ModelConfig:
+  return tree.ModelConfig(vocab_size=spec.vocab_size,
+                          max_len=tuple(sorted(spec.max_len.items())),
+                          max_items=tuple(sorted(spec.max_items.items())),
+                          latent_dim=model_cfg.latent_dim, char_dim=model_cfg.char_dim,
+                          tuple_type=model_cfg.tuple_type,
+                          string_scan=model_cfg.get("string_scan", "field"),
+                          gru_remat=model_cfg.get("gru_remat", "none"))
+
+
+def make_model(root: schema_lib.RecordNode, spec: codec.DataSpec, config) -> RecordModel:
+  """The record VAE of a config, with its decoding schedules (Table 1 schemes)."""
+  obj, n = config.objective, config.train.num_steps
+  return RecordModel(root, model_config(spec, config.model),
+                     p_tuple=schedules.teacher_schedule(obj.tuple_scheme, n, obj.ss_fraction),
+                     p_string=schedules.teacher_schedule(obj.string_scheme, n,
+                                                         obj.ss_fraction))
+
+
+def read_spec(workdir: str | None) -> codec.DataSpec | None:
+  path = os.path.join(workdir, SPEC_FILE) if workdir else None
+  if path and os.path.exists(path):
+    with open(path) as f:
+      return codec.DataSpec.from_json(f.read())
+  return None
+
+
+class RecordTask(Task):
+  """Records of one schema: data, the compiled trainer and the record evaluators."""
+
+  name = "records"
+
+  def __init__(self, config, root: schema_lib.RecordNode, spec: codec.DataSpec,
+               data: datasets.Dataset | None = None):
+    self.config, self.root, self.spec, self.data = config, root, spec, data
+    model = make_model(root, spec, config)
+    setup = state_lib.make_setup(model, objectives.build(config, model), config)
+    self.trainer = Trainer(setup)
+    self.model, self.levels = model, setup.levels
+    self._reconstruct = jax.jit(lambda v, k, b, g: model.reconstruct(v, b, k, greedy=g),
+                                static_argnums=3)
+    self.train_arrays = self.test_arrays = None
+    self.train_report = self.test_report = codec.EncodeReport()
+    if data is not None:
+      self.train_arrays, self.train_report = codec.encode(root, spec, data.train)
+      self.test_arrays, self.test_report = codec.encode(root, spec, data.test)
+
+  @classmethod
+  def from_config(cls, config, workdir: str | None = None) -> "RecordTask":
+    """Loads the data; the spec (vocabulary, sizes) is read from `workdir` if it holds one."""
+    data = datasets.load(config.data)
+    root = schema_lib.parse_schema(data.cls)
+    spec = read_spec(workdir) or codec.build_spec(root, data.train)
+    return cls(config, root, spec, data)
+
+  @classmethod
+  def without_data(cls, config, workdir: str) -> "RecordTask":
+    """The task of a trained workdir from its spec alone (generation needs no data)."""
+    spec = read_spec(workdir)
+    if spec is None:
+      raise FileNotFoundError(f"no {SPEC_FILE} in {workdir}: not a trained workdir")
+    return cls(config, schema_lib.parse_schema(datasets.model_cls(config.data)), spec)
+
+  def example_batch(self, batch_size: int, seed: int = 0) -> Any:
+    """A batch with the model's shapes (real rows when the data is loaded)."""
+    if self.train_arrays is not None:
+      return super().example_batch(batch_size, seed)
+    return codec.encode(self.root, self.spec, [None] * batch_size)[0]
+
+  # --- what the record evaluators call (alala_jax.evaluate / generate / analysis) ---
+  def variables(self, state, level: int | None = None) -> dict:
+    return self.trainer.variables(state, level)
+
+  def generate(self, variables, key, n: int, greedy: bool):
+    return self.trainer.generate(variables, key, n, greedy)
+
+  def reconstruct(self, variables, key, batch, greedy: bool):
+    """g(mu(x)) of a batch (App E)."""
+    return self._reconstruct(variables, key, batch, greedy)
+
+  def encode_mean(self, variables, batch):
+    return self.trainer.encode_mean(variables, batch)
+
+  def decode_latents(self, variables, z, key, greedy: bool = False):
+    return self.trainer.decode_latents(variables, z, key, greedy)
+
+  def eval_loss(self, state, batch, salt):
+    return self.trainer.eval_loss(state, batch, salt)
+
+  def generated_loss(self, state, salt, n: int):
+    return self.trainer.generated_loss(state, salt, n)
+
+  # --- Task ---
+  def notes(self) -> list[str]:
+    d, rep = self.data, self.test_report
+    lines = [f"data: {d.source}: {d.notes}; train {len(d.train)}, test {len(d.test)}; "
+             f"vocabulary {self.spec.vocab_size} ids; test-set characters outside the "
+             f"vocabulary: {rep.oov_chars}, truncated test strings: {rep.truncated_strings}"]
+    lv, bs = self.levels, self.config.train.batch_size
+    if lv.n > 1:
+      lines.append(
+          f"multiscale: {lv.n} levels, beta_i = beta_max x {lv.multipliers[0]:.3g} ... "
+          f"{lv.multipliers[-1]:.3g}, objective {self.trainer.objective.name}, "
+          + ("every level sees the whole batch" if lv.shared_batch else
+             f"{lv.per_level_batch(bs)} records per level per step")
+          + f"; generation and eval losses use level {lv.gen_level}")
+    paper_budget = 2_000_000 * 256 * 32
+    n = self.config.train.num_steps
+    lines.append(f"training {n} steps x batch {bs} = {n * bs / paper_budget:.2e} of the "
+                 "paper's budget (2M steps x 256 x 32 workers)")
+    return lines
+
+  def save(self, workdir: str) -> None:
+    with open(os.path.join(workdir, SPEC_FILE), "w") as f:
+      f.write(self.spec.to_json())
+
+  def periodic_eval(self, state, config) -> dict[str, float]:
+    return evaluate.loss_report(self, state, self.train_arrays, self.test_arrays,
+                                config.train.batch_size, config.train.eval_batches,
+                                config.seed)
+
+  def final_eval(self, state, config) -> dict[str, Any]:
+    return evaluate.evaluate(self, state, self.data.train, self.data.test, self.train_arrays,
+                             self.test_arrays, config)
+
+  def summary(self, res: dict[str, Any]) -> str:
+    return evaluate.format_summary(res)
+
+  def progress_extra(self, metrics: dict[str, float]) -> str:
+    return f"  bpc {metrics['bpc']:.3f}" if "bpc" in metrics else ""

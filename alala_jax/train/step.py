@@ -1,0 +1,177 @@
+"""One pure train step for every model and objective (DESIGN §0; flax lm1b's `train_step`).
+
+  train_step(state, batch, *, setup, phase) -> (state, metrics, aux)
+
+1. The batch [B, ...] is split into per-level batches [n, B/n, ...] (`Levels.split`) and the
+   objective may extend them (`Objective.prepare`: augmented variants) with a real-row mask.
+2. Per level, under `over_levels` (vmap): the model updates its data statistics, encodes,
+   samples z (the posterior mean for a deterministic encoder), tracks the latents, and
+   returns its raw terms; the objective weighs them at that `Level`.
+3. One optimiser step on the mean of the level losses; the objective's `update` runs on the
+   stop-gradient terms; EMA parameters follow.
+4. A non-finite loss or gradient applies nothing: the optimiser skips the update
+   (`optax.apply_if_finite`), statistics and objective states keep their values, and
+   `state.bad_step` records the first such step (the loop then stops the run).
+
+`phase` ('train', 'augmented', ...) is static: each phase is one compiled program, and the
+objective's `phase_at(step)` tells the loop which to run (`compile_steps`).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from alala_jax.objectives import multiscale
+from alala_jax.objectives.base import Level, Terms
+from alala_jax.train import optim
+from alala_jax.train.state import Salt, Setup, TrainState, level_variables, step_key
+
+
+def _all_finite(tree_) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree_)]))
+
+
+def level_terms(setup: Setup, variables: dict, x: Any, row_mask, key: jax.Array, step, *,
+                train: bool) -> tuple[Terms, dict]:
+  """The model's terms on one level's batch, and its updated non-gradient collections."""
+  model = setup.model
+  k_z, k_recon = jax.random.split(key)
+  if train:
+    variables = {**variables, **model.update_stats(variables, x, row_mask)}
+  posterior, aux = model.encode(variables, x)
+  if setup.objective.deterministic:
+    z = posterior.mean
+  else:
+    z = model.reparameterize(variables, posterior, k_z)
+  if train:
+    variables = {**variables, **model.track_latents(variables, z, row_mask)}
+  recon = model.recon(variables, x, z, aux, key=k_recon, step=step)
+  terms = Terms(recon=recon, kl=model.kl(posterior, z), z=z, posterior=posterior,
+                row_mask=row_mask, kl_scale=model.kl_scale)
+  return terms, {k: v for k, v in variables.items() if k != "params"}
+
+
+def term_metrics(setup: Setup, terms: Terms, step) -> dict:
+  """Batch means of a level's terms (per-field terms as 'field/<name>')."""
+  m = {"recon": jnp.mean(terms.recon.loss), "nll": jnp.mean(terms.recon.nll),
+       "kl": jnp.mean(terms.kl_total()) * terms.kl_scale,
+       **{"field/" + k: jnp.mean(v) for k, v in terms.recon.fields.items()}}
+  m.update(setup.model.batch_metrics(terms.recon, step))
+  return m
+
+
+def _level_loss(setup: Setup, step, shared_vars, level_vars, obj_state, x, row_mask, key,
+                level: Level):
+  variables = multiscale.merge_collections(shared_vars, level_vars)
+  terms, new_state = level_terms(setup, variables, x, row_mask, key, step, train=True)
+  loss, metrics = setup.objective.loss(obj_state, terms, step=step, level=level)
+  return loss, ({**term_metrics(setup, terms, step), **metrics, "loss": loss}, new_state, terms)
+
+
+def _level_keys(key: jax.Array, n: int) -> jax.Array:
+  """One key per level; a single level uses the key itself."""
+  return key[None] if n == 1 else jax.random.split(key, n)
+
+
+def loss_and_grads(setup: Setup, state: TrainState, level_batches, row_mask, phase=None):
+  """The level-mean loss and its gradients w.r.t. the parameters (traceable).
+
+  Returns ((loss, (per-level metrics [n], new model_state, per-level Terms [n])), grads)."""
+  del phase
+  n = setup.levels.n
+  declared = setup.model.level_collections
+  levels = setup.levels.level_args()
+  keys = jax.random.split(step_key(state, Salt.LOSS), n)
+  mask_axis = None if row_mask is None else 0
+
+  def loss_fn(params):
+    shared, per_level = multiscale.split_collections(state.variables(params), declared)
+    fn = multiscale.over_levels(functools.partial(_level_loss, setup, state.step), n,
+                                (None, 0, 0, 0, mask_axis, 0, 0))
+    losses, (metrics, new_state, terms) = fn(shared, per_level, state.objective_state,
+                                             level_batches, row_mask, keys, levels)
+    return jnp.mean(losses), (metrics, new_state, terms)
+
+  (loss, (metrics, new_state, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      state.params)
+  # per-level updates of shared statistics are averaged; declared entries keep their level
+  shared_new, level_new = multiscale.split_collections({"params": {}, **new_state}, declared)
+  shared_new = multiscale.merge_shared_updates(shared_new)
+  merged = multiscale.merge_collections(shared_new, level_new)
+  merged.pop("params")
+  return (loss, (metrics, merged, terms)), grads
+
+
+def train_step(state: TrainState, batch: Any, *, setup: Setup, phase: str
+               ) -> tuple[TrainState, dict, dict]:
+  """One optimiser step (module doc).
+
+  Returns:
+    (new state, scalar metrics, aux) with aux = {'z': latents [n, rows, D], 'mu': posterior
+    means [n, rows, D]} of the rows trained on (left on device).
+  """
+  n = setup.levels.n
+  level_batches = setup.levels.split(batch)
+  gen = setup.levels.gen_level
+  decode = lambda z, key: setup.model.decode(level_variables(setup, state.variables(), gen),
+                                             z, key)
+  level_batches, row_mask = setup.objective.prepare(
+      state.objective_state, level_batches, decode=decode,
+      key=step_key(state, Salt.PREPARE), phase=phase)
+  (loss, (metrics, new_model_state, terms)), grads = loss_and_grads(
+      setup, state, level_batches, row_mask)
+  updates, new_opt = setup.tx.update(grads, state.opt_state, state.params)
+  new_params = optax.apply_updates(state.params, updates)
+
+  terms = jax.tree.map(jax.lax.stop_gradient, terms)
+  update = functools.partial(setup.objective.update, step=state.step, phase=phase)
+  new_obj, obj_metrics = multiscale.over_levels(
+      lambda s, t, k, lv: update(s, t, key=k, level=lv), n, (0, 0, 0, 0))(
+          state.objective_state, terms,
+          _level_keys(step_key(state, Salt.OBJECTIVE_UPDATE), n), setup.levels.level_args())
+
+  finite = jnp.isfinite(loss) & _all_finite(grads)
+  keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
+  new_params = keep(new_params, state.params)
+  ema = state.ema_params
+  if ema is not None:
+    ema = keep(optim.ema_update(ema, new_params, setup.ema_decay), ema)
+  new_state = state.replace(
+      step=state.step + 1, data_position=state.data_position + 1,
+      params=new_params, opt_state=new_opt,
+      model_state=keep(new_model_state, state.model_state),
+      objective_state=keep(new_obj, state.objective_state), ema_params=ema,
+      bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step))
+  out = {k: jnp.mean(v) for k, v in {**metrics, **obj_metrics}.items()}
+  out["loss"] = loss
+  out["grad_norm"] = optax.tree.norm(grads)
+  if n > 1:   # the two ends of the level axis
+    for name in ("kl", "recon"):
+      out[f"{name}/level0"] = metrics[name][0]
+      out[f"{name}/level{n - 1}"] = metrics[name][-1]
+  return new_state, out, {"z": terms.z, "mu": terms.posterior.mean}
+
+
+def compile_steps(setup: Setup, phases: tuple[str, ...]) -> dict[str, Any]:
+  """One jitted step per phase, each compiled once, the old state's buffers donated."""
+  return {p: jax.jit(functools.partial(train_step, setup=setup, phase=p), donate_argnums=0)
+          for p in phases}
+
+
+def eval_terms(setup: Setup, state: TrainState, batch: Any, key: jax.Array, *,
+               level: int | None = None, params: Any = None) -> tuple[jax.Array, dict]:
+  """The objective's loss and the terms' metrics of a batch at one level (default: the
+  generation level), without updating any statistics. `params`: e.g. the EMA parameters."""
+  lv = setup.levels.gen_level if level is None else level
+  variables = level_variables(setup, state.variables(params), lv)
+  terms, _ = level_terms(setup, variables, batch, None, key, state.step, train=False)
+  levels = jax.tree.map(lambda a: a[lv], setup.levels.level_args())
+  obj_state = multiscale.level_slice(state.objective_state, lv)
+  loss, metrics = setup.objective.loss(obj_state, terms, step=state.step, level=levels)
+  return loss, {**term_metrics(setup, terms, state.step), **metrics, "loss": loss}
+
