@@ -185,3 +185,28 @@ def test_optimizers_by_name_match_optax(name, kw):
     u, s = tx.update(grads, s, params)
     ur, r = ref.update(grads, r, params)
     chex.assert_trees_all_close(u, ur, rtol=1e-6)
+
+
+def test_clip_sees_both_halves_when_only_the_encoder_steps(person):
+  """optim.update='encoder': the global-norm clip is computed over encoder AND decoder
+  gradients (paper 001's reference), so a huge decoder gradient shrinks the encoder's step."""
+  model, v, _ = person
+  params = v["params"]
+  labels = model.partition(params)
+  cfg = ml_collections.ConfigDict(dict(learning_rate=1.0, decay_rate=1.0, decay_steps=1,
+                                       clip_norm=1.0, update="encoder", name="sgd"))
+  tx = optim.make_optimizer(cfg, model.partition)
+  grads = jax.tree.map(lambda lab, p: jnp.full_like(p, 100.0 if lab == base.DECODER else 1e-3),
+                       labels, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  total = optax.tree.norm(grads)
+  enc = lambda t: [x for x, lab in zip(jax.tree.leaves(t), jax.tree.leaves(labels))
+                   if lab == base.ENCODER]
+  for u, g in zip(enc(updates), enc(grads)):   # sgd lr 1: update = -clip(g) = -g / |g_all|
+    np.testing.assert_allclose(u, -g / total, rtol=1e-5)
+
+
+def test_ema_update_formula():
+  ema, p = {"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([3.0, -2.0])}
+  chex.assert_trees_all_close(optim.ema_update(ema, p, 0.9),
+                              {"w": 0.9 * ema["w"] + 0.1 * p["w"]}, rtol=1e-6)

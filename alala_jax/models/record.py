@@ -8,7 +8,10 @@ it as pure functions of its variables:
 * `recon.loss` = (field-weighted reconstruction + skew) / number of fields (Sec 2.3), and
   `kl_scale` = 1 / latent_dim: beta is "per latent dimension" (beta_end 0.384, Table 1);
 * `recon.nll`: string cross-entropies in nats, a unit-variance Gaussian on the whitened
-  floats in raw units (nn/scalar_tuple.py), Bernoulli presence and stop bits;
+  floats in raw units (nn/scalar_tuple.py), Bernoulli presence and stop bits. It is computed
+  in the same decoder pass as the loss, so it is -log p(x | z) exactly when that pass is
+  teacher-forced (schedules at 1: evaluation of a TF model, or `p_tuple`/`p_string` = 1);
+  under scheduled or always sampling it scores x given the decoder's own sampled prefixes;
 * decoding schedules (Tuple- and String-level scheduled sampling, Table 1) are the model's: the
   ground-truth probabilities at `step` come from `p_tuple(step)` / `p_string(step)`;
 * `update_stats` moves the ScalarTuple whitening statistics (BN-style: before encoding, so a

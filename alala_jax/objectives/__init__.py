@@ -10,10 +10,6 @@ from alala_jax.objectives import aae, beta, geco, wae  # noqa: F401  (registrati
 from alala_jax.objectives import augmented as augmented_lib
 from alala_jax.objectives.base import Objective, make, names
 
-# Objectives that run on one level only, without augmented training (paper 000 App H-I).
-SINGLE_LEVEL = ("wae", "aae")
-
-
 def build(config, model) -> Objective:
   """The objective of an experiment config for `model` (validated: clear errors for
   combinations the paper does not define)."""
@@ -22,10 +18,10 @@ def build(config, model) -> Objective:
   ms, aug = obj.get("multiscale"), obj.get("augmented")
   n_levels = 1 if ms is None else int(ms.n_levels)
   aug_on = aug is not None and aug.enabled
-  if name in SINGLE_LEVEL and (n_levels > 1 or aug_on):
+  objective = make(name, config, model)
+  if objective.single_level and (n_levels > 1 or aug_on):
     raise ValueError(f"the {name.upper()} baseline (objective.name {name!r}, App H-I) runs "
                      "alone: set multiscale.n_levels = 1 and augmented.enabled = False")
-  objective = make(name, config, model)
   if not aug_on:
     return objective
   batch = config.train.batch_size

@@ -103,7 +103,7 @@ def adversarial(tx: optax.GradientTransformation, latent_dim: int, beta,
             {"aae/disc_loss": loss, "aae/disc_accuracy": acc})
 
   return Objective(name="aae", init=init, loss=loss, update=update, deterministic=True,
-                   latent_label="aae/adversarial_ce")
+                   latent_label="aae/adversarial_ce", single_level=True)
 
 
 @register("aae")

@@ -82,6 +82,7 @@ class Objective(NamedTuple):
   phase_at: Callable[[int], str] = _always_train
   deterministic: bool = False
   latent_label: str = "kl"         # the metric the progress line shows as the latent term
+  single_level: bool = False       # runs alone: no multiscale levels, no augmented training
 
 
 # name -> factory(config, model) -> Objective
@@ -91,9 +92,12 @@ _REGISTRY: dict[str, Callable[..., Objective]] = {}
 def register(name: str):
   """Decorator: registers an objective factory under `name`."""
   def wrap(factory):
-    if name in _REGISTRY:
-      raise ValueError(f"objective {name!r} registered twice")
-    _REGISTRY[name] = factory
+    old = _REGISTRY.get(name)
+    if old is not None and (old.__module__, old.__qualname__) != (factory.__module__,
+                                                                   factory.__qualname__):
+      raise ValueError(f"objective {name!r} registered twice: {old.__module__}."
+                       f"{old.__qualname__} and {factory.__module__}.{factory.__qualname__}")
+    _REGISTRY[name] = factory     # the same factory again (a module reload) replaces it
     return factory
   return wrap
 

@@ -141,8 +141,9 @@ class Levels:
                           augmented.get("p_spacing", "constant"))
     else:
       p = np.full(n, 0.2, np.float32)
-    if n == 1:
-      return cls(p_sampled=(float(p[0]),))
+    if n == 1:   # C_0 = c_min: the 'capacity' objective on one level (App J, Eq 9)
+      caps = (0.0,) if ms is None else (float(ms.get("c_min", 0.0)),)
+      return cls(capacities=caps, p_sampled=(float(p[0]),))
     if ms.spacing not in SPACINGS:
       raise ValueError(f"unknown beta spacing {ms.spacing!r}: expected one of {SPACINGS}")
     if not 0 <= ms.gen_level < n:

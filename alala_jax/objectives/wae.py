@@ -56,4 +56,4 @@ def make_wae(config, model) -> Objective:
     return jnp.mean(terms.recon.loss) + b * level.beta_scale * w2, {"beta": b, "wae/w2": w2}
 
   return Objective(name="wae", init=init, loss=loss, deterministic=True,
-                   latent_label="wae/w2")
+                   latent_label="wae/w2", single_level=True)

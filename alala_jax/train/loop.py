@@ -7,8 +7,9 @@
   field sizes) and JSON-lines metrics to ``workdir/metrics.jsonl``;
 * reads the batch of each step at ``state.data_position`` (batches consumed), not ``step``;
 * prints a progress line (step, steps/s, ETA, losses) every ``log_every`` steps;
-* stops with `NonFiniteLossError` (naming the step and the last good checkpoint) if a step's
-  loss or gradient is not finite; the bad update is never applied nor checkpointed.
+* stops with `NonFiniteLossError` (naming the step and the last good checkpoint) at the next
+  log or checkpoint step after a step whose loss or gradient was not finite; that step's
+  update is never applied, and no checkpoint is written after it.
 """
 
 from __future__ import annotations
@@ -138,9 +139,9 @@ def train(config, workdir: str, task: Task | None = None, log=print,
     bad = int(st.bad_step)
     if bad >= 0:
       raise NonFiniteLossError(
-          f"non-finite loss or gradient at step {bad}; no update was applied at that step and "
-          f"the run stopped. Last good checkpoint: step {mngr.latest_step()} in "
-          f"{mngr.directory}")
+          f"non-finite loss or gradient at step {bad}; its update was skipped and the run "
+          f"stopped at step {int(st.step)}. Last good checkpoint: step {mngr.latest_step()} "
+          f"in {mngr.directory}")
 
   step = start
   end = tc.num_steps if stop_at is None else min(stop_at, tc.num_steps)
@@ -167,7 +168,7 @@ def train(config, workdir: str, task: Task | None = None, log=print,
         losses = task.periodic_eval(state, config)
         writer.write(step, "eval", losses)
         extra += "  | " + "  ".join(f"{k} {v:.4f}" for k, v in losses.items()
-                                    if k.endswith("/loss") and not k.startswith("train"))
+                                    if k in ("test/loss", "generated/loss"))
       progress(step, m, extra)
     if step % tc.checkpoint_every == 0 or step == end:
       check_finite(state)

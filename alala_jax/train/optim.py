@@ -28,8 +28,8 @@ def learning_rate(cfg) -> optax.Schedule:
                                  staircase=False)
 
 
-def base_optimizer(cfg) -> optax.GradientTransformation:
-  """The named optimiser with the lr schedule and the global-norm clip, without skipping."""
+def named_optimizer(cfg) -> optax.GradientTransformation:
+  """The named optimiser with the lr schedule (no clip, no skipping)."""
   name = cfg.get("name", "adam")
   lr = learning_rate(cfg)
   if name == "adam":
@@ -41,8 +41,17 @@ def base_optimizer(cfg) -> optax.GradientTransformation:
     opt = optax.sgd(lr, momentum=cfg.get("momentum", 0.0) or None)
   else:
     raise ValueError(f"unknown optim.name {name!r}: expected one of {NAMES}")
+  return opt
+
+
+def _clipped(cfg, tx: optax.GradientTransformation) -> optax.GradientTransformation:
   clip = cfg.get("clip_norm", 0.0)
-  return optax.chain(optax.clip_by_global_norm(clip), opt) if clip and clip > 0 else opt
+  return optax.chain(optax.clip_by_global_norm(clip), tx) if clip and clip > 0 else tx
+
+
+def base_optimizer(cfg) -> optax.GradientTransformation:
+  """The named optimiser after the global-norm clip, without skipping (Sec 2.4's chain)."""
+  return _clipped(cfg, named_optimizer(cfg))
 
 
 def make_optimizer(cfg, labels: Any = None) -> optax.GradientTransformation:
@@ -54,7 +63,7 @@ def make_optimizer(cfg, labels: Any = None) -> optax.GradientTransformation:
     labels: the model's `partition(params)` (or a function of params returning it); needed
       when `cfg.update` is 'encoder' or 'decoder'.
   """
-  tx = base_optimizer(cfg)
+  tx = named_optimizer(cfg)
   update = cfg.get("update", "all")
   if update not in UPDATES:
     raise ValueError(f"unknown optim.update {update!r}: expected one of {UPDATES}")
@@ -63,9 +72,11 @@ def make_optimizer(cfg, labels: Any = None) -> optax.GradientTransformation:
       raise ValueError(f"optim.update {update!r} needs the model's parameter partition")
     other = base.DECODER if update == base.ENCODER else base.ENCODER
     tx = optax.multi_transform({update: tx, other: optax.set_to_zero()}, labels)
-  return optax.apply_if_finite(tx, MAX_SKIPPED)
+  # the clip sees every gradient, also when only one half steps (paper 001's reference code)
+  return optax.apply_if_finite(_clipped(cfg, tx), MAX_SKIPPED)
 
 
 def ema_update(ema_params: Any, params: Any, decay: float) -> Any:
-  """ema <- decay ema + (1 - decay) params (BIVA evaluates with decay 0.9995)."""
-  return optax.incremental_update(params, ema_params, 1.0 - decay)
+  """The new EMA: decay * ema_params + (1 - decay) * params (BIVA evaluates with 0.9995)."""
+  return optax.incremental_update(new_tensors=params, old_tensors=ema_params,
+                                  step_size=1.0 - decay)

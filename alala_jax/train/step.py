@@ -9,12 +9,14 @@
    returns its raw terms; the objective weighs them at that `Level`.
 3. One optimiser step on the mean of the level losses; the objective's `update` runs on the
    stop-gradient terms; EMA parameters follow.
-4. A non-finite loss or gradient applies nothing: the optimiser skips the update
-   (`optax.apply_if_finite`), statistics and objective states keep their values, and
-   `state.bad_step` records the first such step (the loop then stops the run).
+4. A non-finite loss, gradient or objective state applies nothing: the optimiser skips the
+   update (`optax.apply_if_finite`, which counts it; a non-finite loss poisons the gradients
+   first), parameters, optimiser, statistics and objective states keep their values, and
+   `state.bad_step` records the first such step. The loop stops the run at its next check
+   (every `log_every` steps); steps between a bad step and that check train normally.
 
 `phase` ('train', 'augmented', ...) is static: each phase is one compiled program, and the
-objective's `phase_at(step)` tells the loop which to run (`compile_steps`).
+objective's `phase_at(step)` tells the loop which to run (`Trainer.step_fn`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from alala_jax.train.state import Salt, Setup, TrainState, level_variables, step
 
 
 def _all_finite(tree_) -> jax.Array:
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree_)]))
+  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree_)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
 def level_terms(setup: Setup, variables: dict, x: Any, row_mask, key: jax.Array, step, *,
@@ -57,9 +61,12 @@ def level_terms(setup: Setup, variables: dict, x: Any, row_mask, key: jax.Array,
 
 
 def term_metrics(setup: Setup, terms: Terms, step) -> dict:
-  """Batch means of a level's terms (per-field terms as 'field/<name>')."""
+  """Batch means of a level's terms: 'recon' (the training reconstruction), 'nll', 'kl' in
+  the model's beta units (KL x kl_scale: per latent dim for the record VAE), 'kl_nats',
+  per-field terms as 'field/<name>', and the model's `batch_metrics`."""
+  kl = jnp.mean(terms.kl_total())
   m = {"recon": jnp.mean(terms.recon.loss), "nll": jnp.mean(terms.recon.nll),
-       "kl": jnp.mean(terms.kl_total()) * terms.kl_scale,
+       "kl": kl * terms.kl_scale, "kl_nats": kl,
        **{"field/" + k: jnp.mean(v) for k, v in terms.recon.fields.items()}}
   m.update(setup.model.batch_metrics(terms.recon, step))
   return m
@@ -78,11 +85,10 @@ def _level_keys(key: jax.Array, n: int) -> jax.Array:
   return key[None] if n == 1 else jax.random.split(key, n)
 
 
-def loss_and_grads(setup: Setup, state: TrainState, level_batches, row_mask, phase=None):
+def loss_and_grads(setup: Setup, state: TrainState, level_batches, row_mask):
   """The level-mean loss and its gradients w.r.t. the parameters (traceable).
 
   Returns ((loss, (per-level metrics [n], new model_state, per-level Terms [n])), grads)."""
-  del phase
   n = setup.levels.n
   declared = setup.model.level_collections
   levels = setup.levels.level_args()
@@ -125,6 +131,10 @@ def train_step(state: TrainState, batch: Any, *, setup: Setup, phase: str
       key=step_key(state, Salt.PREPARE), phase=phase)
   (loss, (metrics, new_model_state, terms)), grads = loss_and_grads(
       setup, state, level_batches, row_mask)
+  grad_norm = optax.tree.norm(grads)
+  # a non-finite loss poisons the gradients, so that the optimiser skips (and counts) the step
+  # even where the bad value sits behind a zero gradient
+  grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(loss), g, jnp.nan), grads)
   updates, new_opt = setup.tx.update(grads, state.opt_state, state.params)
   new_params = optax.apply_updates(state.params, updates)
 
@@ -135,7 +145,7 @@ def train_step(state: TrainState, batch: Any, *, setup: Setup, phase: str
           state.objective_state, terms,
           _level_keys(step_key(state, Salt.OBJECTIVE_UPDATE), n), setup.levels.level_args())
 
-  finite = jnp.isfinite(loss) & _all_finite(grads)
+  finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_obj)
   keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
   new_params = keep(new_params, state.params)
   ema = state.ema_params
@@ -143,24 +153,18 @@ def train_step(state: TrainState, batch: Any, *, setup: Setup, phase: str
     ema = keep(optim.ema_update(ema, new_params, setup.ema_decay), ema)
   new_state = state.replace(
       step=state.step + 1, data_position=state.data_position + 1,
-      params=new_params, opt_state=new_opt,
+      params=new_params, opt_state=keep(new_opt, state.opt_state),
       model_state=keep(new_model_state, state.model_state),
       objective_state=keep(new_obj, state.objective_state), ema_params=ema,
       bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step))
   out = {k: jnp.mean(v) for k, v in {**metrics, **obj_metrics}.items()}
   out["loss"] = loss
-  out["grad_norm"] = optax.tree.norm(grads)
+  out["grad_norm"] = grad_norm
   if n > 1:   # the two ends of the level axis
     for name in ("kl", "recon"):
       out[f"{name}/level0"] = metrics[name][0]
       out[f"{name}/level{n - 1}"] = metrics[name][-1]
   return new_state, out, {"z": terms.z, "mu": terms.posterior.mean}
-
-
-def compile_steps(setup: Setup, phases: tuple[str, ...]) -> dict[str, Any]:
-  """One jitted step per phase, each compiled once, the old state's buffers donated."""
-  return {p: jax.jit(functools.partial(train_step, setup=setup, phase=p), donate_argnums=0)
-          for p in phases}
 
 
 def eval_terms(setup: Setup, state: TrainState, batch: Any, key: jax.Array, *,

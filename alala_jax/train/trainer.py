@@ -52,7 +52,9 @@ class Trainer:
 
   def variables(self, state: TrainState, level: int | None = None, params: Any = None) -> dict:
     """Single-level model variables for evaluation (level `levels.gen_level` by default),
-    with the EMA parameters when the run keeps them (`optim.ema_decay` > 0)."""
+    with the EMA parameters when the run keeps them (`optim.ema_decay` > 0). The model's
+    non-gradient statistics are the training run's (the record VAE's generation prior tracks
+    the latents of the raw parameters)."""
     if params is None and state.ema_params is not None:
       params = state.ema_params
     return state_lib.level_variables(self.setup, state.variables(params),
