@@ -21,26 +21,35 @@ from alala_jax.generate import reconstruct_records
 from alala_jax.metrics import pvalue
 
 
-def repeated_encode_decode(task, state, records: Sequence[Any], rounds: int,
-                           key: jax.Array, chunk: int = 1000, greedy: bool = False
-                           ) -> list[list[Any]]:
+def repeated_encode_decode(
+  task,
+  state,
+  records: Sequence[Any],
+  rounds: int,
+  key: jax.Array,
+  chunk: int = 1000,
+  greedy: bool = False,
+) -> list[list[Any]]:
   """[x^(0), ..., x^(rounds)]: each round reconstructs the previous one, g(mu(x))."""
   out = [list(records)]
   for n in range(1, rounds + 1):
-    recs, _ = reconstruct_records(task, state, out[-1], jax.random.fold_in(key, n), chunk,
-                                  greedy)
+    recs, _ = reconstruct_records(task, state, out[-1], jax.random.fold_in(key, n), chunk, greedy)
     out.append(recs)
   return out
 
 
-def round_stats(rounds: list[list[Any]], train_records: Sequence[Any], zip_field: str,
-                coord_fields: tuple[str, str], lev_field: str | None) -> list[dict]:
+def round_stats(
+  rounds: list[list[Any]],
+  train_records: Sequence[Any],
+  zip_field: str,
+  coord_fields: tuple[str, str],
+  lev_field: str | None,
+) -> list[dict]:
   """Per round: p-values [N] and summary, and the share of `lev_field` values seen in
   training."""
   lat, lon = coord_fields
   coords = lambda rs: np.array([[getattr(r, lat), getattr(r, lon)] for r in rs])
-  zs = pvalue.fit_zip_stats([getattr(r, zip_field) for r in train_records],
-                            coords(train_records))
+  zs = pvalue.fit_zip_stats([getattr(r, zip_field) for r in train_records], coords(train_records))
   seen = {getattr(r, lev_field) for r in train_records} if lev_field else set()
   stats = []
   for recs in rounds:
@@ -52,8 +61,9 @@ def round_stats(rounds: list[list[Any]], train_records: Sequence[Any], zip_field
   return stats
 
 
-def interpolate(task, state, a: Any, b: Any, steps: int, key: jax.Array,
-                greedy: bool = False) -> tuple[list[Any], np.ndarray]:
+def interpolate(
+  task, state, a: Any, b: Any, steps: int, key: jax.Array, greedy: bool = False
+) -> tuple[list[Any], np.ndarray]:
   """Decodes z_t = (1 - t) mu(a) + t mu(b) for `steps` values of t in [0, 1].
 
   Returns:

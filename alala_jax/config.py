@@ -11,115 +11,115 @@ import ml_collections
 
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
-  c.seed = 0                            # PRNG seed for parameters, latents and sampling
+  c.seed = 0  # PRNG seed for parameters, latents and sampling
   c.data = ml_collections.ConfigDict()
-  c.data.schema = "alala_jax.schema:Address"   # 'module:DataclassName' of the record type
-  c.data.csv = ""                       # OpenAddresses-style CSV; '' = embedded synthetic data
-  c.data.columns = ""                   # field=COLUMN where CSV names differ, e.g. "long=LON"
-  c.data.format = "fields"              # fields (the schema's tree) | text (App F: one line,
-                                        # data.text_fields comma-separated)
-  c.data.text_fields = "number,street,city,postcode,lat,long"   # App F's 6 values
-  c.data.text_decimals = 5              # coordinates rounded to 5 decimals (App F)
-  c.data.on_bad_row = "error"           # 'error' or 'skip' (skipped rows are counted, reported)
-  c.data.limit = 0                      # read at most this many CSV rows (0 = all)
-  c.data.num_synthetic = 20000          # synthetic records (when csv is '')
-  c.data.num_zips = 40                  # synthetic zip codes
-  c.data.test_fraction = 0.1            # deterministic held-out share (paper: 8:1:1 split)
-  c.data.split_seed = 0                 # seed of the train/test permutation
+  c.data.schema = "alala_jax.schema:Address"  # 'module:DataclassName' of the record type
+  c.data.csv = ""  # OpenAddresses-style CSV; '' = embedded synthetic data
+  c.data.columns = ""  # field=COLUMN where CSV names differ, e.g. "long=LON"
+  c.data.format = "fields"  # fields (the schema's tree) | text (App F: one line,
+  # data.text_fields comma-separated)
+  c.data.text_fields = "number,street,city,postcode,lat,long"  # App F's 6 values
+  c.data.text_decimals = 5  # coordinates rounded to 5 decimals (App F)
+  c.data.on_bad_row = "error"  # 'error' or 'skip' (skipped rows are counted, reported)
+  c.data.limit = 0  # read at most this many CSV rows (0 = all)
+  c.data.num_synthetic = 20000  # synthetic records (when csv is '')
+  c.data.num_zips = 40  # synthetic zip codes
+  c.data.test_fraction = 0.1  # deterministic held-out share (paper: 8:1:1 split)
+  c.data.split_seed = 0  # seed of the train/test permutation
 
   c.model = ml_collections.ConfigDict()
-  c.model.latent_dim = 128              # embedding and latent size (Sec 2.3)
-  c.model.char_dim = 16                 # character embedding size (App B.1)
-  c.model.tuple_type = "tuple"          # 'tuple' (App B.3) or 'simple' (pass-through, App G)
-  c.model.string_scan = "field"         # 'field': a scan per string field; 'grouped': a
-                                        # Tuple's string fields share padded scans (compiles
-                                        # faster; 0.85x the step speed at B256, BUILD_NOTES)
-  c.model.gru_remat = "full"            # string GRU cells under nn.remat: none | dots (save
-                                        # matmul outputs) | full (recompute the cell: 1.2x
-                                        # faster step at B256 on CPU, 3x fewer temporaries;
-                                        # BUILD_NOTES "Performance work"); same numbers
+  c.model.latent_dim = 128  # embedding and latent size (Sec 2.3)
+  c.model.char_dim = 16  # character embedding size (App B.1)
+  c.model.tuple_type = "tuple"  # 'tuple' (App B.3) or 'simple' (pass-through, App G)
+  c.model.string_scan = "field"  # 'field': a scan per string field; 'grouped': a
+  # Tuple's string fields share padded scans (compiles
+  # faster; 0.85x the step speed at B256, BUILD_NOTES)
+  c.model.gru_remat = "full"  # string GRU cells under nn.remat: none | dots (save
+  # matmul outputs) | full (recompute the cell: 1.2x
+  # faster step at B256 on CPU, 3x fewer temporaries;
+  # BUILD_NOTES "Performance work"); same numbers
 
   c.objective = ml_collections.ConfigDict()
-  c.objective.name = "beta"             # a registered objective (alala_jax.objectives):
-                                        # beta (Eq 2/5) | inverted (App J Eq 8) | capacity
-                                        # (Eq 9) | free_bits (BIVA) | geco (paper 003) | wae
-                                        # (App I: deterministic encoder, beta weighs the
-                                        # batch's W2^2 to N(0, I) per dim) | aae (App H)
-  c.objective.free_bits = 2.0           # free_bits: lambda, nats per example and layer
-  c.objective.geco = ml_collections.ConfigDict()   # GECO (paper 003, objectives/geco.py)
-  c.objective.geco.constraints = "(lat,long)<=0.05,postcode<=0.05"   # 'field<=tolerance,...'
-                                        # on the model's per-field recon terms (records: the
-                                        # whitened squared error of the floats, the per-char
-                                        # cross-entropy of a string), batch means
-  c.objective.geco.alpha = 0.99         # C_ma moving-average decay (Algorithm 1)
-  c.objective.geco.nu = 1e-2            # lambda <- lambda exp(nu C_ma) (not in the paper)
+  c.objective.name = "beta"  # a registered objective (alala_jax.objectives):
+  # beta (Eq 2/5) | inverted (App J Eq 8) | capacity
+  # (Eq 9) | free_bits (BIVA) | geco (paper 003) | wae
+  # (App I: deterministic encoder, beta weighs the
+  # batch's W2^2 to N(0, I) per dim) | aae (App H)
+  c.objective.free_bits = 2.0  # free_bits: lambda, nats per example and layer
+  c.objective.geco = ml_collections.ConfigDict()  # GECO (paper 003, objectives/geco.py)
+  c.objective.geco.constraints = "(lat,long)<=0.05,postcode<=0.05"  # 'field<=tolerance,...'
+  # on the model's per-field recon terms (records: the
+  # whitened squared error of the floats, the per-char
+  # cross-entropy of a string), batch means
+  c.objective.geco.alpha = 0.99  # C_ma moving-average decay (Algorithm 1)
+  c.objective.geco.nu = 1e-2  # lambda <- lambda exp(nu C_ma) (not in the paper)
   c.objective.geco.lambda_init = 1.0
-  c.objective.geco.log_lambda_min = -10.0   # clamp of log lambda
+  c.objective.geco.log_lambda_min = -10.0  # clamp of log lambda
   c.objective.geco.log_lambda_max = 10.0
   c.objective.beta_schedule = "linear"  # constant | linear | warmup_cooldown
-  c.objective.beta_start = 0.0          # beta at step 0 (linear, warmup_cooldown)
-  c.objective.beta_mid = 0.64           # peak beta (warmup_cooldown)
-  c.objective.beta_end = 0.384          # final beta; Table 1 best: 0 -> 0.384
-  c.objective.warmup_fraction = 1.0     # share of the run for the warm-up (Table 1: whole run)
-  c.objective.cooldown_fraction = 0.0   # share of the run for the cool-down (warmup_cooldown)
-  c.objective.tuple_scheme = "SS"       # Tuple level: TF | AS | SS (ground truth 1 -> 0)
-  c.objective.string_scheme = "TF"      # String level: TF | AS | SS
-  c.objective.ss_fraction = 1.0         # share of the run over which SS goes 1 -> 0
-  c.objective.augmented = ml_collections.ConfigDict()   # augmented training (Sec 5, Eq 4)
+  c.objective.beta_start = 0.0  # beta at step 0 (linear, warmup_cooldown)
+  c.objective.beta_mid = 0.64  # peak beta (warmup_cooldown)
+  c.objective.beta_end = 0.384  # final beta; Table 1 best: 0 -> 0.384
+  c.objective.warmup_fraction = 1.0  # share of the run for the warm-up (Table 1: whole run)
+  c.objective.cooldown_fraction = 0.0  # share of the run for the cool-down (warmup_cooldown)
+  c.objective.tuple_scheme = "SS"  # Tuple level: TF | AS | SS (ground truth 1 -> 0)
+  c.objective.string_scheme = "TF"  # String level: TF | AS | SS
+  c.objective.ss_fraction = 1.0  # share of the run over which SS goes 1 -> 0
+  c.objective.augmented = ml_collections.ConfigDict()  # augmented training (Sec 5, Eq 4)
   c.objective.augmented.enabled = False
-  c.objective.augmented.n_augmented = 0       # augmented latent vectors; 0 = the batch size
-  c.objective.augmented.p_sampled = 0.2       # re-initialisation probability (paper: 1/5)
+  c.objective.augmented.n_augmented = 0  # augmented latent vectors; 0 = the batch size
+  c.objective.augmented.p_sampled = 0.2  # re-initialisation probability (paper: 1/5)
   c.objective.augmented.gen_start_fraction = 0.1  # start: 10% of the run (Tuple SS + String
-                                                  # TF), 1% for SS (App C)
-  c.objective.augmented.p_spacing = "constant"    # per-level p_sampled under multiscale (App
-                                                  # K): constant | linear | geometric, from p_min
-                                                  # (lowest beta) to p_sampled (highest)
-  c.objective.augmented.p_min = 0.2               # lowest level's end of that spacing
+  # TF), 1% for SS (App C)
+  c.objective.augmented.p_spacing = "constant"  # per-level p_sampled under multiscale (App
+  # K): constant | linear | geometric, from p_min
+  # (lowest beta) to p_sampled (highest)
+  c.objective.augmented.p_min = 0.2  # lowest level's end of that spacing
   c.objective.multiscale = ml_collections.ConfigDict()  # multiscale VAE (Sec 6, Eq 5; App J)
-  c.objective.multiscale.n_levels = 1         # 1 = plain beta-VAE; paper: 32. The beta schedule
-                                              # above is then beta_max's (Sec 6: 1.28 -> 0.64)
-  c.objective.multiscale.spacing = "linear"   # beta_i = (i+1)/n beta_max | geometric r^(n-1-i)
-  c.objective.multiscale.ratio = 0.9          # geometric common ratio r (App J: 0.9, 0.8)
-  c.objective.multiscale.gamma = 128.0        # objective 'capacity': penalty per latent dim
-                                              # (Eq 9)
-  c.objective.multiscale.c_min = 10.0         # C_i = c_min + i c_inc nats (Eq 9)
+  c.objective.multiscale.n_levels = 1  # 1 = plain beta-VAE; paper: 32. The beta schedule
+  # above is then beta_max's (Sec 6: 1.28 -> 0.64)
+  c.objective.multiscale.spacing = "linear"  # beta_i = (i+1)/n beta_max | geometric r^(n-1-i)
+  c.objective.multiscale.ratio = 0.9  # geometric common ratio r (App J: 0.9, 0.8)
+  c.objective.multiscale.gamma = 128.0  # objective 'capacity': penalty per latent dim
+  # (Eq 9)
+  c.objective.multiscale.c_min = 10.0  # C_i = c_min + i c_inc nats (Eq 9)
   c.objective.multiscale.c_inc = 0.5
   c.objective.multiscale.shared_batch = False  # True: every level sees the whole batch (App
-                                               # L4); False: the batch is split over levels
-  c.objective.multiscale.gen_level = 0        # level whose latents generate and whose loss is
-                                              # logged as test/generated loss (paper Figs 4, 22)
+  # L4); False: the batch is split over levels
+  c.objective.multiscale.gen_level = 0  # level whose latents generate and whose loss is
+  # logged as test/generated loss (paper Figs 4, 22)
 
   c.optim = ml_collections.ConfigDict()
-  c.optim.learning_rate = 2.5e-4        # Adam (Sec 2.4)
-  c.optim.decay_rate = 0.99             # lr x 0.99 ...
-  c.optim.decay_steps = 1000            # ... per 1000 steps, continuously
-  c.optim.clip_norm = 0.01              # global-norm gradient clipping (Sec 2.4; 0 = off)
-  c.optim.name = "adam"                 # adam | adamax | sgd (train/optim.py)
-  c.optim.momentum = 0.0                # sgd only
-  c.optim.update = "all"                # all | encoder | decoder (the model's partition)
-  c.optim.ema_decay = 0.0               # EMA of the parameters for evaluation (0 = off;
-                                        # BIVA: 0.9995)
+  c.optim.learning_rate = 2.5e-4  # Adam (Sec 2.4)
+  c.optim.decay_rate = 0.99  # lr x 0.99 ...
+  c.optim.decay_steps = 1000  # ... per 1000 steps, continuously
+  c.optim.clip_norm = 0.01  # global-norm gradient clipping (Sec 2.4; 0 = off)
+  c.optim.name = "adam"  # adam | adamax | sgd (train/optim.py)
+  c.optim.momentum = 0.0  # sgd only
+  c.optim.update = "all"  # all | encoder | decoder (the model's partition)
+  c.optim.ema_decay = 0.0  # EMA of the parameters for evaluation (0 = off;
+  # BIVA: 0.9995)
 
   c.train = ml_collections.ConfigDict()
-  c.train.batch_size = 256              # paper: 256 per worker, 32 workers
-  c.train.num_steps = 2_000_000         # paper: 2M steps
-  c.train.log_every = 50                # progress line + JSON-lines metrics
-  c.train.eval_every = 500              # test loss and generated loss
-  c.train.eval_batches = 2              # batches for the periodic test / generated loss
-  c.train.checkpoint_every = 1000       # orbax checkpoint interval (steps)
-  c.train.max_to_keep = 3               # checkpoints kept
-  c.train.mesh = ""                     # '' = one device; 'DATA,BETA' (e.g. '2,4'): shard the
-                                        # batch and the multiscale level axis (train/sharding.py)
+  c.train.batch_size = 256  # paper: 256 per worker, 32 workers
+  c.train.num_steps = 2_000_000  # paper: 2M steps
+  c.train.log_every = 50  # progress line + JSON-lines metrics
+  c.train.eval_every = 500  # test loss and generated loss
+  c.train.eval_batches = 2  # batches for the periodic test / generated loss
+  c.train.checkpoint_every = 1000  # orbax checkpoint interval (steps)
+  c.train.max_to_keep = 3  # checkpoints kept
+  c.train.mesh = ""  # '' = one device; 'DATA,BETA' (e.g. '2,4'): shard the
+  # batch and the multiscale level axis (train/sharding.py)
 
   c.eval = ml_collections.ConfigDict()
-  c.eval.num_generated = 10000          # generated records scored by the p-value (Sec 2.4)
-  c.eval.num_reconstructed = 10000      # training records for d_Lev (Sec 2.4)
-  c.eval.chunk = 1000                   # records per jit'd generation call
-  c.eval.loss_batches = 8               # batches for the final train / test / generated loss
-  c.eval.greedy = False                 # argmax decoding instead of sampling (option)
-  c.eval.zip_field = "postcode"         # field holding the zip code ('' = no p-value)
-  c.eval.coord_fields = "lat,long"      # the two coordinate fields
-  c.eval.lev_field = "street"           # field for the Levenshtein metric ('' = none)
+  c.eval.num_generated = 10000  # generated records scored by the p-value (Sec 2.4)
+  c.eval.num_reconstructed = 10000  # training records for d_Lev (Sec 2.4)
+  c.eval.chunk = 1000  # records per jit'd generation call
+  c.eval.loss_batches = 8  # batches for the final train / test / generated loss
+  c.eval.greedy = False  # argmax decoding instead of sampling (option)
+  c.eval.zip_field = "postcode"  # field holding the zip code ('' = no p-value)
+  c.eval.coord_fields = "lat,long"  # the two coordinate fields
+  c.eval.lev_field = "street"  # field for the Levenshtein metric ('' = none)
   return c
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def image_mosaic(images, shape: tuple[int, int], ncols: int = 10, pad: int = 1,
-                 pad_value: float = 0.5) -> np.ndarray:
+def image_mosaic(
+  images, shape: tuple[int, int], ncols: int = 10, pad: int = 1, pad_value: float = 0.5
+) -> np.ndarray:
   """Tiles flattened images into one [rows * (H + pad) - pad, ncols * (W + pad) - pad] array.
 
   Args:
@@ -30,8 +31,9 @@ def image_mosaic(images, shape: tuple[int, int], ncols: int = 10, pad: int = 1,
   images = np.asarray(images, np.float32)
   h, w = (int(s) for s in shape)
   if images.ndim != 2 or images.shape[0] < 1 or images.shape[1] != h * w:
-    raise ValueError(f"images must be [n >= 1, {h} * {w} = {h * w}] for shape {tuple(shape)}, "
-                     f"got {images.shape}")
+    raise ValueError(
+      f"images must be [n >= 1, {h} * {w} = {h * w}] for shape {tuple(shape)}, got {images.shape}"
+    )
   if ncols < 1:
     raise ValueError(f"ncols must be >= 1, got {ncols}")
   n = images.shape[0]
@@ -40,12 +42,13 @@ def image_mosaic(images, shape: tuple[int, int], ncols: int = 10, pad: int = 1,
   out = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad), pad_value, np.float32)
   for i, img in enumerate(images.reshape(n, h, w)):
     r, c = divmod(i, ncols)
-    out[r * (h + pad):r * (h + pad) + h, c * (w + pad):c * (w + pad) + w] = img
+    out[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = img
   return out
 
 
-def save_image_grid(images, shape: tuple[int, int], path: str, ncols: int = 10, *,
-                    scale: int = 4, title: str = "") -> str:
+def save_image_grid(
+  images, shape: tuple[int, int], path: str, ncols: int = 10, *, scale: int = 4, title: str = ""
+) -> str:
   """Writes a grey-scale PNG grid of flattened images (0 black, 1 white).
 
   Args:
@@ -66,8 +69,9 @@ def save_image_grid(images, shape: tuple[int, int], path: str, ncols: int = 10, 
   mosaic = image_mosaic(images, shape, ncols)
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
+
   dpi = 100
-  top = 0.3 if title else 0.0                              # inches for the title
+  top = 0.3 if title else 0.0  # inches for the title
   width, height = mosaic.shape[1] * scale / dpi, mosaic.shape[0] * scale / dpi
   fig = Figure(figsize=(width, height + top), dpi=dpi)
   FigureCanvasAgg(fig)

@@ -34,11 +34,11 @@ import jax
 @dataclasses.dataclass
 class OpSummary:
   steps: int
-  span_us: float                     # wall time from the first op event to the last
-  thread_busy_us: dict[str, float]   # thread name -> busy time (top-level op events)
-  kind_us: dict[str, float]          # op kind -> exclusive time, all threads
-  kind_count: dict[str, int]         # op kind -> executions
-  op_us: dict[str, float]            # HLO instruction -> exclusive time
+  span_us: float  # wall time from the first op event to the last
+  thread_busy_us: dict[str, float]  # thread name -> busy time (top-level op events)
+  kind_us: dict[str, float]  # op kind -> exclusive time, all threads
+  kind_count: dict[str, int]  # op kind -> executions
+  op_us: dict[str, float]  # HLO instruction -> exclusive time
   op_count: dict[str, int]
 
   def table(self, top: int = 15) -> str:
@@ -47,12 +47,15 @@ class OpSummary:
     total = sum(self.kind_us.values())
     lines = [f"traced {s} step(s): {self.span_us / s / 1e3:.1f} ms per step (first to last op)"]
     for name, busy in sorted(self.thread_busy_us.items(), key=lambda kv: -kv[1]):
-      lines.append(f"  thread {name:28s} busy {busy / s / 1e3:8.1f} ms/step "
-                   f"({busy / self.span_us:5.1%} of the span)")
+      lines.append(
+        f"  thread {name:28s} busy {busy / s / 1e3:8.1f} ms/step "
+        f"({busy / self.span_us:5.1%} of the span)"
+      )
     lines.append(f"op kind (exclusive time, all threads: {total / s / 1e3:.1f} ms/step)")
     for k, v in sorted(self.kind_us.items(), key=lambda kv: -kv[1])[:top]:
-      lines.append(f"  {v / s / 1e3:8.1f} ms/step {v / total:6.1%} {self.kind_count[k] / s:8.0f} "
-                   f"per step  {k}")
+      lines.append(
+        f"  {v / s / 1e3:8.1f} ms/step {v / total:6.1%} {self.kind_count[k] / s:8.0f} per step  {k}"
+      )
     lines.append("instructions")
     for k, v in sorted(self.op_us.items(), key=lambda kv: -kv[1])[:top]:
       lines.append(f"  {v / s / 1e3:8.2f} ms/step {self.op_count[k] / s:8.0f} per step  {k}")
@@ -105,16 +108,21 @@ def read_perfetto(path: str) -> tuple[list[dict], dict[Any, str]]:
   with gzip.open(path) as f:
     data = json.load(f)
   events = data["traceEvents"] if isinstance(data, dict) else data
-  names = {e["tid"]: e["args"]["name"] for e in events
-           if e.get("ph") == "M" and e.get("name") == "thread_name"}
+  names = {
+    e["tid"]: e["args"]["name"]
+    for e in events
+    if e.get("ph") == "M" and e.get("name") == "thread_name"
+  }
   # thread names carry a numeric id suffix ('tf_XLAEigen/-547...'); keep them distinct but short
-  names = {tid: n if "/" not in n else f"{n.split('/')[0]}/{i}" for i, (tid, n) in
-           enumerate(names.items())}
+  names = {
+    tid: n if "/" not in n else f"{n.split('/')[0]}/{i}" for i, (tid, n) in enumerate(names.items())
+  }
   return events, names
 
 
-def trace_ops(fn: Callable[..., Any], *args, steps: int = 3, logdir: str | None = None,
-              carry: bool = False) -> OpSummary:
+def trace_ops(
+  fn: Callable[..., Any], *args, steps: int = 3, logdir: str | None = None, carry: bool = False
+) -> OpSummary:
   """Runs `fn(*args)` `steps` times under the profiler (after one untraced warm-up call).
 
   With `carry=True`, each call's output replaces the arguments (a training step
@@ -134,8 +142,10 @@ def trace_ops(fn: Callable[..., Any], *args, steps: int = 3, logdir: str | None 
     for _ in range(steps):
       out = call()
     jax.block_until_ready(out)
-  paths = sorted(glob.glob(os.path.join(logdir, "**", "perfetto_trace.json.gz"), recursive=True),
-                 key=os.path.getmtime)
+  paths = sorted(
+    glob.glob(os.path.join(logdir, "**", "perfetto_trace.json.gz"), recursive=True),
+    key=os.path.getmtime,
+  )
   if not paths:
     raise FileNotFoundError(f"jax.profiler wrote no perfetto_trace.json.gz under {logdir}")
   events, names = read_perfetto(paths[-1])

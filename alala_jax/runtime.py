@@ -50,7 +50,7 @@ M_ARENA_MAX = -8
 MODES = ("thresholds", "tuned", "default")
 DOT_MODES = ("eigen", "ynn")
 _YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
-_USER_XLA_FLAGS: str | None = None     # $XLA_FLAGS before setup_xla added to it
+_USER_XLA_FLAGS: str | None = None  # $XLA_FLAGS before setup_xla added to it
 
 
 def setup(mode: str | None = None, dots: str | None = None) -> bool:
@@ -82,8 +82,10 @@ def setup_xla(dots: str | None = None) -> None:
     _USER_XLA_FLAGS = os.environ.get("XLA_FLAGS", "")
   bridge = sys.modules.get("jax._src.xla_bridge")
   if bridge is not None and getattr(bridge, "backends_are_initialized", lambda: False)():
-    warnings.warn(f"alala_jax.runtime.setup: JAX's backend is already initialised, so "
-                  f"ALALA_XLA_DOTS={dots!r} has no effect in this process; call setup() first.")
+    warnings.warn(
+      f"alala_jax.runtime.setup: JAX's backend is already initialised, so "
+      f"ALALA_XLA_DOTS={dots!r} has no effect in this process; call setup() first."
+    )
   os.environ["XLA_FLAGS"] = new
 
 

@@ -35,6 +35,7 @@ class SchemaError(TypeError):
 @dataclasses.dataclass(frozen=True)
 class StringNode:
   """A string field, modelled by the shared StringLiteral (App B.1)."""
+
   key: str
   path: tuple[str, ...]
 
@@ -46,6 +47,7 @@ class StringNode:
 @dataclasses.dataclass(frozen=True)
 class FloatsNode:
   """All float fields of a record, modelled jointly by one ScalarTuple (App B.2)."""
+
   key: str
   path: tuple[str, ...]
   names: tuple[str, ...]
@@ -58,6 +60,7 @@ class FloatsNode:
 @dataclasses.dataclass(frozen=True)
 class _Wrapper:
   """A node around one element node; it weighs what its element weighs."""
+
   key: str
   path: tuple[str, ...]
   child: "Node"
@@ -78,6 +81,7 @@ class ListNode(_Wrapper):
 @dataclasses.dataclass(frozen=True)
 class RecordNode:
   """A dataclass, modelled by a Tuple (App B.3): children in field order, floats last."""
+
   key: str
   path: tuple[str, ...]
   cls: type
@@ -120,7 +124,8 @@ def _parse_type(tp: Any, key: str, path: tuple[str, ...], owner: type, field: st
     child = _parse_type(elem, key, path + ("[]",), owner, field)
     if isinstance(child, (ListNode, OptionalNode)):
       raise SchemaError(
-          f"{owner.__name__}.{field}: list of {type(child).__name__} is not supported")
+        f"{owner.__name__}.{field}: list of {type(child).__name__} is not supported"
+      )
     return ListNode(key=key, path=path, child=child)
   if tp is str:
     return StringNode(key=key, path=path)
@@ -129,8 +134,9 @@ def _parse_type(tp: Any, key: str, path: tuple[str, ...], owner: type, field: st
   if dataclasses.is_dataclass(tp) and isinstance(tp, type):
     return _parse_record(tp, key, path)
   raise SchemaError(
-      f"{owner.__name__}.{field}: unsupported annotation {tp!r}; use str, float, a dataclass, "
-      "Optional[...] or list[...] (store integers such as house numbers as str)")
+    f"{owner.__name__}.{field}: unsupported annotation {tp!r}; use str, float, a dataclass, "
+    "Optional[...] or list[...] (store integers such as house numbers as str)"
+  )
 
 
 def _parse_record(cls: type, key: str, path: tuple[str, ...]) -> RecordNode:
@@ -196,6 +202,7 @@ def path_name(path: tuple[str, ...]) -> str:
 @dataclasses.dataclass
 class Address:
   """The paper's Address message (App A); floats (lat, long) become the last Tuple element."""
+
   lat: float
   long: float
   number: str

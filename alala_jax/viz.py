@@ -64,15 +64,17 @@ def plot_loss_curves(metrics_path: str, out_png: str, title: str = "") -> dict:
   return curves
 
 
-def plot_repeated_encode_decode(stats: dict[str, list[dict]], out_png: str,
-                                title: str = "") -> None:
+def plot_repeated_encode_decode(
+  stats: dict[str, list[dict]], out_png: str, title: str = ""
+) -> None:
   """App E: p-value box plots over rounds n = 0..N (Figs 12-14, one panel per start set,
   e.g. {'generated': [...], 'training': [...]}) and the share of generated street names
   present in the training data per round (Figs 15-17)."""
   names = list(stats)
   has_share = all("in_train" in r for s in stats.values() for r in s)
-  fig, axes = _subplots(1, len(names) + has_share, figsize=(5 * (len(names) + has_share),
-                                                               3.6), squeeze=False)
+  fig, axes = _subplots(
+    1, len(names) + has_share, figsize=(5 * (len(names) + has_share), 3.6), squeeze=False
+  )
   for ax, name in zip(axes[0], names):
     rows = stats[name]
     ax.boxplot([r["pvalues"] for r in rows], positions=range(len(rows)), showfliers=False)
@@ -94,20 +96,31 @@ def plot_repeated_encode_decode(stats: dict[str, list[dict]], out_png: str,
   _save(fig, out_png, title)
 
 
-def plot_interpolation_map(train_coords, path_coords, labels: Sequence[str], out_png: str,
-                           title: str = "") -> None:
+def plot_interpolation_map(
+  train_coords, path_coords, labels: Sequence[str], out_png: str, title: str = ""
+) -> None:
   """App D (Figs 9-11): training records as a grey map of (long, lat), the decoded
   interpolation path coloured from the first record (purple) to the second (yellow)."""
   import numpy as np
+
   tc, pc = np.asarray(train_coords), np.asarray(path_coords)
   fig, ax = _subplots(figsize=(6, 7))
   ax.scatter(tc[:, 1], tc[:, 0], s=1, c="0.8", label="training records")
-  sc = ax.scatter(pc[:, 1], pc[:, 0], c=np.linspace(0, 1, len(pc)), cmap="plasma", s=30,
-                  edgecolors="k", linewidths=0.3, zorder=3)
+  sc = ax.scatter(
+    pc[:, 1],
+    pc[:, 0],
+    c=np.linspace(0, 1, len(pc)),
+    cmap="plasma",
+    s=30,
+    edgecolors="k",
+    linewidths=0.3,
+    zorder=3,
+  )
   ax.plot(pc[:, 1], pc[:, 0], "-", c="0.3", lw=0.5, zorder=2)
   for i in (0, len(pc) - 1):
-    ax.annotate(labels[i], (pc[i, 1], pc[i, 0]), fontsize=7, xytext=(4, 4),
-                textcoords="offset points")
+    ax.annotate(
+      labels[i], (pc[i, 1], pc[i, 0]), fontsize=7, xytext=(4, 4), textcoords="offset points"
+    )
   fig.colorbar(sc, ax=ax, label="interpolation t")
   ax.set_xlabel("longitude")
   ax.set_ylabel("latitude")

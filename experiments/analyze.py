@@ -30,6 +30,7 @@ def main(argv):
 
   from alala_jax import analysis, cli, generate, viz
   from alala_jax.train import loop
+
   config = cli.load_workdir_config(_WORKDIR.value)
   state, task = loop.load_trained(_WORKDIR.value, config)
   ec = config.eval
@@ -38,32 +39,42 @@ def main(argv):
   n = min(_NUM.value, len(train))
   rng = np.random.default_rng(_SEED.value)
   starts = {
-      "generated": generate.generate_records(task, state, n, jax.random.fold_in(key, 1),
-                                             ec.chunk, ec.greedy),
-      "training": [train[i] for i in rng.choice(len(train), n, replace=False)]}
+    "generated": generate.generate_records(
+      task, state, n, jax.random.fold_in(key, 1), ec.chunk, ec.greedy
+    ),
+    "training": [train[i] for i in rng.choice(len(train), n, replace=False)],
+  }
   coord_fields = tuple(f.strip() for f in ec.coord_fields.split(","))
   stats, summary = {}, {}
   for i, (name, recs) in enumerate(starts.items()):
-    rounds = analysis.repeated_encode_decode(task, state, recs, _ROUNDS.value,
-                                             jax.random.fold_in(key, 10 + i), ec.chunk,
-                                             ec.greedy)
-    stats[name] = analysis.round_stats(rounds, train, ec.zip_field, coord_fields,
-                                       ec.lev_field or None)
+    rounds = analysis.repeated_encode_decode(
+      task, state, recs, _ROUNDS.value, jax.random.fold_in(key, 10 + i), ec.chunk, ec.greedy
+    )
+    stats[name] = analysis.round_stats(
+      rounds, train, ec.zip_field, coord_fields, ec.lev_field or None
+    )
     summary[name] = [{k: v for k, v in r.items() if k != "pvalues"} for r in stats[name]]
     for r, row in enumerate(summary[name]):
-      print(f"{name:9s} round {r}: p-value mean {row['mean']:.4f} median {row['median']:.4f} "
-            f"std {row['std']:.4f}" + (f"  street in train {row['in_train']:.3f}"
-                                       if "in_train" in row else ""))
+      print(
+        f"{name:9s} round {r}: p-value mean {row['mean']:.4f} median {row['median']:.4f} "
+        f"std {row['std']:.4f}"
+        + (f"  street in train {row['in_train']:.3f}" if "in_train" in row else "")
+      )
   out = os.path.join(_WORKDIR.value, "repeated_encode_decode.png")
   viz.plot_repeated_encode_decode(stats, out, f"step {int(state.step)}")
-  path, _ = analysis.interpolate(task, state, train[0], train[1], _STEPS.value,
-                                 jax.random.fold_in(key, 2), ec.greedy)
+  path, _ = analysis.interpolate(
+    task, state, train[0], train[1], _STEPS.value, jax.random.fold_in(key, 2), ec.greedy
+  )
   lat, lon = coord_fields
   xy = lambda rs: [[getattr(r, lat), getattr(r, lon)] for r in rs]
   label = lambda r: f"{getattr(r, ec.lev_field, '')} {getattr(r, ec.zip_field, '')}"
-  viz.plot_interpolation_map(xy(train), xy(path), [label(r) for r in path],
-                             os.path.join(_WORKDIR.value, "interpolation.png"),
-                             f"{label(train[0])} -> {label(train[1])}")
+  viz.plot_interpolation_map(
+    xy(train),
+    xy(path),
+    [label(r) for r in path],
+    os.path.join(_WORKDIR.value, "interpolation.png"),
+    f"{label(train[0])} -> {label(train[1])}",
+  )
   for r in path:
     print("  interpolation:", label(r), f"({getattr(r, lat):.4f}, {getattr(r, lon):.4f})")
   with open(os.path.join(_WORKDIR.value, "analysis.json"), "w") as f:

@@ -46,16 +46,19 @@ def _records(street_len: int | None = None):
   import dataclasses
 
   from alala_jax.data import synthetic
+
   recs = synthetic.synthetic_addresses(_RECORDS.value, 40, 0)
   if street_len is None:
     return recs
-  return [dataclasses.replace(r, street=(r.street + " ") * (street_len // max(len(r.street), 1)
-                                                             + 1))
-          for r in recs]
+  return [
+    dataclasses.replace(r, street=(r.street + " ") * (street_len // max(len(r.street), 1) + 1))
+    for r in recs
+  ]
 
 
 def _config(batch: int, levels: int = 1, mesh: str = ""):
   from alala_jax import config as base
+
   c = base.base_config()
   c.train.batch_size, c.model.latent_dim, c.train.mesh = batch, _LATENT.value, mesh
   c.objective.multiscale.n_levels = levels
@@ -70,6 +73,7 @@ def step_time(config, records, street_len: int | None = None) -> tuple[float, fl
   from alala_jax.data import batching, codec
   from alala_jax.tasks.records import RecordTask
   from alala_jax.train import sharding
+
   root = sc.parse_schema(sc.Address)
   spec = codec.build_spec(root, records)
   if street_len is not None:
@@ -98,11 +102,13 @@ def step_time(config, records, street_len: int | None = None) -> tuple[float, fl
 def _devices_child(n_devices: int) -> None:
   """Re-runs this script for the devices sweep alone with `n_devices` forced host devices."""
   flag = f"--xla_force_host_platform_device_count={n_devices}"
-  env = dict(os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip(),
-             ALALA_BENCH_CHILD="1")
+  env = dict(
+    os.environ, XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {flag}".strip(), ALALA_BENCH_CHILD="1"
+  )
   argv = [a for a in sys.argv[1:] if not a.startswith("--sweeps")] + ["--sweeps=devices"]
-  subprocess.run([sys.executable, "-m", "experiments.bench_scaling", *argv], env=env, check=True,
-                 cwd=REPO_ROOT)
+  subprocess.run(
+    [sys.executable, "-m", "experiments.bench_scaling", *argv], env=env, check=True, cwd=REPO_ROOT
+  )
 
 
 def _row(cells) -> str:
@@ -112,8 +118,11 @@ def _row(cells) -> str:
 def main(argv):
   del argv
   import jax
-  print(f"devices: {len(jax.devices())} x {jax.devices()[0].platform}, cores: {os.cpu_count()},"
-        f" latent {_LATENT.value}, {_STEPS.value} timed steps per row")
+
+  print(
+    f"devices: {len(jax.devices())} x {jax.devices()[0].platform}, cores: {os.cpu_count()},"
+    f" latent {_LATENT.value}, {_STEPS.value} timed steps per row"
+  )
   recs = _records()
   if "batch" in _SWEEPS.value:
     print("\nbatch size (1 level)\n" + _row(["batch", "steps/s", "records/s", "compile s"]))
@@ -122,33 +131,48 @@ def main(argv):
       dt, cs = step_time(_config(b), recs)
       print(_row([b, f"{1 / dt:.2f}", f"{b / dt:.0f}", f"{cs:.0f}"]), flush=True)
   if "length" in _SWEEPS.value:
-    print(f"\nstreet length (batch {_BATCH.value}, 1 level)\n" +
-          _row(["street max_len", "steps/s", "records/s", "compile s"]) + "\n|---|---|---|---|")
+    print(
+      f"\nstreet length (batch {_BATCH.value}, 1 level)\n"
+      + _row(["street max_len", "steps/s", "records/s", "compile s"])
+      + "\n|---|---|---|---|"
+    )
     for n in map(int, _LENGTHS.value):
       dt, cs = step_time(_config(_BATCH.value), _records(n), street_len=n)
       print(_row([n, f"{1 / dt:.2f}", f"{_BATCH.value / dt:.0f}", f"{cs:.0f}"]), flush=True)
   if "levels" in _SWEEPS.value:
     b = _PER_LEVEL.value
     t1, _ = step_time(_config(b), recs)
-    print(f"\nlevels ({b} rows per level; one single-level step of {b} rows: {t1 * 1e3:.1f} ms)"
-          "\n" + _row(["levels", "batch", "ms/step", "n x single ms", "ratio", "compile s"]) +
-          "\n|---|---|---|---|---|---|")
+    print(
+      f"\nlevels ({b} rows per level; one single-level step of {b} rows: {t1 * 1e3:.1f} ms)"
+      "\n"
+      + _row(["levels", "batch", "ms/step", "n x single ms", "ratio", "compile s"])
+      + "\n|---|---|---|---|---|---|"
+    )
     for n in map(int, _LEVELS.value):
       dt, cs = step_time(_config(n * b, n), recs)
-      print(_row([n, n * b, f"{dt * 1e3:.1f}", f"{n * t1 * 1e3:.1f}", f"{dt / (n * t1):.2f}",
-                  f"{cs:.0f}"]), flush=True)
+      print(
+        _row(
+          [n, n * b, f"{dt * 1e3:.1f}", f"{n * t1 * 1e3:.1f}", f"{dt / (n * t1):.2f}", f"{cs:.0f}"]
+        ),
+        flush=True,
+      )
   if "devices" in _SWEEPS.value:
     n_max = max(map(int, _DEVICES.value))
     if len(jax.devices()) < n_max:
       if os.environ.get("ALALA_BENCH_CHILD"):
-        raise SystemExit(f"devices sweep: {len(jax.devices())} devices after forcing {n_max} "
-                         f"host devices (platform {jax.devices()[0].platform}); lower --devices")
+        raise SystemExit(
+          f"devices sweep: {len(jax.devices())} devices after forcing {n_max} "
+          f"host devices (platform {jax.devices()[0].platform}); lower --devices"
+        )
       sys.stdout.flush()
       _devices_child(n_max)
       return
-    print(f"\ndevices (mesh data=1 x beta=d, 8 levels, batch {_BATCH.value}; forced host "
-          "devices share the CPU)\n" + _row(["devices", "steps/s", "records/s", "compile s"]) +
-          "\n|---|---|---|---|")
+    print(
+      f"\ndevices (mesh data=1 x beta=d, 8 levels, batch {_BATCH.value}; forced host "
+      "devices share the CPU)\n"
+      + _row(["devices", "steps/s", "records/s", "compile s"])
+      + "\n|---|---|---|---|"
+    )
     for d in map(int, _DEVICES.value):
       dt, cs = step_time(_config(_BATCH.value, 8, f"1,{d}"), recs)
       print(_row([d, f"{1 / dt:.2f}", f"{_BATCH.value / dt:.0f}", f"{cs:.0f}"]), flush=True)

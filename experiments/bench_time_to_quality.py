@@ -37,6 +37,7 @@ def main(argv):
   from alala_jax import evaluate
   from alala_jax.generate import generate_records
   from alala_jax.train import loop
+
   config, workdir = flags.FLAGS.config, _WORKDIR.value
   targets = sorted(float(t) for t in _TARGETS.value)
   os.makedirs(workdir, exist_ok=True)
@@ -47,8 +48,10 @@ def main(argv):
   done = rows[-1]["step"] if rows else 0
   print(f"{'step':>7} {'train s':>9} {'records/s':>10} {'p mean':>8} {'p median':>9}")
   for r in rows:
-    print(f"{r['step']:>7d} {r['train_seconds']:>9.0f} {r['records_per_s']:>10.0f} "
-          f"{r['pvalue/mean']:>8.4f} {r['pvalue/median']:>9.4f}")
+    print(
+      f"{r['step']:>7d} {r['train_seconds']:>9.0f} {r['records_per_s']:>10.0f} "
+      f"{r['pvalue/mean']:>8.4f} {r['pvalue/median']:>9.4f}"
+    )
   reached = {t: next((r for r in rows if r["pvalue/mean"] >= t), None) for t in targets}
   step = done
   while step < config.train.num_steps and reached[targets[-1]] is None:
@@ -56,16 +59,22 @@ def main(argv):
     t0 = time.time()
     state, prep = loop.train(config, workdir, prep, log=lambda s: None, stop_at=stop)
     wall += time.time() - t0
-    gen = generate_records(prep, state, _NUM.value, jax.random.key(stop),
-                           config.eval.chunk)
+    gen = generate_records(prep, state, _NUM.value, jax.random.key(stop), config.eval.chunk)
     p = evaluate.pvalue_report(prep.data.train, gen, config)
-    row = {"step": stop, "train_seconds": wall, "pvalue/mean": p["pvalue/mean"],
-           "pvalue/median": p["pvalue/median"],
-           "records_per_s": (stop - step) * config.train.batch_size / (time.time() - t0)}
+    row = {
+      "step": stop,
+      "train_seconds": wall,
+      "pvalue/mean": p["pvalue/mean"],
+      "pvalue/median": p["pvalue/median"],
+      "records_per_s": (stop - step) * config.train.batch_size / (time.time() - t0),
+    }
     rows.append(row)
     json.dump(rows, open(log_path, "w"), indent=1)
-    print(f"{stop:>7d} {wall:>9.0f} {row['records_per_s']:>10.0f} {row['pvalue/mean']:>8.4f} "
-          f"{row['pvalue/median']:>9.4f}", flush=True)
+    print(
+      f"{stop:>7d} {wall:>9.0f} {row['records_per_s']:>10.0f} {row['pvalue/mean']:>8.4f} "
+      f"{row['pvalue/median']:>9.4f}",
+      flush=True,
+    )
     for t in targets:
       if reached[t] is None and row["pvalue/mean"] >= t:
         reached[t] = row
@@ -73,12 +82,20 @@ def main(argv):
   best = max(rows, key=lambda r: r["pvalue/mean"]) if rows else None
   for t in targets:
     r = reached[t]
-    print(f"p-value mean >= {t:.2f}: " + (f"step {r['step']}, {r['train_seconds']:.0f} s of "
-                                          "training" if r else "not reached within the budget"))
+    print(
+      f"p-value mean >= {t:.2f}: "
+      + (
+        f"step {r['step']}, {r['train_seconds']:.0f} s of training"
+        if r
+        else "not reached within the budget"
+      )
+    )
   if best:
-    print(f"best: p-value mean {best['pvalue/mean']:.4f} at step {best['step']} "
-          f"({best['train_seconds']:.0f} s); budget {config.train.num_steps} steps x "
-          f"{config.train.batch_size}; devices {jax.devices()}")
+    print(
+      f"best: p-value mean {best['pvalue/mean']:.4f} at step {best['step']} "
+      f"({best['train_seconds']:.0f} s); budget {config.train.num_steps} steps x "
+      f"{config.train.batch_size}; devices {jax.devices()}"
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   from alala_jax import cli
   from alala_jax.train import loop
+
   config = cli.load_workdir_config(_WORKDIR.value)
   if _NUM.value is not None:
     config.eval.num_generated = _NUM.value

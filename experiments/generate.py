@@ -18,8 +18,9 @@ from alala_jax import runtime
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _NUM = flags.DEFINE_integer("num", 1000, "Number of records.")
 _OUTPUT = flags.DEFINE_string("output", "-", "Output file ('-' = stdout).")
-_FORMAT = flags.DEFINE_enum("format", None, ["csv", "jsonl"],
-                            "Output format (default: from the file extension, else jsonl).")
+_FORMAT = flags.DEFINE_enum(
+  "format", None, ["csv", "jsonl"], "Output format (default: from the file extension, else jsonl)."
+)
 _GREEDY = flags.DEFINE_bool("greedy", False, "Argmax decoding instead of sampling.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 
@@ -34,17 +35,21 @@ def main(argv):
   from alala_jax import cli, generate
   from alala_jax.data import csv_io, datasets, text_format
   from alala_jax.train import loop
+
   config = cli.load_workdir_config(_WORKDIR.value)
   state, task = loop.load_model(_WORKDIR.value, config)
-  recs = generate.generate_records(task, state, _NUM.value, jax.random.key(_SEED.value),
-                                   config.eval.chunk, _GREEDY.value)
+  recs = generate.generate_records(
+    task, state, _NUM.value, jax.random.key(_SEED.value), config.eval.chunk, _GREEDY.value
+  )
   cls = task.root.cls
   text = text_format.from_config(config.data, datasets.import_schema(config.data.schema))
   if text is not None:
     parsed = [text.parse(r) for r in recs]
     recs, cls = [r for r in parsed if r is not None], text.cls
-    print(f"{len(parsed) - len(recs)} of {len(parsed)} generated lines were malformed (dropped)",
-          file=sys.stderr)
+    print(
+      f"{len(parsed) - len(recs)} of {len(parsed)} generated lines were malformed (dropped)",
+      file=sys.stderr,
+    )
   fmt = _FORMAT.value or ("csv" if _OUTPUT.value.endswith(".csv") else "jsonl")
   if fmt == "csv":
     if _OUTPUT.value == "-":

@@ -26,17 +26,27 @@ _LOGDIR = flags.DEFINE_string("logdir", "", "Trace directory ('' = a fresh tempo
 def main(argv):
   del argv
   from alala_jax import profiling
+
   scan, b, latent = bench_train._SCAN.value, bench_train._BATCH.value, bench_train._LATENT.value
   if scan == "both" or len(bench_train._REMAT.value) != 1:
     raise app.UsageError("profile one variant at a time: one --string_scan, one --gru_remat")
   remat = bench_train._REMAT.value[0]
-  task, p, state, batch = bench_train.default_step(scan, b, latent, bench_train._RECORDS.value,
-                                                remat)
-  print(f"train step (B={b}, latent={latent}, string_scan={scan}, gru_remat={remat}, "
-        f"malloc mode {os.environ.get('ALALA_MALLOC', 'thresholds')}, "
-        f"lengths {dict(task.spec.max_len)})")
-  summary = profiling.trace_ops(p.phase_step("train"), state, batch, steps=_TRACED.value,
-                                logdir=_LOGDIR.value or None, carry=True)
+  task, p, state, batch = bench_train.default_step(
+    scan, b, latent, bench_train._RECORDS.value, remat
+  )
+  print(
+    f"train step (B={b}, latent={latent}, string_scan={scan}, gru_remat={remat}, "
+    f"malloc mode {os.environ.get('ALALA_MALLOC', 'thresholds')}, "
+    f"lengths {dict(task.spec.max_len)})"
+  )
+  summary = profiling.trace_ops(
+    p.phase_step("train"),
+    state,
+    batch,
+    steps=_TRACED.value,
+    logdir=_LOGDIR.value or None,
+    carry=True,
+  )
   print(summary.table(_TOP.value))
 
 

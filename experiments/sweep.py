@@ -30,10 +30,17 @@ flags.DEFINE_integer("steps", None, "training steps of every row (default: paper
 flags.DEFINE_string("workdir", None, "where runs and the results table go")
 flags.DEFINE_bool("list", False, "list tables and rows with the paper's numbers, then exit")
 
-COLUMNS = [("pvalue/mean", "p mean"), ("pvalue/median", "p median"), ("pvalue/std", "p std"),
-           ("d_lev", "d_Lev"), ("test/loss", "test loss"), ("generated/loss", "gen. loss"),
-           ("generated_street_in_train", "street in train"),
-           ("exact_copy_rate", "exact copies"), ("malformed_rate", "malformed")]
+COLUMNS = [
+  ("pvalue/mean", "p mean"),
+  ("pvalue/median", "p median"),
+  ("pvalue/std", "p std"),
+  ("d_lev", "d_Lev"),
+  ("test/loss", "test loss"),
+  ("generated/loss", "gen. loss"),
+  ("generated_street_in_train", "street in train"),
+  ("exact_copy_rate", "exact copies"),
+  ("malformed_rate", "malformed"),
+]
 
 
 def _fmt(v) -> str:
@@ -47,8 +54,12 @@ def _fmt(v) -> str:
 def results_table(table: str, results: dict[str, dict[int, dict]], budget: str) -> str:
   """Markdown: one line per (row, seed) with our metrics, then the paper's row."""
   head = ["row", "seed"] + [c[1] for c in COLUMNS] + ["wall s"]
-  lines = [f"Table `{table}` ({budget})", "", "| " + " | ".join(head) + " |",
-           "|" + "---|" * len(head)]
+  lines = [
+    f"Table `{table}` ({budget})",
+    "",
+    "| " + " | ".join(head) + " |",
+    "|" + "---|" * len(head),
+  ]
   for row in paper.TABLES[table]:
     for seed, res in sorted(results.get(row.name, {}).items()):
       cells = [row.name, str(seed)] + [_fmt(res.get(k)) for k, _ in COLUMNS]
@@ -56,8 +67,11 @@ def results_table(table: str, results: dict[str, dict[int, dict]], budget: str) 
       lines.append("| " + " | ".join(cells) + " |")
     if row.name in results:
       p = list(row.paper) + [None] * (len(COLUMNS) - len(row.paper))
-      lines.append("| " + " | ".join([f"*paper: {row.note or row.name}*", ""] +
-                                     [_fmt(v) for v in p] + [""]) + " |")
+      lines.append(
+        "| "
+        + " | ".join([f"*paper: {row.note or row.name}*", ""] + [_fmt(v) for v in p] + [""])
+        + " |"
+      )
   return "\n".join(lines) + "\n"
 
 
@@ -80,7 +94,7 @@ def main(argv):
     raise app.UsageError("--workdir is required")
   rows = FLAGS.rows or [r.name for r in paper.TABLES[FLAGS.table]]
   for r in rows:
-    paper.find(FLAGS.table, r)                         # fail on a typo before training
+    paper.find(FLAGS.table, r)  # fail on a typo before training
   out_json = os.path.join(FLAGS.workdir, "results.json")
   results: dict[str, dict[int, dict]] = {}
   if os.path.exists(out_json):
@@ -90,9 +104,11 @@ def main(argv):
   for r in rows:
     for seed in map(int, FLAGS.seeds):
       config = paper.build(FLAGS.table, r, FLAGS.vermont, FLAGS.smoke, FLAGS.steps, seed)
-      budget = (f"{'Vermont' if FLAGS.vermont else 'synthetic'}, {config.train.num_steps} "
-                f"steps x batch {config.train.batch_size}, latent {config.model.latent_dim}, "
-                f"lr {config.optim.learning_rate}")
+      budget = (
+        f"{'Vermont' if FLAGS.vermont else 'synthetic'}, {config.train.num_steps} "
+        f"steps x batch {config.train.batch_size}, latent {config.model.latent_dim}, "
+        f"lr {config.optim.learning_rate}"
+      )
       wd = os.path.join(FLAGS.workdir, r, f"seed{seed}")
       final = os.path.join(wd, "final_metrics.json")
       if os.path.exists(final):

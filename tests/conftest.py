@@ -16,20 +16,30 @@ _DEVICES = "--xla_force_host_platform_device_count=8"
 from alala_jax import runtime  # noqa: E402  (imports no jax)
 
 os.environ["XLA_FLAGS"] = runtime.xla_flags(
-    "eigen", " ".join([_FAST_COMPILE, _DEVICES, os.environ.get("XLA_FLAGS", "")]).strip())
+  "eigen", " ".join([_FAST_COMPILE, _DEVICES, os.environ.get("XLA_FLAGS", "")]).strip()
+)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import pytest  # noqa: E402
 
-VERMONT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "vermont",
-                       "alala_addresses_proto.valid.csv")
+VERMONT = os.path.join(
+  os.path.dirname(__file__),
+  "..",
+  "..",
+  "shared",
+  "data",
+  "vermont",
+  "alala_addresses_proto.valid.csv",
+)
 
 
 def vermont_or_skip() -> str:
   if not os.path.exists(VERMONT):
-    pytest.skip(f"Vermont data not found at {os.path.abspath(VERMONT)} (../shared/data is not "
-                "part of the project; the test runs where it is present)")
+    pytest.skip(
+      f"Vermont data not found at {os.path.abspath(VERMONT)} (../shared/data is not "
+      "part of the project; the test runs where it is present)"
+    )
   return VERMONT
 
 
@@ -42,6 +52,7 @@ class Person:
 @dataclasses.dataclass
 class Tagged:
   """A record with a nested record, a list and an optional field."""
+
   title: str
   owner: Person
   tags: list[str]
@@ -50,7 +61,7 @@ class Tagged:
   y: float
 
 
-N_LEVELS, B_LEVEL, D_LEVEL = 3, 6, 8   # the `small` multiscale fixture's sizes
+N_LEVELS, B_LEVEL, D_LEVEL = 3, 6, 8  # the `small` multiscale fixture's sizes
 
 
 @pytest.fixture(scope="session")
@@ -61,29 +72,39 @@ def small():
   from alala_jax.data import codec
   from alala_jax.nn import tree, vae
   from alala_jax.nn.sigma import SigmaNet
+
   records = [Person(name=f"n{i % 5}x", height=float(i) + 0.5 * (i % 3)) for i in range(40)]
   root = sc.parse_schema(Person)
   spec = codec.build_spec(root, records)
-  arrays, _ = codec.encode(root, spec, records[:N_LEVELS * B_LEVEL])
-  cfg = tree.ModelConfig(vocab_size=spec.vocab_size, max_len=tuple(sorted(spec.max_len.items())),
-                         latent_dim=D_LEVEL, char_dim=4)
+  arrays, _ = codec.encode(root, spec, records[: N_LEVELS * B_LEVEL])
+  cfg = tree.ModelConfig(
+    vocab_size=spec.vocab_size,
+    max_len=tuple(sorted(spec.max_len.items())),
+    latent_dim=D_LEVEL,
+    char_dim=4,
+  )
   model = vae.RecordVAE(root, cfg)
   k = jax.random.key(0)
   v = jax.jit(lambda a: model.init({"params": k, "latent": k, "sample": k}, a, 1.0, 1.0))(arrays)
   sig = jax.vmap(lambda kk: SigmaNet(D_LEVEL).init(kk, jnp.zeros((1, D_LEVEL)))["params"])(
-      jax.random.split(jax.random.key(1), N_LEVELS))
+    jax.random.split(jax.random.key(1), N_LEVELS)
+  )
   # distinct, non-trivial last layers so that each level's sigma differs
-  sig["Dense_0"]["kernel"] = 0.3 * jax.random.normal(jax.random.key(2),
-                                                     sig["Dense_0"]["kernel"].shape)
+  sig["Dense_0"]["kernel"] = 0.3 * jax.random.normal(
+    jax.random.key(2), sig["Dense_0"]["kernel"].shape
+  )
   params = {**v["params"], "sigma_net": sig}
   # give each level distinct latent moments and the ScalarTuple non-initial statistics
   stats = jax.tree.map(lambda a: a, v["batch_stats"])
   stats["latent_moments"] = {
-      "mean": jnp.arange(N_LEVELS * D_LEVEL, dtype=jnp.float32).reshape(N_LEVELS, D_LEVEL) / 10,
-      "cov": jnp.broadcast_to(jnp.eye(D_LEVEL), (N_LEVELS, D_LEVEL, D_LEVEL)),
-      "count": jnp.full((N_LEVELS,), 5, jnp.int32)}
+    "mean": jnp.arange(N_LEVELS * D_LEVEL, dtype=jnp.float32).reshape(N_LEVELS, D_LEVEL) / 10,
+    "cov": jnp.broadcast_to(jnp.eye(D_LEVEL), (N_LEVELS, D_LEVEL, D_LEVEL)),
+    "count": jnp.full((N_LEVELS,), 5, jnp.int32),
+  }
   stats = jax.tree.map(lambda a: a, stats)
-  batches = jax.tree.map(lambda a: jnp.asarray(a).reshape((N_LEVELS, B_LEVEL) + a.shape[1:]), arrays)
+  batches = jax.tree.map(
+    lambda a: jnp.asarray(a).reshape((N_LEVELS, B_LEVEL) + a.shape[1:]), arrays
+  )
   return model, params, stats, batches
 
 
@@ -100,11 +121,18 @@ def small_core(small):
 
   from alala_jax.models.record import RecordModel
   from alala_jax.train.state import TrainState
+
   module, params, stats, batches = small
   model = RecordModel(module.root, module.cfg, p_tuple=optax.constant_schedule(0.5))
-  state = TrainState(step=jnp.asarray(7, jnp.int32), data_position=jnp.asarray(7, jnp.int32),
-                     params=params, opt_state=None, model_state={"batch_stats": stats},
-                     objective_state={}, ema_params=None,
-                     key=jax.random.key_data(jax.random.key(3)),
-                     bad_step=jnp.full((), -1, jnp.int32))
+  state = TrainState(
+    step=jnp.asarray(7, jnp.int32),
+    data_position=jnp.asarray(7, jnp.int32),
+    params=params,
+    opt_state=None,
+    model_state={"batch_stats": stats},
+    objective_state={},
+    ema_params=None,
+    key=jax.random.key_data(jax.random.key(3)),
+    bad_step=jnp.full((), -1, jnp.int32),
+  )
   return model, state, batches

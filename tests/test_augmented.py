@@ -18,17 +18,19 @@ from alala_jax.objectives.base import AUGMENTED, TRAIN, Level, Objective, Terms
 
 def test_reinitialisation_statistics_match_p_sampled():
   b, n, d, p = 64, 32, 3, 0.2
-  z_real = jnp.arange(1, b + 1, dtype=jnp.float32)[:, None] * jnp.ones((1, d))      # > 0
-  z_var = -jnp.arange(1, n + 1, dtype=jnp.float32)[:, None] * jnp.ones((1, d))      # < 0
+  z_real = jnp.arange(1, b + 1, dtype=jnp.float32)[:, None] * jnp.ones((1, d))  # > 0
+  z_var = -jnp.arange(1, n + 1, dtype=jnp.float32)[:, None] * jnp.ones((1, d))  # < 0
   keys = jax.random.split(jax.random.key(0), 4000)
-  z = jax.vmap(lambda k: augmented.redraw(z_real, z_var, k, p))(keys)                # [K, n, d]
+  z = jax.vmap(lambda k: augmented.redraw(z_real, z_var, k, p))(keys)  # [K, n, d]
   from_real = np.asarray(z[..., 0] > 0)
   share = from_real.mean()
   sd = np.sqrt(p * (1 - p) / from_real.size)
   assert abs(share - p) < 5 * sd, (share, p)
   # a row not re-initialised keeps the latent of ITS OWN variant
-  np.testing.assert_array_equal(np.asarray(z[..., 0])[~from_real],
-                                np.broadcast_to(-np.arange(1, n + 1), z.shape[:2])[~from_real])
+  np.testing.assert_array_equal(
+    np.asarray(z[..., 0])[~from_real],
+    np.broadcast_to(-np.arange(1, n + 1), z.shape[:2])[~from_real],
+  )
   # real examples are drawn without replacement within a step, and whole rows are copied
   for k in range(200):
     picked = np.asarray(z[k, :, 0])[from_real[k]]
@@ -67,6 +69,7 @@ def test_bad_arguments():
 
 def _counter() -> Objective:
   """An inner objective with a state of its own: counts its updates, remembers its key."""
+
   def init(key):
     del key
     return {"inner": (jnp.zeros((), jnp.int32), jnp.zeros((2,), jnp.uint32))}
@@ -87,8 +90,13 @@ def _terms(z, mean=None):
   b = z.shape[0]
   zero = jnp.zeros((b,))
   mean = jnp.zeros_like(z) if mean is None else mean
-  return Terms(recon=Recon(nll=zero, loss=zero, fields={}), kl=zero, z=z,
-               posterior=DiagGaussian(mean, jnp.ones_like(z)), row_mask=None)
+  return Terms(
+    recon=Recon(nll=zero, loss=zero, fields={}),
+    kl=zero,
+    z=z,
+    posterior=DiagGaussian(mean, jnp.ones_like(z)),
+    row_mask=None,
+  )
 
 
 N_AUG, D, GEN_START = 3, 2, 5
@@ -104,11 +112,16 @@ def test_state_and_phases(wrapped):
   assert set(s) == {"inner", augmented.NAME} and wrapped.name == "counter+augmented"
   chex.assert_trees_all_equal(s[augmented.NAME].z, jnp.zeros((N_AUG, D)))
   assert [wrapped.phase_at(t) for t in (0, GEN_START - 1, GEN_START, 100)] == [
-      TRAIN, TRAIN, AUGMENTED, AUGMENTED]
-  assert not wrapped.deterministic          # sampled latents, never means (the inner's choice)
+    TRAIN,
+    TRAIN,
+    AUGMENTED,
+    AUGMENTED,
+  ]
+  assert not wrapped.deterministic  # sampled latents, never means (the inner's choice)
   terms = _terms(jnp.ones((4, D)))
   assert wrapped.loss(s, terms, step=0, level=Level()) == _counter().loss(
-      s, terms, step=0, level=Level())
+    s, terms, step=0, level=Level()
+  )
 
 
 def test_prepare_appends_decoded_variants_with_a_real_row_mask(wrapped):
@@ -124,15 +137,14 @@ def test_prepare_appends_decoded_variants_with_a_real_row_mask(wrapped):
 
   key = jax.random.key(9)
   same, mask = wrapped.prepare(state, x, decode=decode, key=key, phase=TRAIN)
-  assert same is x and mask is None and not calls          # before gen_start: untouched
+  assert same is x and mask is None and not calls  # before gen_start: untouched
   full, mask = wrapped.prepare(state, x, decode=decode, key=key, phase=AUGMENTED)
-  assert calls == [((n * N_AUG, D), key)]                  # all levels decoded in one call
+  assert calls == [((n * N_AUG, D), key)]  # all levels decoded in one call
   chex.assert_shape(full["a"], (n, b + N_AUG, 1))
   np.testing.assert_array_equal(full["a"][:, :b], x["a"])
-  np.testing.assert_array_equal(full["a"][:, b:, 0], z[..., 0])   # level i decodes its own z
-  assert full["b"].dtype == jnp.int32                      # variants take the batch's dtypes
-  np.testing.assert_array_equal(mask, np.concatenate([np.ones((n, b)), np.zeros((n, N_AUG))],
-                                                     1))
+  np.testing.assert_array_equal(full["a"][:, b:, 0], z[..., 0])  # level i decodes its own z
+  assert full["b"].dtype == jnp.int32  # variants take the batch's dtypes
+  np.testing.assert_array_equal(mask, np.concatenate([np.ones((n, b)), np.zeros((n, N_AUG))], 1))
 
 
 def test_update_seeds_then_redraws_from_sampled_latents(wrapped):
@@ -141,28 +153,37 @@ def test_update_seeds_then_redraws_from_sampled_latents(wrapped):
   z_real = jnp.arange(1, b + 1, dtype=jnp.float32)[:, None] * jnp.ones((1, D))
   key = jax.random.key(4)
   # before gen_start: the first n_augmented SAMPLED latents of the batch (not the means)
-  seeded, _ = wrapped.update(s, _terms(z_real, mean=100 + z_real), step=0, key=key,
-                             phase=TRAIN, level=Level())
+  seeded, _ = wrapped.update(
+    s, _terms(z_real, mean=100 + z_real), step=0, key=key, phase=TRAIN, level=Level()
+  )
   np.testing.assert_array_equal(seeded[augmented.NAME].z, z_real[:N_AUG])
   # the inner objective's update ran too, on its own key, and its state is kept
   assert int(seeded["inner"][0]) == 1
-  np.testing.assert_array_equal(seeded["inner"][1],
-                                jax.random.key_data(jax.random.fold_in(key, 1)))
+  np.testing.assert_array_equal(seeded["inner"][1], jax.random.key_data(jax.random.fold_in(key, 1)))
   # augmented phase: real rows then variants; the re-draw of `redraw` with the level's p
   z_var = -jnp.arange(1, N_AUG + 1, dtype=jnp.float32)[:, None] * jnp.ones((1, D))
   z_all = jnp.concatenate([z_real, z_var])
   for p in (0.0, 0.5, 1.0):
-    new, _ = wrapped.update(seeded, _terms(z_all, mean=100 + z_all), step=GEN_START, key=key,
-                            phase=AUGMENTED, level=Level(p_sampled=p))
-    np.testing.assert_array_equal(new[augmented.NAME].z,
-                                  augmented.redraw(z_real, z_var, key, p))
-    assert bool(jnp.all(new[augmented.NAME].z < 100))      # samples, never the means
+    new, _ = wrapped.update(
+      seeded,
+      _terms(z_all, mean=100 + z_all),
+      step=GEN_START,
+      key=key,
+      phase=AUGMENTED,
+      level=Level(p_sampled=p),
+    )
+    np.testing.assert_array_equal(new[augmented.NAME].z, augmented.redraw(z_real, z_var, key, p))
+    assert bool(jnp.all(new[augmented.NAME].z < 100))  # samples, never the means
     assert int(new["inner"][0]) == 2
-  assert bool(jnp.all(new[augmented.NAME].z > 0))          # p = 1: all from real rows
+  assert bool(jnp.all(new[augmented.NAME].z > 0))  # p = 1: all from real rows
   # no gradient flows into the kept latents
-  g = jax.grad(lambda zz: jnp.sum(wrapped.update(seeded, _terms(zz), step=GEN_START, key=key,
-                                                 phase=AUGMENTED, level=Level(p_sampled=0.5)
-                                                 )[0][augmented.NAME].z))(z_all)
+  g = jax.grad(
+    lambda zz: jnp.sum(
+      wrapped.update(
+        seeded, _terms(zz), step=GEN_START, key=key, phase=AUGMENTED, level=Level(p_sampled=0.5)
+      )[0][augmented.NAME].z
+    )
+  )(z_all)
   assert float(jnp.max(jnp.abs(g))) == 0.0
 
 
@@ -196,10 +217,10 @@ def test_build_wraps_the_configured_objective():
   c.objective.augmented.n_augmented = 6
   with pytest.raises(ValueError, match="does not split evenly over 4 levels"):
     objectives.build(c, _Model())
-  c.objective.augmented.n_augmented = 20                   # 5 per level > 16 / 4 real rows
+  c.objective.augmented.n_augmented = 20  # 5 per level > 16 / 4 real rows
   with pytest.raises(ValueError, match="exceed the 4 real rows"):
     objectives.build(c, _Model())
-  c.objective.multiscale.shared_batch = True               # every level sees all 16 rows
+  c.objective.multiscale.shared_batch = True  # every level sees all 16 rows
   assert objectives.build(c, _Model()).init(jax.random.key(0))[augmented.NAME].z.shape == (5, D)
   off = _config()
   off.objective.augmented.enabled = False

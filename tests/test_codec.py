@@ -9,7 +9,7 @@ from tests.conftest import Person, Tagged
 
 def test_address_roundtrip_keeps_whitespace_and_leading_zeros():
   recs = synthetic.synthetic_addresses(50, seed=3)
-  recs[0].street = "MAIN   ST  "     # runs of spaces are data
+  recs[0].street = "MAIN   ST  "  # runs of spaces are data
   recs[1].postcode = "05001"
   root = sc.parse_schema(sc.Address)
   spec = codec.build_spec(root, recs)
@@ -39,8 +39,8 @@ def test_oov_and_truncation_are_counted():
   recs = synthetic.synthetic_addresses(20, seed=1)
   spec = codec.build_spec(root, recs)
   bad = [dataclasses.replace(r) for r in recs[:2]]
-  bad[0].street = "ÄÖ ST"                                   # 2 characters outside the vocab
-  bad[1].city = spec.chars[-1] * (spec.max_len["city"] + 3)            # too long
+  bad[0].street = "ÄÖ ST"  # 2 characters outside the vocab
+  bad[1].city = spec.chars[-1] * (spec.max_len["city"] + 3)  # too long
   arrays, report = codec.encode(root, spec, bad)
   assert report.oov_chars == 2 and report.truncated_strings == 1
   out = codec.decode(root, spec, arrays)
@@ -50,9 +50,11 @@ def test_oov_and_truncation_are_counted():
 
 def test_nested_list_optional_roundtrip():
   root = sc.parse_schema(Tagged)
-  recs = [Tagged("a", Person("ann", 1.5), ["x", "yy"], None, 1.0, 2.0),
-          Tagged("bb", Person("bo", 1.75), [], "b", 3.0, -1.0),
-          Tagged("", Person("", 0.0), ["zzz"], "", 0.5, 0.25)]
+  recs = [
+    Tagged("a", Person("ann", 1.5), ["x", "yy"], None, 1.0, 2.0),
+    Tagged("bb", Person("bo", 1.75), [], "b", 3.0, -1.0),
+    Tagged("", Person("", 0.0), ["zzz"], "", 0.5, 0.25),
+  ]
   spec = codec.build_spec(root, recs)
   arrays, report = codec.encode(root, spec, recs)
   assert spec.max_items == {"tags": 2}

@@ -5,7 +5,9 @@ from alala_jax.data import csv_io
 from tests.conftest import vermont_or_skip
 
 HEADER = "LON,LAT,NUMBER,STREET,UNIT,CITY,DISTRICT,REGION,POSTCODE\n"
-GOOD = "-73.2,42.9,70,MCCARTHY  ACRES,,SHAFTSBURY,,,05262\n-73.0,43.8,,CATAMOUNT DR,,LEICESTER,,,05769\n"
+GOOD = (
+  "-73.2,42.9,70,MCCARTHY  ACRES,,SHAFTSBURY,,,05262\n-73.0,43.8,,CATAMOUNT DR,,LEICESTER,,,05769\n"
+)
 
 
 def write(tmp_path, text, mode="w"):
@@ -20,13 +22,23 @@ def write(tmp_path, text, mode="w"):
 def test_reads_and_maps_columns(tmp_path):
   recs, report = csv_io.read_csv(write(tmp_path, HEADER + GOOD), sc.Address, "long=LON")
   assert report.rows_read == 2 and report.rows_skipped == 0
-  assert recs[0] == sc.Address(lat=42.9, long=-73.2, number="70", street="MCCARTHY  ACRES",
-                               unit="", city="SHAFTSBURY", district="", region="",
-                               postcode="05262")
+  assert recs[0] == sc.Address(
+    lat=42.9,
+    long=-73.2,
+    number="70",
+    street="MCCARTHY  ACRES",
+    unit="",
+    city="SHAFTSBURY",
+    district="",
+    region="",
+    postcode="05262",
+  )
   assert recs[1].number == ""
 
 
-@pytest.mark.parametrize("text, line, field, needle", [
+@pytest.mark.parametrize(
+  "text, line, field, needle",
+  [
     (HEADER.replace("LAT,", "") + "-73.2,70,A,,B,,,05262\n", 1, "lat", "column 'lat' not found"),
     (HEADER + "-73.2,north,70,A,,B,,,05262\n", 2, "lat", "not a number: 'north'"),
     (HEADER + GOOD + "-73.2,nan,70,A,,B,,,05262\n", 4, "lat", "not a finite number"),
@@ -35,7 +47,8 @@ def test_reads_and_maps_columns(tmp_path):
     (HEADER + GOOD + "\n", 4, None, "blank line"),
     ("", 1, None, "empty file"),
     (HEADER, None, None, "no data rows"),
-])
+  ],
+)
 def test_bad_input_names_file_line_field(tmp_path, text, line, field, needle):
   path = write(tmp_path, text)
   with pytest.raises(csv_io.DataError) as e:
@@ -47,8 +60,7 @@ def test_bad_input_names_file_line_field(tmp_path, text, line, field, needle):
 
 
 def test_wrong_encoding(tmp_path):
-  path = write(tmp_path, (HEADER + GOOD).encode() + b"-73.2,42.9,7,CAF\xe9 ST,,B,,,05262\n",
-               "wb")
+  path = write(tmp_path, (HEADER + GOOD).encode() + b"-73.2,42.9,7,CAF\xe9 ST,,B,,,05262\n", "wb")
   with pytest.raises(csv_io.DataError, match="line 4, field 'STREET'.*not valid UTF-8") as e:
     csv_io.read_csv(path, sc.Address, "long=LON")
   assert e.value.line == 4 and e.value.field == "STREET"
@@ -56,8 +68,7 @@ def test_wrong_encoding(tmp_path):
 
 def test_skip_counts_every_bad_row(tmp_path):
   text = HEADER + GOOD + "-73.2,x,70,A,,B,,,05262\n-73.2,42.9,70\n" + GOOD
-  recs, report = csv_io.read_csv(write(tmp_path, text), sc.Address, "long=LON",
-                                 on_bad_row="skip")
+  recs, report = csv_io.read_csv(write(tmp_path, text), sc.Address, "long=LON", on_bad_row="skip")
   assert len(recs) == 4 and report.rows_skipped == 2 and report.skipped_lines == [4, 5]
   assert "2 skipped" in report.summary()
 
@@ -65,8 +76,8 @@ def test_skip_counts_every_bad_row(tmp_path):
 def test_vermont_file_loads_with_strings_kept():
   recs, report = csv_io.read_csv(vermont_or_skip(), sc.Address, "long=LON")
   assert report.rows_read == 33432 and report.rows_skipped == 0
-  assert {len(r.postcode) for r in recs} == {0, 1, 5}       # leading zeros kept: "05262"
+  assert {len(r.postcode) for r in recs} == {0, 1, 5}  # leading zeros kept: "05262"
   assert sum(r.postcode == "" for r in recs) == 29
-  assert sum(r.postcode == " " for r in recs) == 111        # whitespace-only cells kept as is
+  assert sum(r.postcode == " " for r in recs) == 111  # whitespace-only cells kept as is
   assert sum(r.number == "" for r in recs) == 2257
   assert all(r.unit == r.district == r.region == "" for r in recs)

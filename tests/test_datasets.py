@@ -18,10 +18,11 @@ def test_custom_schema_from_csv_with_deterministic_split(tmp_path):
   cfg = _cfg(schema="tests.conftest:Person", csv=str(path), columns="")
   a, b = datasets.load(cfg.data), datasets.load(cfg.data)
   assert a.cls is Person and len(a.train) == 45 and len(a.test) == 5
-  assert a.test == b.test and a.train == b.train                   # deterministic
+  assert a.test == b.test and a.train == b.train  # deterministic
   assert {p.name for p in a.train} | {p.name for p in a.test} == {f"p{i}" for i in range(50)}
-  c = datasets.load(_cfg(schema="tests.conftest:Person", csv=str(path), columns="",
-                         split_seed=1).data)
+  c = datasets.load(
+    _cfg(schema="tests.conftest:Person", csv=str(path), columns="", split_seed=1).data
+  )
   assert c.test != a.test
 
 
@@ -30,8 +31,10 @@ def test_synthetic_default_is_deterministic():
   assert datasets.load(cfg.data).train == datasets.load(cfg.data).train
 
 
-@pytest.mark.parametrize("schema, needle", [("nomodule", "must be 'module:ClassName'"),
-                                            ("tests.conftest:Nope", "cannot import schema")])
+@pytest.mark.parametrize(
+  "schema, needle",
+  [("nomodule", "must be 'module:ClassName'"), ("tests.conftest:Nope", "cannot import schema")],
+)
 def test_bad_schema_names(schema, needle):
   with pytest.raises(ValueError, match=needle):
     datasets.import_schema(schema)

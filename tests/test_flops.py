@@ -12,7 +12,9 @@ def test_scan_body_is_multiplied_by_length():
   def f(x):
     def body(c, _):
       return jnp.tanh(c @ w), None
+
     return jax.lax.scan(body, x, None, length=7)[0]
+
   assert flops.matmul_flops(f, a) == 7 * 2 * 8 * 16 * 16
   # the gradient: forward + two matmuls per step in the backward pass
   g = jax.grad(lambda x: jnp.sum(f(x)))
@@ -27,6 +29,9 @@ def test_batched_dot_and_nested_jit():
 
 def test_while_loop_is_refused():
   with pytest.raises(ValueError, match="while"):
-    flops.matmul_flops(lambda x: jax.lax.while_loop(lambda c: c[0] < 3,
-                                                    lambda c: (c[0] + 1, c[1] @ c[1]),
-                                                    (0, x))[1], jnp.ones((2, 2)))
+    flops.matmul_flops(
+      lambda x: jax.lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] @ c[1]), (0, x))[
+        1
+      ],
+      jnp.ones((2, 2)),
+    )

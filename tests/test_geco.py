@@ -21,10 +21,16 @@ from alala_jax.objectives import geco as geco_lib
 def _terms(fields, kl, loss=None, nll=None, kl_scale=1.0) -> base.Terms:
   b = kl.shape[-1]
   zero = jnp.zeros((b,), jnp.float32)
-  return base.Terms(recon=Recon(nll=zero if nll is None else nll,
-                                loss=zero if loss is None else loss, fields=fields),
-                    kl=kl, z=jnp.zeros((b, 1)), posterior=None, row_mask=None,
-                    kl_scale=kl_scale)
+  return base.Terms(
+    recon=Recon(
+      nll=zero if nll is None else nll, loss=zero if loss is None else loss, fields=fields
+    ),
+    kl=kl,
+    z=jnp.zeros((b, 1)),
+    posterior=None,
+    row_mask=None,
+    kl_scale=kl_scale,
+  )
 
 
 # ------------------------------------------------------------------------------------------
@@ -37,8 +43,9 @@ def test_algorithm1_bookkeeping_matches_python_loop():
   alpha, nu, lo, hi, kl_w = 0.6, 0.5, -1.0, 1.5, 0.7
   tols = {"a": 0.5, "b": 2.0}
   cons = [geco_lib.Constraint("a", "a", tols["a"]), geco_lib.Constraint("b", "b", tols["b"])]
-  obj = geco_lib.geco(cons, alpha=alpha, nu=nu, lambda_init=1.0, log_lambda_clamp=(lo, hi),
-                      kl_weight=kl_w)
+  obj = geco_lib.geco(
+    cons, alpha=alpha, nu=nu, lambda_init=1.0, log_lambda_clamp=(lo, hi), kl_weight=kl_w
+  )
   rng = np.random.default_rng(0)
   t_steps, bsz = 16, 5
   # 'a' violated for 3 batches then slack (lambda climbs to the ceiling and comes back down),
@@ -46,14 +53,15 @@ def test_algorithm1_bookkeeping_matches_python_loop():
   a_mean = np.where(np.arange(t_steps) < 3, 3.0, 0.0)
   a_vals = (a_mean[:, None] + rng.normal(0, 0.3, (t_steps, bsz))).astype(np.float32)
   b_vals = rng.uniform(0, 1, (t_steps, bsz)).astype(np.float32)
-  kl_vals = rng.uniform(0, 3, (t_steps, 2, bsz)).astype(np.float32)   # [L, B]: summed
+  kl_vals = rng.uniform(0, 3, (t_steps, 2, bsz)).astype(np.float32)  # [L, B]: summed
 
   @jax.jit
   def step(state, a, b, kl):
     terms = _terms({"a": a, "b": b}, kl)
     loss, m = obj.loss(state, terms, step=0, level=base.Level())
-    new, _ = obj.update(state, terms, step=0, key=jax.random.key(0), phase=base.TRAIN,
-                        level=base.Level())
+    new, _ = obj.update(
+      state, terms, step=0, key=jax.random.key(0), phase=base.TRAIN, level=base.Level()
+    )
     return new, loss, m
 
   state = obj.init(jax.random.key(0))
@@ -61,8 +69,12 @@ def test_algorithm1_bookkeeping_matches_python_loop():
   c_ma = None
   hit = {"lo": False, "hi": False, "inside_after_hi": False}
   for t in range(t_steps):
-    c_hat = np.array([a_vals[t].astype(np.float64).mean() - tols["a"],
-                      b_vals[t].astype(np.float64).mean() - tols["b"]])
+    c_hat = np.array(
+      [
+        a_vals[t].astype(np.float64).mean() - tols["a"],
+        b_vals[t].astype(np.float64).mean() - tols["b"],
+      ]
+    )
     c_ma = c_hat if t == 0 else alpha * c_ma + (1 - alpha) * c_hat
     want_loss = kl_w * kl_vals[t].astype(np.float64).sum(0).mean() + np.sum(lam * c_ma)
     new, loss, m = step(state, a_vals[t], b_vals[t], kl_vals[t])
@@ -70,7 +82,9 @@ def test_algorithm1_bookkeeping_matches_python_loop():
     np.testing.assert_allclose([m["geco/c/a"], m["geco/c/b"]], c_hat, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose([m["geco/c_ma/a"], m["geco/c_ma/b"]], c_ma, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose([m["geco/lambda/a"], m["geco/lambda/b"]], lam, rtol=1e-5)
-    np.testing.assert_allclose(m["geco/kl_nats"], kl_vals[t].astype(np.float64).sum(0).mean(), rtol=1e-5)
+    np.testing.assert_allclose(
+      m["geco/kl_nats"], kl_vals[t].astype(np.float64).sum(0).mean(), rtol=1e-5
+    )
     log_lam = np.log(lam) + nu * c_ma
     hit["lo"] |= bool(np.any(log_lam < lo))
     hit["inside_after_hi"] |= hit["hi"] and lo < log_lam[0] < hi
@@ -81,7 +95,7 @@ def test_algorithm1_bookkeeping_matches_python_loop():
     assert int(s.count) == t + 1
     np.testing.assert_allclose(s.c_ma, c_ma, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(s.lagrange, lam, rtol=1e-5)
-  assert hit == {"lo": True, "hi": True, "inside_after_hi": True}   # the clamp did bind
+  assert hit == {"lo": True, "hi": True, "inside_after_hi": True}  # the clamp did bind
   np.testing.assert_allclose(state["geco"].lagrange[1], math.exp(lo), rtol=1e-5)
 
 
@@ -89,11 +103,16 @@ def test_straight_through_constraint_gradient():
   """C_t's value is C_ma-based, its gradient C_hat's: d loss / d term_i = lambda / B, d loss /
   d kl_i = kl_weight / B, and no gradient reaches the state (lambda, C_ma)."""
   bsz = 8
-  obj = geco_lib.geco([geco_lib.Constraint("x", "x", 0.3), geco_lib.Constraint("L", "loss", 1.0)],
-                      alpha=0.9, kl_weight=0.5)
-  state = {"geco": geco_lib.GECOState(lagrange=jnp.array([2.5, 0.4]),
-                                      c_ma=jnp.array([0.7, -0.2]),
-                                      count=jnp.array(3, jnp.int32))}
+  obj = geco_lib.geco(
+    [geco_lib.Constraint("x", "x", 0.3), geco_lib.Constraint("L", "loss", 1.0)],
+    alpha=0.9,
+    kl_weight=0.5,
+  )
+  state = {
+    "geco": geco_lib.GECOState(
+      lagrange=jnp.array([2.5, 0.4]), c_ma=jnp.array([0.7, -0.2]), count=jnp.array(3, jnp.int32)
+    )
+  }
   k1, k2, k3 = jax.random.split(jax.random.key(1), 3)
   x = jax.random.uniform(k1, (bsz,))
   rl = jax.random.uniform(k2, (bsz,))
@@ -114,14 +133,16 @@ def test_straight_through_constraint_gradient():
   want = 0.5 * np.mean(kl) + np.sum(np.array([2.5, 0.4]) * c_ma)
   np.testing.assert_allclose(f(state, x, rl, kl), want, rtol=1e-6)
   # the KL is in nats as the paper minimises it: the model's beta units do not enter
-  loss_scaled, _ = obj.loss(state, _terms({"x": x}, kl, loss=rl, kl_scale=0.125), step=0,
-                            level=base.Level())
+  loss_scaled, _ = obj.loss(
+    state, _terms({"x": x}, kl, loss=rl, kl_scale=0.125), step=0, level=base.Level()
+  )
   np.testing.assert_allclose(loss_scaled, want, rtol=1e-6)
 
 
 def test_special_terms_and_missing_field():
-  obj = geco_lib.geco([geco_lib.Constraint("nll", "nll", 0.0),
-                       geco_lib.Constraint("p", "postcode", 0.0)])
+  obj = geco_lib.geco(
+    [geco_lib.Constraint("nll", "nll", 0.0), geco_lib.Constraint("p", "postcode", 0.0)]
+  )
   state = obj.init(jax.random.key(0))
   kl = jnp.ones((3,))
   t = _terms({"postcode": jnp.array([1.0, 2.0, 3.0])}, kl, nll=jnp.array([4.0, 5.0, 6.0]))
@@ -135,7 +156,7 @@ def test_special_terms_and_missing_field():
 # ------------------------------------------------------------------------------------------
 # 2. A linear-Gaussian VAE with a closed-form constrained optimum
 
-S = np.array([2.0, 1.0, 0.25])   # data standard deviations per dimension, x ~ N(0, diag(S^2))
+S = np.array([2.0, 1.0, 0.25])  # data standard deviations per dimension, x ~ N(0, diag(S^2))
 
 
 def optimal_recon(lam, s=S):
@@ -183,9 +204,15 @@ def test_closed_form_matches_scipy(lam):
   rng = np.random.default_rng(0)
   r_num, kl_num = 0.0, 0.0
   for s in S:
-    best = min((scipy.optimize.minimize(_toy_objective, rng.normal(0, 1, 3), args=(s, lam),
-                                        method="BFGS", options={"gtol": 1e-10})
-                for _ in range(5)), key=lambda r: r.fun)
+    best = min(
+      (
+        scipy.optimize.minimize(
+          _toy_objective, rng.normal(0, 1, 3), args=(s, lam), method="BFGS", options={"gtol": 1e-10}
+        )
+        for _ in range(5)
+      ),
+      key=lambda r: r.fun,
+    )
     a, log_v, w = best.x
     v = math.exp(log_v)
     r_num += (1 - w * a) ** 2 * s * s + w * w * v
@@ -198,11 +225,12 @@ def _toy_terms(params, x, eps) -> base.Terms:
   """Per-example terms of the linear-Gaussian VAE: z = a x + sqrt(v) eps (reparameterised)."""
   a, log_v, w = params["a"], params["log_v"], params["w"]
   v = jnp.exp(log_v)
-  z = a * x + jnp.sqrt(v) * eps                                        # [B, d]
-  err = jnp.sum((x - w * z) ** 2, -1)                                   # [B] ||x - w z||^2
-  kl = 0.5 * jnp.sum((a * x) ** 2 + v - 1.0 - log_v, -1)               # [B] nats
-  return base.Terms(recon=Recon(nll=err, loss=err, fields={"x": err}), kl=kl, z=z,
-                    posterior=None, row_mask=None)
+  z = a * x + jnp.sqrt(v) * eps  # [B, d]
+  err = jnp.sum((x - w * z) ** 2, -1)  # [B] ||x - w z||^2
+  kl = 0.5 * jnp.sum((a * x) ** 2 + v - 1.0 - log_v, -1)  # [B] nats
+  return base.Terms(
+    recon=Recon(nll=err, loss=err, fields={"x": err}), kl=kl, z=z, posterior=None, row_mask=None
+  )
 
 
 def _expected_recon(params) -> float:
@@ -215,8 +243,11 @@ def _train_toy(tolerance, steps, seed=0, batch=256, **geco_kw):
   obj = geco_lib.geco([geco_lib.Constraint("x", "x", tolerance)], **geco_kw)
   opt = optax.adam(optax.exponential_decay(1e-2, steps, 0.1))
   k_init, k_run = jax.random.split(jax.random.key(seed))
-  params = {"a": jax.random.uniform(k_init, (3,), minval=0.3, maxval=0.7),
-            "log_v": jnp.zeros((3,)), "w": jnp.full((3,), 0.5)}
+  params = {
+    "a": jax.random.uniform(k_init, (3,), minval=0.3, maxval=0.7),
+    "log_v": jnp.zeros((3,)),
+    "w": jnp.full((3,), 0.5),
+  }
   s = jnp.asarray(S, jnp.float32)
 
   def body(carry, key):
@@ -238,8 +269,12 @@ def _train_toy(tolerance, steps, seed=0, batch=256, **geco_kw):
 
   run = jax.jit(lambda p, keys: jax.lax.scan(body, (p, opt.init(p), obj.init(k_init)), keys))
   (params, _, gstate), (lam_traj, cma_traj) = run(params, jax.random.split(k_run, steps))
-  return jax.device_get(params), jax.device_get(gstate["geco"]), np.asarray(lam_traj), \
-      np.asarray(cma_traj)
+  return (
+    jax.device_get(params),
+    jax.device_get(gstate["geco"]),
+    np.asarray(lam_traj),
+    np.asarray(cma_traj),
+  )
 
 
 # At lambda* = 4 the dims s = 2, 1 are active (1 / (2 s^2) = 0.125, 0.5 < 4) and s = 0.25 is
@@ -256,8 +291,10 @@ def test_geco_finds_the_multiplier_of_a_binding_constraint():
   lam_end = float(s.lagrange[0])
   lam_tail = float(np.exp(np.mean(np.log(lam_traj[-500:]))))
   recon = _expected_recon(params)
-  print(f"lambda* {LAMBDA_STAR} learned {lam_end:.3f} (tail {lam_tail:.3f}); kappa^2 {kappa2:.4f} "
-        f"E recon {recon:.4f}; C_ma {float(s.c_ma[0]):.5f}; max lambda {lam_traj.max():.3f}")
+  print(
+    f"lambda* {LAMBDA_STAR} learned {lam_end:.3f} (tail {lam_tail:.3f}); kappa^2 {kappa2:.4f} "
+    f"E recon {recon:.4f}; C_ma {float(s.c_ma[0]):.5f}; max lambda {lam_traj.max():.3f}"
+  )
   assert abs(math.log(lam_end / LAMBDA_STAR)) < math.log(1.2)
   assert abs(math.log(lam_tail / LAMBDA_STAR)) < math.log(1.2)
   assert recon <= kappa2 * 1.03
@@ -271,8 +308,10 @@ def test_geco_slack_constraint_lowers_lambda():
   ends negative and lambda falls, to the clamp's floor."""
   tol = float(np.sum(S**2)) + 1.0
   params, s, lam_traj, cma_traj = _train_toy(tol, steps=1500, log_lambda_clamp=(-6.0, 6.0))
-  print(f"slack: lambda {float(s.lagrange[0]):.3g}, C_ma {float(s.c_ma[0]):.4f}, "
-        f"E recon {_expected_recon(params):.4f}")
+  print(
+    f"slack: lambda {float(s.lagrange[0]):.3g}, C_ma {float(s.c_ma[0]):.4f}, "
+    f"E recon {_expected_recon(params):.4f}"
+  )
   assert float(s.c_ma[0]) <= 0.0
   assert np.all(cma_traj <= 0.0)
   assert float(s.lagrange[0]) < 1.0
@@ -285,8 +324,14 @@ def test_geco_slack_constraint_lowers_lambda():
 
 
 def _cfg(constraints, **kw):
-  geco = dict(constraints=constraints, alpha=0.99, nu=0.01, lambda_init=1.0,
-              log_lambda_min=-10.0, log_lambda_max=10.0)
+  geco = dict(
+    constraints=constraints,
+    alpha=0.99,
+    nu=0.01,
+    lambda_init=1.0,
+    log_lambda_min=-10.0,
+    log_lambda_max=10.0,
+  )
   geco.update(kw)
   return ConfigDict({"objective": {"name": "geco", "geco": geco}, "train": {"num_steps": 100}})
 
@@ -299,16 +344,20 @@ def test_registry_builds_geco():
   chex.assert_shape([st.lagrange, st.c_ma], (2,))
   np.testing.assert_allclose(st.lagrange, [1.0, 1.0])
   bsz = 4
-  t = _terms({"postcode": jnp.full((bsz,), 0.7), "(lat,long)": jnp.full((bsz,), 0.05)},
-             jnp.zeros((bsz,)))
+  t = _terms(
+    {"postcode": jnp.full((bsz,), 0.7), "(lat,long)": jnp.full((bsz,), 0.05)}, jnp.zeros((bsz,))
+  )
   _, m = obj.loss(obj.init(jax.random.key(0)), t, step=0, level=base.Level())
-  np.testing.assert_allclose([m["geco/c/postcode"], m["geco/c/(lat,long)"]], [0.2, -0.05],
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    [m["geco/c/postcode"], m["geco/c/(lat,long)"]], [0.2, -0.05], rtol=1e-5
+  )
   obj = base.make("geco", _cfg("loss<=0.2"), None)
   assert [c.field for c in geco_lib.parse_constraints("loss<=0.2")] == ["loss"]
 
 
-@pytest.mark.parametrize("spec, item", [
+@pytest.mark.parametrize(
+  "spec, item",
+  [
     ("postcode<0.5", "postcode<0.5"),
     ("postcode<=0.5,city<=abc", "city<=abc"),
     ("<=0.5", "<=0.5"),
@@ -317,7 +366,8 @@ def test_registry_builds_geco():
     ("a<=0.1,a<=0.2", "a<=0.2"),
     ("a<=0.1<=0.2", "a<=0.1<=0.2"),
     ("a<=nan", "a<=nan"),
-])
+  ],
+)
 def test_malformed_constraints_name_the_item(spec, item):
   with pytest.raises(ValueError, match=re.escape(item)):
     base.make("geco", _cfg(spec), None)

@@ -17,7 +17,7 @@ def test_images_smoke_config_trains_and_evaluates(tmp_path):
   workdir = str(tmp_path / "img")
   logs = []
   res = loop.train_and_evaluate(config, workdir, log=logs.append)
-  assert res["params"] == "ema" and res["test/num_examples"] == 30   # 10 % of 300
+  assert res["params"] == "ema" and res["test/num_examples"] == 30  # 10 % of 300
   for k in ("test/elbo", "test/iw_nll", "test/kl", "test/recon"):
     assert np.isfinite(res[k]), k
   # IW-NLL is a tighter bound than -ELBO (up to Monte Carlo noise at k = 20)

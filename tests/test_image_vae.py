@@ -17,7 +17,7 @@ from alala_jax.data import images
 from alala_jax.models import base
 from alala_jax.models.image import DenseImageVAE, ImageVAEConfig
 
-P, D, HIDDEN, B = 64, 4, (16, 12), 5   # distinct widths: the decoder must mirror the encoder
+P, D, HIDDEN, B = 64, 4, (16, 12), 5  # distinct widths: the decoder must mirror the encoder
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def np_logits(params, z):
 
 def np_bernoulli_nll(logits, x):
   """-sum_p [x log sigmoid(l) + (1 - x) log(1 - sigmoid(l))], stably, float64."""
-  log_p1 = -np.logaddexp(0.0, -logits)    # log sigmoid(l)
-  log_p0 = -np.logaddexp(0.0, logits)     # log (1 - sigmoid(l))
+  log_p1 = -np.logaddexp(0.0, -logits)  # log sigmoid(l)
+  log_p0 = -np.logaddexp(0.0, logits)  # log (1 - sigmoid(l))
   return -np.sum(x * log_p1 + (1 - x) * log_p0, -1)
 
 
@@ -101,8 +101,10 @@ def test_encode_matches_numpy(model_and_vars):
 def test_recon_nll_matches_numpy_bernoulli(model_and_vars, weight_scale):
   model, v = model_and_vars
   # weight_scale 40 drives the logits to |l| ~ 100: a naive log(sigmoid) would give inf
-  params = {**v["params"], "decoder": jax.tree.map(lambda a: a * weight_scale,
-                                                   v["params"]["decoder"])}
+  params = {
+    **v["params"],
+    "decoder": jax.tree.map(lambda a: a * weight_scale, v["params"]["decoder"]),
+  }
   x = _binary(3)
   z = np.random.default_rng(4).normal(size=(B, D)).astype(np.float32)
   rec = model.recon({"params": params}, x, jnp.asarray(z), None, key=None)
@@ -129,14 +131,15 @@ def test_kl_matches_float64_closed_form(model_and_vars):
 def test_partition_labels_and_encoder_only_update(model_and_vars):
   model, v = model_and_vars
   labels = model.partition(v["params"])
-  flat = {jax.tree_util.keystr(path): lab
-          for path, lab in jax.tree_util.tree_leaves_with_path(labels)}
-  assert flat and all(lab == ("decoder" if k.startswith("['decoder']") else "encoder")
-                      for k, lab in flat.items())
+  flat = {
+    jax.tree_util.keystr(path): lab for path, lab in jax.tree_util.tree_leaves_with_path(labels)
+  }
+  assert flat and all(
+    lab == ("decoder" if k.startswith("['decoder']") else "encoder") for k, lab in flat.items()
+  )
   assert any(k.startswith("['encoder_scale']") for k in flat)
   # the labels drive optax.multi_transform: an encoder-only step leaves the decoder unchanged
-  tx = optax.multi_transform({"encoder": optax.sgd(0.1), "decoder": optax.set_to_zero()},
-                             labels)
+  tx = optax.multi_transform({"encoder": optax.sgd(0.1), "decoder": optax.set_to_zero()}, labels)
   grads = jax.tree.map(jnp.ones_like, v["params"])
   updates, _ = tx.update(grads, tx.init(v["params"]), v["params"])
   new = optax.apply_updates(v["params"], updates)
@@ -204,8 +207,11 @@ def test_adam_training_lowers_negative_elbo():
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, loss
 
-  eval_fn = jax.jit(lambda p: jnp.mean(jax.vmap(lambda k: neg_elbo(p, data.test, k))(
-      jax.random.split(jax.random.key(99), 8))))
+  eval_fn = jax.jit(
+    lambda p: jnp.mean(
+      jax.vmap(lambda k: neg_elbo(p, data.test, k))(jax.random.split(jax.random.key(99), 8))
+    )
+  )
   before = float(eval_fn(params))
   opt_state = tx.init(params)
   train = jnp.asarray(data.train)
@@ -220,12 +226,15 @@ def test_adam_training_lowers_negative_elbo():
 
 # ------------------------------------------------------------------------- PNG grid --
 
+
 def test_save_image_grid_writes_png(tmp_path, model_and_vars):
   import matplotlib.image
+
   model, v = model_and_vars
   x = np.asarray(model.sample(v, jax.random.key(0), 23))
-  path = image_grid.save_image_grid(x, (8, 8), str(tmp_path / "grid.png"), ncols=10, scale=4,
-                                    title="samples")
+  path = image_grid.save_image_grid(
+    x, (8, 8), str(tmp_path / "grid.png"), ncols=10, scale=4, title="samples"
+  )
   with open(path, "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
   assert 200 < os.path.getsize(path) < 200_000
@@ -244,9 +253,11 @@ def test_image_mosaic_layout():
   assert np.all(m[3:, 4:] == -1) and np.all(m[2] == -1)
 
 
-@pytest.mark.parametrize("shape,arr", [((8, 8), np.zeros((4, 63))), ((8, 8), np.zeros(64)),
-                                       ((7, 9), np.zeros((2, 64)))],
-                         ids=["wrong_width", "not_2d", "wrong_hw"])
+@pytest.mark.parametrize(
+  "shape,arr",
+  [((8, 8), np.zeros((4, 63))), ((8, 8), np.zeros(64)), ((7, 9), np.zeros((2, 64)))],
+  ids=["wrong_width", "not_2d", "wrong_hw"],
+)
 def test_save_image_grid_rejects_wrong_shape(tmp_path, shape, arr):
   with pytest.raises(ValueError, match="images must be"):
     image_grid.save_image_grid(arr, shape, str(tmp_path / "x.png"))
@@ -255,5 +266,8 @@ def test_save_image_grid_rejects_wrong_shape(tmp_path, shape, arr):
 
 def test_image_grid_import_leaves_matplotlib_alone():
   code = "import sys, alala_jax.image_grid; assert 'matplotlib' not in sys.modules"
-  subprocess.run([sys.executable, "-c", code], check=True, cwd=os.path.dirname(
-      os.path.dirname(os.path.abspath(__file__))))
+  subprocess.run(
+    [sys.executable, "-c", code],
+    check=True,
+    cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+  )

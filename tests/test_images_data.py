@@ -33,6 +33,7 @@ def _mnist_dir(tmp_path, sizes=(5, 3, 4), fmt="text"):
 
 # ----------------------------------------------------------------------- synthetic --
 
+
 def test_synthetic_is_deterministic_binary_and_split():
   a = images.synthetic_images(n=300, size=8, seed=3, test_fraction=0.2)
   b = images.synthetic_images(n=300, size=8, seed=3, test_fraction=0.2)
@@ -50,13 +51,13 @@ def test_synthetic_shapes_without_noise():
   d = images.synthetic_images(n=500, size=10, seed=0, test_fraction=0.0, flip_prob=0.0)
   x = d.train.reshape(-1, 10, 10)
   on = x.sum((1, 2))
-  assert on.min() >= 2 and on.max() <= 36          # never empty; at most a 10x10 outline
+  assert on.min() >= 2 and on.max() <= 36  # never empty; at most a 10x10 outline
   # every class of shape occurs: bars are a single row/column run, so count the images whose
   # "on" pixels all lie in one or two adjacent rows (horizontal) / columns (vertical)
   rows_used = (x.sum(2) > 0).sum(1)
   cols_used = (x.sum(1) > 0).sum(1)
   assert np.sum(rows_used <= 2) > 50 and np.sum(cols_used <= 2) > 50
-  assert np.sum((rows_used >= 3) & (cols_used >= 3)) > 100   # rectangles, crosses, squares
+  assert np.sum((rows_used >= 3) & (cols_used >= 3)) > 100  # rectangles, crosses, squares
 
 
 def test_synthetic_flip_prob_is_noise_rate():
@@ -75,12 +76,13 @@ def test_synthetic_rejects_bad_arguments():
 
 # ------------------------------------------------------------------------- .amat --
 
+
 def test_read_text_amat(tmp_path):
   rows = (np.random.default_rng(1).random((4, 784)) < 0.5).astype(np.uint8)
   path = str(tmp_path / "x.amat")
   _write_text_amat(path, rows[:2], sep=" ")
   with open(path, "a") as f:
-    f.write("\n")                                          # blank lines are skipped
+    f.write("\n")  # blank lines are skipped
     f.write("\t".join(f"{v:.1f}" for v in rows[2]) + "\n")  # floats, tabs
     f.write("  " + " ".join(str(v) for v in rows[3]) + "  \n")
   got = images.read_amat(path)
@@ -97,12 +99,16 @@ def test_read_mat_file_amat(tmp_path):
   np.testing.assert_array_equal(images.read_amat(path), rows)
 
 
-@pytest.mark.parametrize("bad_line,match", [
+@pytest.mark.parametrize(
+  "bad_line,match",
+  [
     ("0 1 1", r":3: expected 784 values, got 3"),
     (" ".join(["0"] * 500 + ["2"] + ["1"] * 283), r":3: value '2' in column 501 is not 0 or 1"),
     (" ".join(["1"] * 783 + ["x"]), r":3: value 'x' in column 784 is not 0 or 1"),
     (" ".join(["0.5"] + ["1"] * 783), r":3: value '0.5' in column 1 is not 0 or 1"),
-], ids=["wrong_count", "value_2", "not_a_number", "fraction"])
+  ],
+  ids=["wrong_count", "value_2", "not_a_number", "fraction"],
+)
 def test_malformed_amat_row_names_file_and_line(tmp_path, bad_line, match):
   path = str(tmp_path / "bad.amat")
   with open(path, "w") as f:
@@ -157,8 +163,10 @@ def test_npz_is_preferred_and_checked(tmp_path):
 
 def test_real_binarized_mnist():
   if not os.path.exists(os.path.join(MNIST_DIR, images.MNIST_NPZ)):
-    pytest.skip(f"binarized MNIST not found at {MNIST_DIR} (../shared/data is not part of the "
-                "project; the test runs where it is present)")
+    pytest.skip(
+      f"binarized MNIST not found at {MNIST_DIR} (../shared/data is not part of the "
+      "project; the test runs where it is present)"
+    )
   d = images.load_binarized_mnist(MNIST_DIR)
   assert d.train.shape == (50000, 784) and d.valid.shape == (10000, 784)
   assert d.test.shape == (10000, 784) and d.shape == (28, 28)
@@ -167,10 +175,12 @@ def test_real_binarized_mnist():
   assert int(d.test.sum()) == 1_038_896
   # the original (MAT-file) .amat agrees with the derived .npz
   np.testing.assert_array_equal(
-      images.read_amat(os.path.join(MNIST_DIR, "binarized_mnist_test.amat")), d.test)
+    images.read_amat(os.path.join(MNIST_DIR, "binarized_mnist_test.amat")), d.test
+  )
 
 
 # ------------------------------------------------------------------------ config --
+
 
 def test_load_from_config(tmp_path):
   cfg = images.default_config()
@@ -185,8 +195,9 @@ def test_load_from_config(tmp_path):
   d = images.load(ml_collections.ConfigDict({"source": "synthetic", "num_synthetic": 50}))
   assert d.train.shape == (45, 64)
   arrays = _mnist_dir(tmp_path)
-  d = images.load(ml_collections.ConfigDict({"source": "binarized_mnist", "path": str(tmp_path),
-                                             "limit": 2}))
+  d = images.load(
+    ml_collections.ConfigDict({"source": "binarized_mnist", "path": str(tmp_path), "limit": 2})
+  )
   np.testing.assert_array_equal(d.train, arrays["train"][:2])
   with pytest.raises(ValueError, match="unknown image data source 'cifar'"):
     images.load(ml_collections.ConfigDict({"source": "cifar"}))

@@ -23,8 +23,13 @@ def _variables(decoder_scale=3.0, logvar_shift=-2.0):
   the importance-weighted bound is far from the ELBO."""
   p = MODEL.init(jax.random.key(0), jnp.zeros((1, P)))["params"]
   scale = p["encoder_scale"]
-  return {"params": {**p, "decoder": jax.tree.map(lambda a: decoder_scale * a, p["decoder"]),
-                     "encoder_scale": {**scale, "bias": scale["bias"] + logvar_shift}}}
+  return {
+    "params": {
+      **p,
+      "decoder": jax.tree.map(lambda a: decoder_scale * a, p["decoder"]),
+      "encoder_scale": {**scale, "bias": scale["bias"] + logvar_shift},
+    }
+  }
 
 
 def _images(seed=0, n=B):
@@ -56,12 +61,12 @@ def _np_kl(variables, x):
 
 
 class LikelihoodTest(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_iw_nll_with_one_sample_is_the_hand_computed_single_sample_bound(self):
     v, x, key = _variables(), _images(1), jax.random.key(3)
     got = self.variant(functools.partial(likelihood.iw_nll, MODEL, num_samples=1, chunk=1))(
-        v, x, key)
+      v, x, key
+    )
     chex.assert_shape(got, (B,))
     np.testing.assert_allclose(got, -_np_log_weights(v, x, key, 1)[0], rtol=1e-5)
 
@@ -83,11 +88,12 @@ class LikelihoodTest(chex.TestCase):
   def test_one_sample_iw_nll_is_minus_elbo_in_expectation(self):
     v, x = _variables(), _images(3)
     keys = jax.random.split(jax.random.key(5), 2000)
-    f = jax.jit(jax.vmap(lambda k: likelihood.iw_nll(MODEL, v, x, k, 1, 1)
-                         + likelihood.elbo(MODEL, v, x, k)))
-    diff = np.asarray(f(keys)).mean(1)          # [keys]: single-sample KL - analytic KL
+    f = jax.jit(
+      jax.vmap(lambda k: likelihood.iw_nll(MODEL, v, x, k, 1, 1) + likelihood.elbo(MODEL, v, x, k))
+    )
+    diff = np.asarray(f(keys)).mean(1)  # [keys]: single-sample KL - analytic KL
     self.assertLess(abs(diff.mean()), 4 * diff.std() / np.sqrt(len(diff)))
-    self.assertGreater(diff.std(), 0.1)         # the single-sample KL really is random
+    self.assertGreater(diff.std(), 0.1)  # the single-sample KL really is random
 
   def test_iw_nll_is_below_minus_elbo_and_decreases_with_k(self):
     v, x = _variables(), _images(4, n=16)
@@ -95,10 +101,15 @@ class LikelihoodTest(chex.TestCase):
 
     @jax.jit
     def estimates():
-      iw = {k: jnp.mean(jax.vmap(lambda kk, k=k: likelihood.iw_nll(MODEL, v, x, kk, k, 100))(
-          keys)) for k in (10, 100, 1000)}
-      neg_elbo = -jnp.mean(jax.vmap(lambda kk: likelihood.elbo(MODEL, v, x, kk))(
-          jax.random.split(jax.random.key(7), 200)))
+      iw = {
+        k: jnp.mean(jax.vmap(lambda kk, k=k: likelihood.iw_nll(MODEL, v, x, kk, k, 100))(keys))
+        for k in (10, 100, 1000)
+      }
+      neg_elbo = -jnp.mean(
+        jax.vmap(lambda kk: likelihood.elbo(MODEL, v, x, kk))(
+          jax.random.split(jax.random.key(7), 200)
+        )
+      )
       return iw, neg_elbo
 
     iw, neg_elbo = jax.device_get(estimates())
@@ -113,9 +124,10 @@ class LikelihoodTest(chex.TestCase):
     v, x, key, k = _variables(), _images(5), jax.random.key(8), 30
     log_w = _np_log_weights(v, x, key, k)
     want = -(special.logsumexp(log_w, 0) - np.log(k))
-    for chunk in (30, 10, 7, 1, 64):           # one chunk, exact split, remainder, clipped
-      got = self.variant(functools.partial(likelihood.iw_nll, MODEL, num_samples=k,
-                                           chunk=chunk))(v, x, key)
+    for chunk in (30, 10, 7, 1, 64):  # one chunk, exact split, remainder, clipped
+      got = self.variant(functools.partial(likelihood.iw_nll, MODEL, num_samples=k, chunk=chunk))(
+        v, x, key
+      )
       np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=f"chunk={chunk}")
 
   def test_decoder_ignoring_z_gives_the_exact_nll(self):
@@ -127,28 +139,36 @@ class LikelihoodTest(chex.TestCase):
     dec["logits"]["bias"] = jnp.asarray(bias)
     x = _images(6)
     b = bias.astype(np.float64)
-    exact = np.sum(x * np.logaddexp(0, -b) + (1 - x) * np.logaddexp(0, b), -1)   # -log p(x)
+    exact = np.sum(x * np.logaddexp(0, -b) + (1 - x) * np.logaddexp(0, b), -1)  # -log p(x)
 
-    prior_q = {"encoder": {**p["encoder"], "mean": jax.tree.map(jnp.zeros_like,
-                                                              p["encoder"]["mean"])},
-               "encoder_scale": jax.tree.map(jnp.zeros_like, p["encoder_scale"])}
+    prior_q = {
+      "encoder": {**p["encoder"], "mean": jax.tree.map(jnp.zeros_like, p["encoder"]["mean"])},
+      "encoder_scale": jax.tree.map(jnp.zeros_like, p["encoder_scale"]),
+    }
     v = {"params": {**p, **prior_q, "decoder": dec}}
     got = likelihood.iw_nll(MODEL, v, x, jax.random.key(10), num_samples=50, chunk=10)
     np.testing.assert_allclose(got, exact, rtol=1e-5)
-    np.testing.assert_allclose(-likelihood.elbo(MODEL, v, x, jax.random.key(11)), exact,
-                               rtol=1e-5)
+    np.testing.assert_allclose(-likelihood.elbo(MODEL, v, x, jax.random.key(11)), exact, rtol=1e-5)
 
     # q(z | x) = N(0.7, 1.2^2) != p(z) for every x (wider than the prior, so p / q has a finite
     # variance): the weights p(x) p(z) / q(z) average to p(x)
-    shifted_q = {"encoder": {**p["encoder"], "mean": {
-                     "kernel": jnp.zeros_like(p["encoder"]["mean"]["kernel"]),
-                     "bias": jnp.full((D,), 0.7)}},
-                 "encoder_scale": {"kernel": jnp.zeros_like(p["encoder_scale"]["kernel"]),
-                                   "bias": jnp.full((D,), 2 * np.log(1.2))}}
+    shifted_q = {
+      "encoder": {
+        **p["encoder"],
+        "mean": {
+          "kernel": jnp.zeros_like(p["encoder"]["mean"]["kernel"]),
+          "bias": jnp.full((D,), 0.7),
+        },
+      },
+      "encoder_scale": {
+        "kernel": jnp.zeros_like(p["encoder_scale"]["kernel"]),
+        "bias": jnp.full((D,), 2 * np.log(1.2)),
+      },
+    }
     v = {"params": {**p, **shifted_q, "decoder": dec}}
     self.assertGreater(float(np.mean(_np_kl(v, x))), 0.5)
     got = likelihood.iw_nll(MODEL, v, x, jax.random.key(12), num_samples=2000, chunk=500)
-    np.testing.assert_allclose(got, exact, atol=0.08)   # measured max error 0.03 (k 10: 0.4)
+    np.testing.assert_allclose(got, exact, atol=0.08)  # measured max error 0.03 (k 10: 0.4)
 
   def test_evaluate_images_matches_per_batch_terms_and_traces_once(self):
     model = DenseImageVAE(ImageVAEConfig(num_pixels=P, latent_dim=3, hidden=(5,)))  # fresh jit
@@ -156,19 +176,20 @@ class LikelihoodTest(chex.TestCase):
     data, key = _images(7, n=11), jax.random.key(13)
     traced = chex.assert_max_traces(likelihood._batch_terms, n=1)
     with mock.patch.object(likelihood, "_batch_terms", traced):
-      out = likelihood.evaluate_images(model, v, data, key, batch_size=4, num_samples=20,
-                                       chunk=8)
-      likelihood.evaluate_images(model, v, _images(8, n=11), key, batch_size=4, num_samples=20,
-                                 chunk=8)       # same shapes: no new trace
+      out = likelihood.evaluate_images(model, v, data, key, batch_size=4, num_samples=20, chunk=8)
+      likelihood.evaluate_images(
+        model, v, _images(8, n=11), key, batch_size=4, num_samples=20, chunk=8
+      )  # same shapes: no new trace
+
     @jax.jit
-    def reference(xb, k_elbo, k_iw):               # [b] terms of one unpadded batch
+    def reference(xb, k_elbo, k_iw):  # [b] terms of one unpadded batch
       nll, kl_b = likelihood.elbo_terms(model, v, xb, k_elbo)
       return nll, kl_b, likelihood.iw_nll(model, v, xb, k_iw, num_samples=20, chunk=8)
 
     recon, kl, iw = [], [], []
     for i, start in enumerate(range(0, 11, 4)):  # the documented keys: fold_in(key, batch)
       k_elbo, k_iw = jax.random.split(jax.random.fold_in(key, i))
-      for acc, term in zip((recon, kl, iw), reference(data[start:start + 4], k_elbo, k_iw)):
+      for acc, term in zip((recon, kl, iw), reference(data[start : start + 4], k_elbo, k_iw)):
         acc.append(term)
     recon, kl, iw = (np.concatenate(a) for a in (recon, kl, iw))
     self.assertEqual((out["num_examples"], out["num_samples"]), (11, 20))

@@ -18,20 +18,27 @@ def _setup(cls, records, tuple_type="tuple"):
   root = sc.parse_schema(cls)
   spec = codec.build_spec(root, records)
   arrays, _ = codec.encode(root, spec, records[:B])
-  cfg = tree.ModelConfig(vocab_size=spec.vocab_size, max_len=tuple(sorted(spec.max_len.items())),
-                         max_items=tuple(sorted(spec.max_items.items())), latent_dim=D,
-                         char_dim=4, tuple_type=tuple_type)
+  cfg = tree.ModelConfig(
+    vocab_size=spec.vocab_size,
+    max_len=tuple(sorted(spec.max_len.items())),
+    max_items=tuple(sorted(spec.max_items.items())),
+    latent_dim=D,
+    char_dim=4,
+    tuple_type=tuple_type,
+  )
   model = vae.RecordVAE(root, cfg)
   k = jax.random.key(0)
   variables = jax.jit(lambda a: model.init({"params": k, "latent": k, "sample": k}, a, 1.0, 1.0))(
-      arrays)
+    arrays
+  )
   return root, spec, arrays, model, variables
 
 
 def _apply(model, variables, arrays, p_tuple, p_string, seed=0):
   k = jax.random.key(seed)
-  out, _ = model.apply(variables, arrays, p_tuple, p_string, rngs={"latent": k, "sample": k},
-                       mutable=["batch_stats"])
+  out, _ = model.apply(
+    variables, arrays, p_tuple, p_string, rngs={"latent": k, "sample": k}, mutable=["batch_stats"]
+  )
   return out
 
 
@@ -47,13 +54,24 @@ def test_address_shapes_and_generation_layout(address):
     chex.assert_shape(x, (B, D))
   chex.assert_shape([out.kl, out.dec.loss, out.dec.nats, out.dec.chars], [(B,)] * 4)
   chex.assert_tree_all_finite(out)
-  assert set(out.dec.fields) == {"number", "street", "unit", "city", "district", "region",
-                                 "postcode", "(lat,long)"}
-  sample = model.apply(variables, B, rngs={"latent": jax.random.key(1),
-                                           "sample": jax.random.key(2)},
-                       method=vae.RecordVAE.generate)
+  assert set(out.dec.fields) == {
+    "number",
+    "street",
+    "unit",
+    "city",
+    "district",
+    "region",
+    "postcode",
+    "(lat,long)",
+  }
+  sample = model.apply(
+    variables,
+    B,
+    rngs={"latent": jax.random.key(1), "sample": jax.random.key(2)},
+    method=vae.RecordVAE.generate,
+  )
   chex.assert_trees_all_equal_shapes(sample, arrays)
-  for c in root.children[:-1]:           # untrained, yet the OOV id is never sampled
+  for c in root.children[:-1]:  # untrained, yet the OOV id is never sampled
     assert not np.any(np.asarray(sample[c.key]["chars"]) == codec.OOV_ID), c.key
   recs = codec.decode(root, spec, jax.device_get(sample))
   assert len(recs) == B and all(isinstance(r, sc.Address) for r in recs)
@@ -71,7 +89,7 @@ def test_parameters_follow_the_paper(address):
   assert sum(k.startswith("dec_cells_") for k in body) == 7
   chex.assert_shape(p["literal"]["char_embedding"], (spec.vocab_size, 4))
   emb = np.asarray(p["literal"]["char_embedding"])
-  assert emb.min() >= 0 and emb.max() <= 1                     # U(0, 1)
+  assert emb.min() >= 0 and emb.max() <= 1  # U(0, 1)
   chex.assert_shape(body["h_init"], (D,))
   chex.assert_shape(body["enc_out"]["Dense_0"]["kernel"], (2 * D, D))
 
@@ -84,11 +102,11 @@ def test_loss_is_fields_plus_skew_and_skew_reaches_encoder_and_decoder(address):
     return jnp.mean(out.dec.loss - sum(out.dec.fields.values()))
 
   s, g = jax.jit(jax.value_and_grad(skew))(variables["params"])
-  assert float(s) > 0                                           # the skew terms are present
+  assert float(s) > 0  # the skew terms are present
   norm = lambda t: float(optax_global_norm(t))
-  assert norm(g["literal"]["enc_out"]) > 0                      # child encoder side
-  assert norm(g["body"]["emit_0"]) > 0                          # Tuple decoder side
-  assert norm(g["body"]["kids_7"]["st"]["enc"]) > 0             # ScalarTuple encoder
+  assert norm(g["literal"]["enc_out"]) > 0  # child encoder side
+  assert norm(g["body"]["emit_0"]) > 0  # Tuple decoder side
+  assert norm(g["body"]["kids_7"]["st"]["enc"]) > 0  # ScalarTuple encoder
 
 
 def optax_global_norm(t):
@@ -97,8 +115,10 @@ def optax_global_norm(t):
 
 def test_teacher_forcing_is_deterministic_sampling_is_not(address):
   root, spec, arrays, model, variables = address
-  f = jax.jit(lambda v, a, pt, ps, seed: _apply(model, v, a, pt, ps, seed).dec.fields["street"],
-              static_argnums=4)
+  f = jax.jit(
+    lambda v, a, pt, ps, seed: _apply(model, v, a, pt, ps, seed).dec.fields["street"],
+    static_argnums=4,
+  )
   # the latent noise is part of both; fix z by making sigma's effect identical (same seed 'latent')
   tf = [f(variables, arrays, 1.0, 1.0, s) for s in (0, 0)]
   chex.assert_trees_all_close(tf[0], tf[1])
@@ -108,7 +128,8 @@ def test_teacher_forcing_is_deterministic_sampling_is_not(address):
 
 def test_simple_tuple_has_separate_strings_and_no_skew():
   root, spec, arrays, model, variables = _setup(
-      sc.Address, synthetic.synthetic_addresses(64, seed=2), tuple_type="simple")
+    sc.Address, synthetic.synthetic_addresses(64, seed=2), tuple_type="simple"
+  )
   assert "literal" not in variables["params"]
   own = [k for k, v in variables["params"]["body"].items() if "own" in v]
   assert len(own) == 7
@@ -117,9 +138,17 @@ def test_simple_tuple_has_separate_strings_and_no_skew():
 
 
 def test_nested_list_optional_model_trains_and_generates():
-  recs = [Tagged(f"t{i % 5}", Person("ab"[i % 2] * (i % 3), 1.5 + i / 100),
-                 ["x" * (i % 3 + 1)] * (i % 3), None if i % 4 == 0 else "n", i / 10, -i / 7)
-          for i in range(32)]
+  recs = [
+    Tagged(
+      f"t{i % 5}",
+      Person("ab"[i % 2] * (i % 3), 1.5 + i / 100),
+      ["x" * (i % 3 + 1)] * (i % 3),
+      None if i % 4 == 0 else "n",
+      i / 10,
+      -i / 7,
+    )
+    for i in range(32)
+  ]
   root, spec, arrays, model, variables = _setup(Tagged, recs)
 
   def loss(params):
@@ -130,9 +159,12 @@ def test_nested_list_optional_model_trains_and_generates():
   assert np.isfinite(float(l))
   chex.assert_tree_all_finite(g)
   assert {"owner.(height)", "tags.[]", "tags#", "nickname", "nickname?"} <= set(out.dec.fields)
-  sample = model.apply(variables, B, rngs={"latent": jax.random.key(1),
-                                           "sample": jax.random.key(2)},
-                       method=vae.RecordVAE.generate)
+  sample = model.apply(
+    variables,
+    B,
+    rngs={"latent": jax.random.key(1), "sample": jax.random.key(2)},
+    method=vae.RecordVAE.generate,
+  )
   chex.assert_trees_all_equal_shapes(sample, arrays)
   gen = codec.decode(root, spec, jax.device_get(sample))
   assert all(isinstance(r, Tagged) and isinstance(r.owner, Person) for r in gen)
@@ -140,7 +172,7 @@ def test_nested_list_optional_model_trains_and_generates():
 
 
 def test_string_groups_bound_the_padding():
-  steps = [5, 23, 13, 6, 2, 2, 2]          # number, street, city, postcode, unit, ...
+  steps = [5, 23, 13, 6, 2, 2, 2]  # number, street, city, postcode, unit, ...
   groups = tree.string_groups(steps)
   assert groups == [[4, 5, 6], [0, 3], [2, 1]]
   assert sorted(i for g in groups for i in g) == list(range(len(steps)))
@@ -153,6 +185,7 @@ def test_grouped_string_scans_equal_one_scan_per_field(address):
   """Same variables, 'grouped' vs 'field' scans: teacher-forced losses, embeddings and
   per-field terms agree; generation keeps every field's layout and max length."""
   import dataclasses
+
   root, spec, arrays, model, variables = address
   grouped = vae.RecordVAE(root, dataclasses.replace(model.cfg, string_scan="grouped"))
   assert len(grouped.bind(variables).body._groups()) >= 2
@@ -161,12 +194,16 @@ def test_grouped_string_scans_equal_one_scan_per_field(address):
   ref, got = f(variables, arrays), g(variables, arrays)
   chex.assert_trees_all_close(got.mu, ref.mu, rtol=1e-5, atol=1e-6)
   for name in ("loss", "nats", "chars"):
-    chex.assert_trees_all_close(getattr(got.dec, name), getattr(ref.dec, name), rtol=1e-5,
-                                atol=1e-5)
+    chex.assert_trees_all_close(
+      getattr(got.dec, name), getattr(ref.dec, name), rtol=1e-5, atol=1e-5
+    )
   chex.assert_trees_all_close(got.dec.fields, ref.dec.fields, rtol=1e-5, atol=1e-5)
-  sample = grouped.apply(variables, B, rngs={"latent": jax.random.key(1),
-                                             "sample": jax.random.key(2)},
-                         method=vae.RecordVAE.generate)
+  sample = grouped.apply(
+    variables,
+    B,
+    rngs={"latent": jax.random.key(1), "sample": jax.random.key(2)},
+    method=vae.RecordVAE.generate,
+  )
   chex.assert_trees_all_equal_shapes(sample, arrays)
   for c in root.children[:-1]:
     n = np.asarray(sample[c.key]["length"])
@@ -180,6 +217,7 @@ def test_remat_gru_cells_give_the_same_loss_and_gradients(address):
   same gradients (under scheduled sampling, so both scans and their sampling run). Checked for
   the config default 'full'; both policies are checked in a bare scan below."""
   import dataclasses
+
   root, spec, arrays, model, variables = address
   rematted = vae.RecordVAE(root, dataclasses.replace(model.cfg, gru_remat="full"))
   k = jax.random.key(0)
@@ -190,6 +228,7 @@ def test_remat_gru_cells_give_the_same_loss_and_gradients(address):
     def f(params):
       out = _apply(m, {**variables, "params": params}, arrays, 0.5, 0.7, seed=3)
       return jnp.mean(out.dec.loss)
+
     return jax.jit(jax.value_and_grad(f))(variables["params"])
 
   (l_ref, g_ref), (l_got, g_got) = loss(model), loss(rematted)
@@ -209,9 +248,12 @@ def test_remat_cell_in_a_scan_matches_the_plain_cell(remat):
       def __call__(self, xs):
         def step(cell, h, x):
           return cell(h, x), h
+
         h, hs = nn.scan(step, variable_broadcast="params", split_rngs={"params": False})(
-            cell_cls(6, name="cell"), jnp.zeros((3, 6)), xs)
-        return jnp.sum(h ** 2) + jnp.mean(jnp.tanh(hs))
+          cell_cls(6, name="cell"), jnp.zeros((3, 6)), xs
+        )
+        return jnp.sum(h**2) + jnp.mean(jnp.tanh(hs))
+
     return Net()
 
   xs = jax.random.normal(jax.random.key(1), (5, 3, 4))
@@ -225,5 +267,6 @@ def test_remat_cell_in_a_scan_matches_the_plain_cell(remat):
 
 def test_unknown_remat_policy_is_an_error():
   from alala_jax.nn import gru
+
   with pytest.raises(ValueError, match="gru_remat must be one of"):
     gru.cell_class("some")

@@ -28,7 +28,7 @@ from tests.conftest import N_LEVELS
 
 def test_beta_spacings_match_the_paper():
   np.testing.assert_allclose(multiscale.beta_multipliers(32), (np.arange(32) + 1) / 32)
-  g = multiscale.beta_multipliers(32, "geometric", 0.9)          # App J: 0.9^31 ... 0.9, 1
+  g = multiscale.beta_multipliers(32, "geometric", 0.9)  # App J: 0.9^31 ... 0.9, 1
   np.testing.assert_allclose(g[[0, 1, 30, 31]], [0.9**31, 0.9**30, 0.9, 1.0], rtol=1e-6)
   with pytest.raises(ValueError, match="spacing"):
     multiscale.beta_multipliers(4, "cubic")
@@ -37,9 +37,9 @@ def test_beta_spacings_match_the_paper():
 
 
 def test_p_sampled_spacings_match_app_k():
-  lin = multiscale.level_p_sampled(32, 0.2, 1.0, "linear")       # Table 13: 0.225, 0.25, ..., 1
+  lin = multiscale.level_p_sampled(32, 0.2, 1.0, "linear")  # Table 13: 0.225, 0.25, ..., 1
   np.testing.assert_allclose(lin[[0, 1, 31]], [0.225, 0.25, 1.0], rtol=1e-6)
-  geo = multiscale.level_p_sampled(32, 0.2, 1.0, "geometric")    # Table 14: 5^(-31/32) ... 1
+  geo = multiscale.level_p_sampled(32, 0.2, 1.0, "geometric")  # Table 14: 5^(-31/32) ... 1
   np.testing.assert_allclose(geo[[0, 1, 31]], [5 ** (-31 / 32), 5 ** (-30 / 32), 1.0], rtol=1e-6)
   np.testing.assert_allclose(multiscale.level_p_sampled(4, 0.1, 0.2), [0.2] * 4)
   with pytest.raises(ValueError, match="must lie in"):
@@ -49,7 +49,7 @@ def test_p_sampled_spacings_match_app_k():
 
 
 def test_capacities_match_app_j():
-  c = multiscale.capacities(32, 10.0, 0.5)                       # C_0 = 10, C_1 = 10.5, ... 25.5
+  c = multiscale.capacities(32, 10.0, 0.5)  # C_0 = 10, C_1 = 10.5, ... 25.5
   np.testing.assert_allclose(c[[0, 1, 2, 31]], [10.0, 10.5, 11.0, 25.5])
 
 
@@ -59,6 +59,7 @@ def test_capacities_match_app_j():
 
 class _Model:
   """What `objectives.make` reads of a model."""
+
   latent_dim = 8
   kl_scale = 1.0 / 8
 
@@ -75,15 +76,23 @@ def _config(name="beta", beta=0.5, **objective):
 def _terms(recon, kl, kl_scale=1.0 / 8):
   recon, kl = jnp.asarray(recon, jnp.float32), jnp.asarray(kl, jnp.float32)
   b = recon.shape[0]
-  return Terms(recon=Recon(nll=recon, loss=recon, fields={}), kl=kl, z=jnp.zeros((b, 2)),
-               posterior=None, row_mask=None, kl_scale=kl_scale)
+  return Terms(
+    recon=Recon(nll=recon, loss=recon, fields={}),
+    kl=kl,
+    z=jnp.zeros((b, 2)),
+    posterior=None,
+    row_mask=None,
+    kl_scale=kl_scale,
+  )
 
 
 def _per_example(obj, recon, kl, level):
   """The objective's loss of each row alone (the batch loss is their mean)."""
   kl = np.asarray(kl)
-  rows = [obj.loss({}, _terms(recon[i:i + 1], kl[..., i:i + 1]), step=3, level=level)[0]
-          for i in range(len(recon))]
+  rows = [
+    obj.loss({}, _terms(recon[i : i + 1], kl[..., i : i + 1]), step=3, level=level)[0]
+    for i in range(len(recon))
+  ]
   return np.asarray(rows)
 
 
@@ -98,47 +107,59 @@ def test_beta_loss_is_recon_plus_beta_kl_per_latent_dim(scale):
   np.testing.assert_allclose(_per_example(obj, RECON, KL, level), want, rtol=1e-6)
   loss, m = obj.loss({}, _terms(RECON, KL), step=3, level=level)
   np.testing.assert_allclose(float(loss), want.mean(), rtol=1e-6)
-  assert float(m["beta"]) == 0.5                    # the schedule's beta_max, not beta_i
+  assert float(m["beta"]) == 0.5  # the schedule's beta_max, not beta_i
   # a hierarchy of stochastic layers [L, B]: the KL is summed over layers
   kl2 = np.stack([KL, 0.5 * KL])
-  np.testing.assert_allclose(float(obj.loss({}, _terms(RECON, kl2), step=3, level=level)[0]),
-                             np.mean(RECON + 0.5 * scale * 1.5 * KL / 8), rtol=1e-6)
+  np.testing.assert_allclose(
+    float(obj.loss({}, _terms(RECON, kl2), step=3, level=level)[0]),
+    np.mean(RECON + 0.5 * scale * 1.5 * KL / 8),
+    rtol=1e-6,
+  )
 
 
 def test_inverted_loss_divides_the_reconstruction_by_beta_i():
   obj = objectives.make("inverted", _config("inverted", beta=0.5), _Model())
   for scale in (1.0, 0.25):
-    np.testing.assert_allclose(_per_example(obj, RECON, KL, Level(beta_scale=scale)),
-                               RECON / (0.5 * scale) + KL / 8, rtol=1e-6)
+    np.testing.assert_allclose(
+      _per_example(obj, RECON, KL, Level(beta_scale=scale)),
+      RECON / (0.5 * scale) + KL / 8,
+      rtol=1e-6,
+    )
   c = _config("inverted", beta=0.5)
-  c.objective.beta_schedule, c.objective.beta_start = "linear", 0.0   # beta passes through 0
+  c.objective.beta_schedule, c.objective.beta_start = "linear", 0.0  # beta passes through 0
   with pytest.raises(ValueError, match="inverted"):
     objectives.make("inverted", c, _Model())
 
 
 def test_capacity_loss_penalises_kl_above_c_i():
-  obj = objectives.make("capacity", _config("capacity", multiscale={"gamma": 128.0}),
-                        _Model())
+  obj = objectives.make("capacity", _config("capacity", multiscale={"gamma": 128.0}), _Model())
   for cap in (10.0, 12.0):
     want = RECON + 128.0 * np.maximum(KL - cap, 0.0) / 8
-    np.testing.assert_allclose(_per_example(obj, RECON, KL, Level(capacity=cap)), want,
-                               rtol=1e-6)
+    np.testing.assert_allclose(_per_example(obj, RECON, KL, Level(capacity=cap)), want, rtol=1e-6)
   # gamma is the config's, beta_i does not enter
-  np.testing.assert_allclose(_per_example(obj, RECON, KL, Level(beta_scale=3.0, capacity=10.0)),
-                             [1.0, 2.0 + 128.0 * 10.0 / 8, 0.5 + 128.0 / 8], rtol=1e-6)
+  np.testing.assert_allclose(
+    _per_example(obj, RECON, KL, Level(beta_scale=3.0, capacity=10.0)),
+    [1.0, 2.0 + 128.0 * 10.0 / 8, 0.5 + 128.0 / 8],
+    rtol=1e-6,
+  )
   obj2 = objectives.make("capacity", _config("capacity", multiscale={"gamma": 2.0}), _Model())
-  np.testing.assert_allclose(_per_example(obj2, RECON, KL, Level(capacity=10.0)),
-                             RECON + 2.0 * np.maximum(KL - 10.0, 0.0) / 8, rtol=1e-6)
+  np.testing.assert_allclose(
+    _per_example(obj2, RECON, KL, Level(capacity=10.0)),
+    RECON + 2.0 * np.maximum(KL - 10.0, 0.0) / 8,
+    rtol=1e-6,
+  )
 
 
 def test_free_bits_clamps_each_layer_from_below():
   obj = objectives.make("free_bits", _config("free_bits", beta=0.5, free_bits=5.0), _Model())
-  kl = np.array([[4.0, 20.0, 11.0], [6.0, 1.0, 0.0]])           # [L, B]
+  kl = np.array([[4.0, 20.0, 11.0], [6.0, 1.0, 0.0]])  # [L, B]
   want = RECON + 0.5 * 2.0 * np.maximum(kl, 5.0).sum(0) / 8
-  np.testing.assert_allclose(_per_example(obj, RECON, kl, Level(beta_scale=2.0)), want,
-                             rtol=1e-6)
-  np.testing.assert_allclose(_per_example(obj, RECON, KL, Level()),        # one layer [B]
-                             RECON + 0.5 * np.maximum(KL, 5.0) / 8, rtol=1e-6)
+  np.testing.assert_allclose(_per_example(obj, RECON, kl, Level(beta_scale=2.0)), want, rtol=1e-6)
+  np.testing.assert_allclose(
+    _per_example(obj, RECON, KL, Level()),  # one layer [B]
+    RECON + 0.5 * np.maximum(KL, 5.0) / 8,
+    rtol=1e-6,
+  )
   with pytest.raises(ValueError, match="free_bits"):
     objectives.make("free_bits", _config("free_bits", free_bits=-1.0), _Model())
 
@@ -157,9 +178,18 @@ def test_registry():
 
 
 def _ms_config(**kw):
-  c = ml_collections.ConfigDict({"n_levels": 4, "spacing": "linear", "ratio": 0.9,
-                                 "gamma": 128.0, "c_min": 10.0, "c_inc": 0.5,
-                                 "shared_batch": False, "gen_level": 0})
+  c = ml_collections.ConfigDict(
+    {
+      "n_levels": 4,
+      "spacing": "linear",
+      "ratio": 0.9,
+      "gamma": 128.0,
+      "c_min": 10.0,
+      "c_inc": 0.5,
+      "shared_batch": False,
+      "gen_level": 0,
+    }
+  )
   c.update(kw)
   return c
 
@@ -169,10 +199,10 @@ def test_levels_split_and_validation():
   assert lv.n == 4 and lv.gen_level == 0
   np.testing.assert_allclose(lv.multipliers, [0.25, 0.5, 0.75, 1.0])
   np.testing.assert_allclose(lv.capacities, [10.0, 10.5, 11.0, 11.5])
-  np.testing.assert_allclose(lv.p_sampled, [0.2] * 4)            # augmented off: unused default
+  np.testing.assert_allclose(lv.p_sampled, [0.2] * 4)  # augmented off: unused default
   batch = {"a": np.arange(8 * 3).reshape(8, 3)}
   chex.assert_shape(lv.split(batch)["a"], (4, 2, 3))
-  np.testing.assert_array_equal(lv.split(batch)["a"][1], batch["a"][2:4])   # own rows per level
+  np.testing.assert_array_equal(lv.split(batch)["a"][1], batch["a"][2:4])  # own rows per level
   shared = multiscale.Levels.from_config(_ms_config(shared_batch=True)).split(batch)["a"]
   chex.assert_shape(shared, (4, 8, 3))
   np.testing.assert_array_equal(shared[3], batch["a"])
@@ -198,17 +228,17 @@ def test_levels_split_and_validation():
 
 
 def test_levels_per_level_p_sampled_from_the_augmented_config():
-  aug = ml_collections.ConfigDict({"enabled": True, "p_sampled": 1.0, "p_min": 0.2,
-                                   "p_spacing": "linear"})
+  aug = ml_collections.ConfigDict(
+    {"enabled": True, "p_sampled": 1.0, "p_min": 0.2, "p_spacing": "linear"}
+  )
   lv = multiscale.Levels.from_config(_ms_config(n_levels=32), aug)
-  np.testing.assert_allclose(np.asarray(lv.p_sampled)[[0, 1, 31]], [0.225, 0.25, 1.0],
-                             rtol=1e-6)
+  np.testing.assert_allclose(np.asarray(lv.p_sampled)[[0, 1, 31]], [0.225, 0.25, 1.0], rtol=1e-6)
   aug.p_sampled, aug.p_spacing = 0.3, "constant"
   assert multiscale.Levels.from_config(None, aug).p_sampled == pytest.approx((0.3,))
-  aug.p_sampled = 1.5                     # a probability outside [0, 1] is refused
+  aug.p_sampled = 1.5  # a probability outside [0, 1] is refused
   with pytest.raises(ValueError, match="must lie in"):
     multiscale.Levels.from_config(_ms_config(), aug)
-  aug.enabled = False                     # off: not read
+  aug.enabled = False  # off: not read
   assert multiscale.Levels.from_config(_ms_config(), aug).p_sampled == pytest.approx((0.2,) * 4)
 
 
@@ -223,12 +253,16 @@ def test_split_and_merge_collections_follow_the_declaration(small_core):
   chex.assert_trees_all_equal(multiscale.merge_collections(shared, per_level), variables)
   # one level's variables: the level's slice of the declared entries, the shared ones as is
   v1 = state_lib.level_variables(_setup(model, "beta", multiscale.Levels()), variables, 1)
-  chex.assert_trees_all_equal(v1["params"]["sigma_net"],
-                              multiscale.level_slice(variables["params"]["sigma_net"], 1))
-  chex.assert_trees_all_equal(v1["batch_stats"]["latent_moments"]["mean"],
-                              variables["batch_stats"]["latent_moments"]["mean"][1])
-  chex.assert_trees_all_equal({k: v for k, v in v1["params"].items() if k != "sigma_net"},
-                              shared["params"])
+  chex.assert_trees_all_equal(
+    v1["params"]["sigma_net"], multiscale.level_slice(variables["params"]["sigma_net"], 1)
+  )
+  chex.assert_trees_all_equal(
+    v1["batch_stats"]["latent_moments"]["mean"],
+    variables["batch_stats"]["latent_moments"]["mean"][1],
+  )
+  chex.assert_trees_all_equal(
+    {k: v for k, v in v1["params"].items() if k != "sigma_net"}, shared["params"]
+  )
 
 
 def test_merge_shared_updates_averages_floats_and_keeps_level0_counters():
@@ -261,26 +295,31 @@ def _setup(model, name, levels):
 @pytest.mark.parametrize("name", ["beta", "inverted", "capacity"])
 def test_vmapped_loss_equals_python_loop_over_levels(small_core, name):
   model, state, batches = small_core
-  levels = multiscale.Levels(n=N_LEVELS, multipliers=MULTIPLIERS, capacities=CAPACITIES,
-                             p_sampled=(0.2,) * N_LEVELS)
+  levels = multiscale.Levels(
+    n=N_LEVELS, multipliers=MULTIPLIERS, capacities=CAPACITIES, p_sampled=(0.2,) * N_LEVELS
+  )
   setup = _setup(model, name, levels)
   (loss, (metrics, new_ms, terms)), grads = jax.jit(
-      lambda s, b: step_lib.loss_and_grads(setup, s, b, None))(state, batches)
+    lambda s, b: step_lib.loss_and_grads(setup, s, b, None)
+  )(state, batches)
   keys = jax.random.split(state_lib.step_key(state, Salt.LOSS), N_LEVELS)
   level_args = levels.level_args()
 
   @jax.jit
-  def level(st, i):   # one level, as a worker would compute it (compiled once, called n times)
+  def level(st, i):  # one level, as a worker would compute it (compiled once, called n times)
     v = state_lib.level_variables(setup, st.variables(), i)
     batch = multiscale.level_slice(batches, i)
 
     def f(p):
-      t, new_vars = step_lib.level_terms(setup, {**v, "params": p}, batch, None, keys[i],
-                                         st.step, train=True)
+      t, new_vars = step_lib.level_terms(
+        setup, {**v, "params": p}, batch, None, keys[i], st.step, train=True
+      )
       lv = multiscale.level_slice(level_args, i)
-      l, _ = setup.objective.loss(multiscale.level_slice(st.objective_state, i), t,
-                                  step=st.step, level=lv)
+      l, _ = setup.objective.loss(
+        multiscale.level_slice(st.objective_state, i), t, step=st.step, level=lv
+      )
       return l, (t, new_vars)
+
     (l, (t, s)), g = jax.value_and_grad(f, has_aux=True)(v["params"])
     return l, t, s, g
 
@@ -299,24 +338,35 @@ def test_vmapped_loss_equals_python_loop_over_levels(small_core, name):
     # the level loss is the explicit formula at beta_i = m_i beta_max, C_i
     recon, kl = np.asarray(t.recon.loss, np.float64), np.asarray(t.kl, np.float64)
     b_i = MULTIPLIERS[i] * BETA_MAX
-    want = {"beta": recon + b_i * kl / D, "inverted": recon / b_i + kl / D,
-            "capacity": recon + 128.0 * np.maximum(kl - CAPACITIES[i], 0.0) / D}[name]
+    want = {
+      "beta": recon + b_i * kl / D,
+      "inverted": recon / b_i + kl / D,
+      "capacity": recon + 128.0 * np.maximum(kl - CAPACITIES[i], 0.0) / D,
+    }[name]
     np.testing.assert_allclose(float(l), want.mean(), rtol=1e-5)
   np.testing.assert_allclose(float(loss), np.mean(ref_losses), rtol=1e-5)
   # gradients: shared parameters get the mean over levels, sigma_net level i only level i's
   shared = lambda g: {k: v for k, v in g.items() if k != record.LEVEL_PARAMS}
-  chex.assert_trees_all_close(shared(grads),
-                              jax.tree.map(lambda *g: sum(g) / N_LEVELS,
-                                           *[shared(g) for g in ref_grads]),
-                              rtol=1e-4, atol=1e-7)
+  chex.assert_trees_all_close(
+    shared(grads),
+    jax.tree.map(lambda *g: sum(g) / N_LEVELS, *[shared(g) for g in ref_grads]),
+    rtol=1e-4,
+    atol=1e-7,
+  )
   for i in range(N_LEVELS):
-    chex.assert_trees_all_close(multiscale.level_slice(grads["sigma_net"], i),
-                                jax.tree.map(lambda g: g / N_LEVELS, ref_grads[i]["sigma_net"]),
-                                rtol=1e-4, atol=1e-8)
+    chex.assert_trees_all_close(
+      multiscale.level_slice(grads["sigma_net"], i),
+      jax.tree.map(lambda g: g / N_LEVELS, ref_grads[i]["sigma_net"]),
+      rtol=1e-4,
+      atol=1e-8,
+    )
     # per-level latent moments: updated from that level's own sampled latents
     chex.assert_trees_all_close(
-        multiscale.level_slice(new_ms["batch_stats"]["latent_moments"], i),
-        ref_stats[i]["latent_moments"], rtol=1e-5, atol=1e-7)
+      multiscale.level_slice(new_ms["batch_stats"]["latent_moments"], i),
+      ref_stats[i]["latent_moments"],
+      rtol=1e-5,
+      atol=1e-7,
+    )
   # shared statistics (ScalarTuple whitening): the mean of the per-level updates (counters:
   # level 0's), and they really moved
   body = lambda s: {k: v for k, v in s.items() if k != "latent_moments"}
@@ -343,8 +393,10 @@ def _one_level(small_core, **schedules):
   model, state, batches = small_core
   one = lambda t: jax.tree.map(lambda a: a[:1], t)
   params = {**state.params, "sigma_net": one(state.params["sigma_net"])}
-  stats = {**state.model_state["batch_stats"],
-           "latent_moments": one(state.model_state["batch_stats"]["latent_moments"])}
+  stats = {
+    **state.model_state["batch_stats"],
+    "latent_moments": one(state.model_state["batch_stats"]["latent_moments"]),
+  }
   model = dataclasses.replace(model, **schedules)
   return model, state.replace(params=params, model_state={"batch_stats": stats}), one(batches)
 
@@ -352,24 +404,30 @@ def _one_level(small_core, **schedules):
 def test_single_level_path_equals_vmapped_path(small_core, monkeypatch):
   """n = 1 skips vmap (faster compile); it must compute the same as vmap over one level.
   (Schedules that return arrays here; constant ones: the next test.)"""
-  model, state1, batch1 = _one_level(small_core, p_tuple=optax.linear_schedule(1.0, 0.0, 10),
-                                     p_string=optax.linear_schedule(1.0, 0.0, 20))
-  obj = objectives.make("beta", _config(beta_schedule="linear", beta_start=0.1, beta_end=0.5),
-                        model)
+  model, state1, batch1 = _one_level(
+    small_core,
+    p_tuple=optax.linear_schedule(1.0, 0.0, 10),
+    p_string=optax.linear_schedule(1.0, 0.0, 20),
+  )
+  obj = objectives.make(
+    "beta", _config(beta_schedule="linear", beta_start=0.1, beta_end=0.5), model
+  )
   setup = state_lib.Setup(model=model, objective=obj, tx=optax.identity())
   assert setup.levels.n == 1
   f = lambda s, b: step_lib.loss_and_grads(setup, s, b, None)
   (loss, (metrics, new_ms, terms)), grads = jax.jit(f)(state1, batch1)
   # the same through vmap over one level
-  monkeypatch.setattr(multiscale, "over_levels",
-                      lambda fn, n, in_axes: jax.vmap(fn, in_axes=in_axes))
+  monkeypatch.setattr(
+    multiscale, "over_levels", lambda fn, n, in_axes: jax.vmap(fn, in_axes=in_axes)
+  )
   (r_loss, (r_metrics, r_ms, r_terms)), r_grads = jax.jit(
-      lambda s, b: step_lib.loss_and_grads(setup, s, b, None))(state1, batch1)
+    lambda s, b: step_lib.loss_and_grads(setup, s, b, None)
+  )(state1, batch1)
   np.testing.assert_allclose(float(loss), float(r_loss), rtol=1e-6)
   chex.assert_shape(terms.z, (1, B, D))
   chex.assert_trees_all_close(terms.z, r_terms.z, rtol=1e-6, atol=1e-7)
   chex.assert_trees_all_close(metrics, r_metrics, rtol=1e-5, atol=1e-7)
-  np.testing.assert_allclose(metrics["p_tuple"], [0.3], rtol=1e-6)       # the schedules at 7
+  np.testing.assert_allclose(metrics["p_tuple"], [0.3], rtol=1e-6)  # the schedules at 7
   np.testing.assert_allclose(metrics["beta"], [0.1 + 0.4 * 7 / 100], rtol=1e-6)
   chex.assert_trees_all_close(grads, r_grads, rtol=1e-5, atol=1e-8)
   chex.assert_trees_all_close(new_ms, r_ms, rtol=1e-5, atol=1e-7)
@@ -379,8 +437,8 @@ def test_single_level_path_equals_vmapped_path(small_core, monkeypatch):
 def test_single_level_step_traces_with_constant_schedules(small_core):
   """Metrics that are Python floats (optax.constant_schedule returns its value as is: a
   constant beta, a TF/AS scheme's p_tuple / p_string) get the level axis of one level too."""
-  model, state1, batch1 = _one_level(small_core)          # constant p_tuple 0.5, p_string 1
-  obj = objectives.make("beta", _config(), model)          # constant beta
+  model, state1, batch1 = _one_level(small_core)  # constant p_tuple 0.5, p_string 1
+  obj = objectives.make("beta", _config(), model)  # constant beta
   setup = state_lib.Setup(model=model, objective=obj, tx=optax.identity())
   out = jax.eval_shape(lambda s, b: step_lib.loss_and_grads(setup, s, b, None), state1, batch1)
   chex.assert_shape(out[0][1][0]["p_string"], (1,))

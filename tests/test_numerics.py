@@ -12,7 +12,6 @@ from alala_jax.nn import gru, layers, moments, scalar_tuple, sigma, vae
 
 
 class ActivationTest(parameterized.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_celu_values(self):
     x = jnp.linspace(-10, 10, 101)
@@ -31,17 +30,17 @@ class ActivationTest(parameterized.TestCase):
 
 
 class GRUTest(parameterized.TestCase):
-
   def test_matches_numpy_loop(self):
     cell = gru.GRUCell(8)
     key = jax.random.key(0)
-    x = jax.random.normal(key, (6, 4, 3))      # [T, B, I]
+    x = jax.random.normal(key, (6, 4, 3))  # [T, B, I]
     params = cell.init(key, jnp.zeros((4, 8)), x[0])["params"]
     params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(key, p.shape), params)
 
     def run(h, xt):
       h = cell.apply({"params": params}, h, xt)
       return h, h
+
     _, hs = jax.lax.scan(run, jnp.zeros((4, 8)), x)
     np_params = jax.tree.map(np.asarray, params)
     h = np.zeros((4, 8), np.float32)
@@ -61,7 +60,6 @@ class GRUTest(parameterized.TestCase):
 
 
 class KLTest(parameterized.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_closed_form_per_dimension(self):
     mu = np.array([[0.0, 1.0, -2.0]]), np.array([[1.0, 0.5, 0.1]])
@@ -80,7 +78,6 @@ class KLTest(parameterized.TestCase):
 
 
 class WhiteningTest(parameterized.TestCase):
-
   def test_whitened_covariance_is_identity(self):
     rng = np.random.default_rng(0)
     x = rng.multivariate_normal([44, -72], [[0.3, 0.25], [0.25, 0.4]], 5000).astype(np.float32)
@@ -98,11 +95,12 @@ class WhiteningTest(parameterized.TestCase):
     v = m.init(jax.random.key(0), method=lambda mod: mod())
     ref_mean, ref_cov = None, None
     for b in batches:
-      _, upd = m.apply(v, jnp.asarray(b), method=moments.MovingMoments.update,
-                       mutable=["batch_stats"])
+      _, upd = m.apply(
+        v, jnp.asarray(b), method=moments.MovingMoments.update, mutable=["batch_stats"]
+      )
       v = {**v, **upd}
       bm, bc = b.mean(0), np.cov(b, rowvar=False, ddof=1)
-      if ref_mean is None:                      # first batch initialises (BUILD_NOTES)
+      if ref_mean is None:  # first batch initialises (BUILD_NOTES)
         ref_mean, ref_cov = bm, bc
       else:
         ref_mean, ref_cov = 0.9 * ref_mean + 0.1 * bm, 0.9 * ref_cov + 0.1 * bc
@@ -116,4 +114,4 @@ def test_sigma_network_starts_at_sigmoid_minus_five():
   mu = jax.random.normal(jax.random.key(0), (5, 16))
   v = net.init(jax.random.key(1), mu)
   chex.assert_trees_all_close(net.apply(v, mu), jnp.full((5, 16), jax.nn.sigmoid(-5.0)))
-  assert len(v["params"]) == 4      # 3 hidden CELU layers + the sigmoid layer
+  assert len(v["params"]) == 4  # 3 hidden CELU layers + the sigmoid layer

@@ -50,14 +50,14 @@ def _record(config):
 
 def _image(config):
   data = image_data.synthetic_images(40, 4, seed=0)
-  model = DenseImageVAE(ImageVAEConfig(num_pixels=16, latent_dim=config.model.latent_dim,
-                                       hidden=(8,)))
+  model = DenseImageVAE(
+    ImageVAEConfig(num_pixels=16, latent_dim=config.model.latent_dim, hidden=(8,))
+  )
   return model, np.asarray(data.train[:B])
 
 
 CASES = [(name, kind) for name in objectives.names() for kind in ("record", "image")]
-CASES += [(f"beta+{w}", kind) for w in ("augmented", "multiscale")
-          for kind in ("record", "image")]
+CASES += [(f"beta+{w}", kind) for w in ("augmented", "multiscale") for kind in ("record", "image")]
 
 
 @pytest.mark.parametrize("name,kind", CASES, ids=[f"{n}-{k}" for n, k in CASES])
@@ -84,23 +84,29 @@ def test_one_jitted_step_is_finite_and_compiles_once(name, kind):
     state = new
   assert np.isfinite(float(metrics["loss"])), metrics
   assert int(state.step) == 2 and int(state.bad_step) == -1
-  moved = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(a != b)), state.params,
-                                       initial))
+  moved = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(a != b)), state.params, initial))
   assert any(moved)
-  if name == "geco":   # Algorithm 1 ran: C_ma initialised from the batch, lambda moved
+  if name == "geco":  # Algorithm 1 ran: C_ma initialised from the batch, lambda moved
     g = state.objective_state["geco"]
     assert int(g.count[0]) == 2 and np.all(np.asarray(g.lagrange) != 1.0)
-  if augmented:   # the variants were decoded and trained on
+  if augmented:  # the variants were decoded and trained on
     assert int(state.objective_state["augmented"].z.shape[1]) == 4
-  for col, names in model.level_collections.items():   # the declared entries: [levels, ...]
+  for col, names in model.level_collections.items():  # the declared entries: [levels, ...]
     tree = state.params if col == "params" else state.model_state[col]
     for name in names:
       assert all(a.shape[0] == levels for a in jax.tree.leaves(tree[name]))
 
 
 def test_every_objective_is_registered():
-  assert set(objectives.names()) >= {"beta", "inverted", "capacity", "free_bits", "geco", "wae",
-                                     "aae"}
+  assert set(objectives.names()) >= {
+    "beta",
+    "inverted",
+    "capacity",
+    "free_bits",
+    "geco",
+    "wae",
+    "aae",
+  }
   with pytest.raises(ValueError, match="registered objectives"):
     objectives.make("elbo++", _config("beta", "image"), None)
 
@@ -129,6 +135,7 @@ def test_non_finite_loss_with_finite_gradients_applies_nothing():
   def loss(state, terms, *, step, level):
     value, metrics = inner.loss(state, terms, step=step, level=level)
     return value + jax.lax.stop_gradient(jnp.where(step == 0, jnp.inf, 0.0)), metrics
+
   setup = state_lib.make_setup(model, inner._replace(loss=loss), config)
   state = state_lib.create_state(setup, 0, batch)
   before = jax.tree.map(np.asarray, (state.params, state.opt_state))
@@ -137,9 +144,11 @@ def test_non_finite_loss_with_finite_gradients_applies_nothing():
   assert not np.isfinite(float(metrics["loss"])) and np.isfinite(float(metrics["grad_norm"]))
   assert int(state.bad_step) == 0 and int(state.opt_state.total_notfinite) == 1
   chex.assert_trees_all_equal(jax.tree.map(np.asarray, state.params), before[0])
-  chex.assert_trees_all_equal(jax.tree.map(np.asarray, state.opt_state.inner_state),
-                              jax.tree.map(np.asarray, before[1].inner_state))
-  state, metrics, _ = step(state, batch)          # step 1 is finite and applies
+  chex.assert_trees_all_equal(
+    jax.tree.map(np.asarray, state.opt_state.inner_state),
+    jax.tree.map(np.asarray, before[1].inner_state),
+  )
+  state, metrics, _ = step(state, batch)  # step 1 is finite and applies
   assert np.isfinite(float(metrics["loss"])) and int(state.opt_state.total_notfinite) == 1
 
 

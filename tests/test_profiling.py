@@ -13,12 +13,12 @@ def _ev(name, tid, ts, dur):
 
 def test_summarize_nested_events_by_hand():
   events = [
-      _ev("while.3", 1, 0, 100),          # a loop with two body ops inside it
-      _ev("dot.7", 1, 10, 30),
-      _ev("fusion.2", 1, 50, 20),
-      _ev("copy.1", 1, 120, 10),          # after the loop, top level
-      _ev("dot.8", 2, 0, 40),             # another thread
-      {"ph": "X", "name": "PjitFunction", "tid": 1, "ts": 0, "dur": 500, "args": {}},  # no op
+    _ev("while.3", 1, 0, 100),  # a loop with two body ops inside it
+    _ev("dot.7", 1, 10, 30),
+    _ev("fusion.2", 1, 50, 20),
+    _ev("copy.1", 1, 120, 10),  # after the loop, top level
+    _ev("dot.8", 2, 0, 40),  # another thread
+    {"ph": "X", "name": "PjitFunction", "tid": 1, "ts": 0, "dur": 500, "args": {}},  # no op
   ]
   s = profiling.summarize(events, {1: "a", 2: "b"}, steps=2)
   assert s.kind_us == {"while": 50, "dot": 70, "fusion": 20, "copy": 10}
@@ -35,8 +35,10 @@ def test_summarize_rejects_a_trace_without_ops():
 
 
 def test_op_kind_strips_the_instruction_number():
-  assert profiling.op_kind("bitcast_dynamic-update-slice_fusion.93") == \
-      "bitcast_dynamic-update-slice_fusion"
+  assert (
+    profiling.op_kind("bitcast_dynamic-update-slice_fusion.93")
+    == "bitcast_dynamic-update-slice_fusion"
+  )
   assert profiling.op_kind("while") == "while"
 
 
@@ -47,6 +49,7 @@ def test_trace_of_a_scan_counts_its_body_once_per_iteration(tmp_path):
   def f(h, w):
     def body(h, _):
       return jnp.tanh(h @ w), None
+
     return jax.lax.scan(body, h, None, length=length)[0]
 
   h, w = jnp.ones((64, 64)), jnp.eye(64) * 0.5

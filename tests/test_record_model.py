@@ -26,11 +26,16 @@ def _model(cls, records, n=6, p_tuple=1.0):
   root = sc.parse_schema(cls)
   spec = codec.build_spec(root, records)
   arrays, _ = codec.encode(root, spec, records[:n])
-  cfg = tree.ModelConfig(vocab_size=spec.vocab_size, max_len=tuple(sorted(spec.max_len.items())),
-                         max_items=tuple(sorted(spec.max_items.items())), latent_dim=D,
-                         char_dim=4)
-  model = RecordModel(root, cfg, p_tuple=optax.constant_schedule(p_tuple),
-                      p_string=optax.constant_schedule(1.0))
+  cfg = tree.ModelConfig(
+    vocab_size=spec.vocab_size,
+    max_len=tuple(sorted(spec.max_len.items())),
+    max_items=tuple(sorted(spec.max_items.items())),
+    latent_dim=D,
+    char_dim=4,
+  )
+  model = RecordModel(
+    root, cfg, p_tuple=optax.constant_schedule(p_tuple), p_string=optax.constant_schedule(1.0)
+  )
   variables = jax.jit(model.init)(jax.random.key(0), arrays)
   # statistics from the data, so whitening is not the identity
   variables = {**variables, **jax.jit(model.update_stats)(variables, arrays, None)}
@@ -55,14 +60,16 @@ def test_float_nll_is_the_gaussian_likelihood_in_raw_units():
     rec = model.recon(v, x, q.mean, aux, key=jax.random.key(1))
     pred = model.decode(v, q.mean, jax.random.key(2), greedy=True)
     return rec, pred
+
   rec, pred = run(v, x)
   mom = v["batch_stats"]["body"]["kids_1"]["st"]["moments"]
   cov = np.asarray(mom["cov"], np.float64) + 1e-5 * np.eye(1)
   heights = np.asarray(x["__floats__"], np.float64)[:, 0]
   want = -stats.norm.logpdf(heights, np.asarray(pred["__floats__"])[:, 0], np.sqrt(cov[0, 0]))
   # nll = string cross-entropy (nats) + the float Gaussian
-  np.testing.assert_allclose(np.asarray(rec.nll) - np.asarray(rec.extras["string_nats"]), want,
-                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+    np.asarray(rec.nll) - np.asarray(rec.extras["string_nats"]), want, rtol=1e-4, atol=1e-4
+  )
   # the training loss keeps the paper's scale: (string CE / chars + squared whitened error +
   # skew) / number of fields, different from the nll
   assert not np.allclose(rec.loss, rec.nll)
@@ -70,9 +77,17 @@ def test_float_nll_is_the_gaussian_likelihood_in_raw_units():
 
 
 def test_nested_record_nll_counts_presence_and_stop_bits():
-  records = [Tagged(title=f"t{i}", owner=Person(f"o{i % 3}", 1.0 + i), tags=["a", "bc"][: i % 3],
-                    nickname=None if i % 2 else f"k{i}", x=float(i), y=float(i % 4))
-             for i in range(12)]
+  records = [
+    Tagged(
+      title=f"t{i}",
+      owner=Person(f"o{i % 3}", 1.0 + i),
+      tags=["a", "bc"][: i % 3],
+      nickname=None if i % 2 else f"k{i}",
+      x=float(i),
+      y=float(i % 4),
+    )
+    for i in range(12)
+  ]
   model, v, x = _model(Tagged, records)
   q, aux = model.encode(v, x)
   rec = model.recon(v, x, q.mean, aux, key=jax.random.key(1))
@@ -88,7 +103,6 @@ def test_nested_record_nll_counts_presence_and_stop_bits():
 
 
 class DiagGaussianTest(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   def test_against_scipy(self):
     _check_diag_gaussian(self.variant)
@@ -100,10 +114,14 @@ def _check_diag_gaussian(variant):
   z = jnp.array([[0.0, 0.2], [1.9, -0.4]])
   q = base.DiagGaussian(mean, scale)
   lp = variant(lambda q, z: q.log_prob(z))(q, z)
-  want = [stats.multivariate_normal.logpdf(np.asarray(z[i], np.float64),
-                                           np.asarray(mean[i], np.float64),
-                                           np.diag(np.asarray(scale[i], np.float64) ** 2))
-          for i in range(2)]
+  want = [
+    stats.multivariate_normal.logpdf(
+      np.asarray(z[i], np.float64),
+      np.asarray(mean[i], np.float64),
+      np.diag(np.asarray(scale[i], np.float64) ** 2),
+    )
+    for i in range(2)
+  ]
   np.testing.assert_allclose(lp, want, rtol=1e-5)
   kl = variant(lambda q: q.kl_standard_normal())(q)
   m, s = np.asarray(mean, np.float64), np.asarray(scale, np.float64)
@@ -116,11 +134,21 @@ def test_interface_equals_the_modules_one_pass_call(person):
   model, v, x = person
   key = jax.random.key(5)
   k_latent, k_sample = jax.random.split(key)
-  out, upd = model.module.apply(v, x, 0.5, 0.5, train=True, rngs={"latent": k_latent,
-                                                                   "sample": k_sample},
-                                mutable=["batch_stats"])
-  m = RecordModel(model.root, model.cfg, p_tuple=optax.constant_schedule(0.5),
-                  p_string=optax.constant_schedule(0.5))
+  out, upd = model.module.apply(
+    v,
+    x,
+    0.5,
+    0.5,
+    train=True,
+    rngs={"latent": k_latent, "sample": k_sample},
+    mutable=["batch_stats"],
+  )
+  m = RecordModel(
+    model.root,
+    model.cfg,
+    p_tuple=optax.constant_schedule(0.5),
+    p_string=optax.constant_schedule(0.5),
+  )
   v1 = {**v, **m.update_stats(v, x, None)}
   q, aux = m.encode(v1, x)
   z = m.reparameterize(v1, q, k_latent)
@@ -135,20 +163,23 @@ def test_interface_equals_the_modules_one_pass_call(person):
 def test_partition_splits_encoder_and_decoder(person):
   model, v, x = person
   labels = model.partition(v["params"])
-  flat = {jax.tree_util.keystr(p): lab
-          for p, lab in jax.tree_util.tree_flatten_with_path(labels)[0]}
+  flat = {
+    jax.tree_util.keystr(p): lab for p, lab in jax.tree_util.tree_flatten_with_path(labels)[0]
+  }
   enc = [k for k, lab in flat.items() if lab == base.ENCODER]
   dec = [k for k, lab in flat.items() if lab == base.DECODER]
   assert set(flat.values()) == {base.ENCODER, base.DECODER}
-  assert all(any(s in k for s in ("sigma_net", "fwd_", "bwd_", "enc_", "h_init", "'enc'"))
-             for k in enc)
+  assert all(
+    any(s in k for s in ("sigma_net", "fwd_", "bwd_", "enc_", "h_init", "'enc'")) for k in enc
+  )
   assert any("sigma_net" in k for k in enc) and any("enc_scan" in k for k in enc)
   assert any("char_embedding" in k for k in dec) and any("emit_" in k for k in dec)
   assert not any("sigma_net" in k or "fwd_" in k for k in dec)
 
   # an encoder-only optimiser (optax.multi_transform) moves exactly the encoder leaves
-  cfg = ml_collections.ConfigDict(dict(learning_rate=1e-2, decay_rate=1.0, decay_steps=1,
-                                       clip_norm=0.0, update="encoder"))
+  cfg = ml_collections.ConfigDict(
+    dict(learning_rate=1e-2, decay_rate=1.0, decay_steps=1, clip_norm=0.0, update="encoder")
+  )
   tx = optim.make_optimizer(cfg, model.partition)
   params = v["params"]
   grads = jax.tree.map(jnp.ones_like, params)
@@ -158,8 +189,9 @@ def test_partition_splits_encoder_and_decoder(person):
 
 
 def test_unknown_optimizer_and_update_are_errors():
-  cfg = ml_collections.ConfigDict(dict(learning_rate=1e-2, decay_rate=1.0, decay_steps=1,
-                                       clip_norm=0.0, name="rmsprop"))
+  cfg = ml_collections.ConfigDict(
+    dict(learning_rate=1e-2, decay_rate=1.0, decay_steps=1, clip_norm=0.0, name="rmsprop")
+  )
   with pytest.raises(ValueError, match="optim.name"):
     optim.make_optimizer(cfg)
   cfg.name, cfg.update = "adam", "both"
@@ -172,13 +204,17 @@ def test_unknown_optimizer_and_update_are_errors():
 
 @pytest.mark.parametrize("name,kw", [("adam", {}), ("adamax", {}), ("sgd", {"momentum": 0.5})])
 def test_optimizers_by_name_match_optax(name, kw):
-  cfg = ml_collections.ConfigDict(dict(learning_rate=0.1, decay_rate=0.5, decay_steps=10,
-                                       clip_norm=0.0, name=name, **kw))
+  cfg = ml_collections.ConfigDict(
+    dict(learning_rate=0.1, decay_rate=0.5, decay_steps=10, clip_norm=0.0, name=name, **kw)
+  )
   params = {"w": jnp.array([1.0, -2.0])}
   grads = {"w": jnp.array([0.3, -0.1])}
   lr = optax.exponential_decay(0.1, 10, 0.5)
-  ref = {"adam": optax.adam(lr), "adamax": optax.adamax(lr),
-         "sgd": optax.sgd(lr, momentum=kw.get("momentum"))}[name]
+  ref = {
+    "adam": optax.adam(lr),
+    "adamax": optax.adamax(lr),
+    "sgd": optax.sgd(lr, momentum=kw.get("momentum")),
+  }[name]
   tx = optim.make_optimizer(cfg)
   s, r = tx.init(params), ref.init(params)
   for _ in range(3):
@@ -193,20 +229,26 @@ def test_clip_sees_both_halves_when_only_the_encoder_steps(person):
   model, v, _ = person
   params = v["params"]
   labels = model.partition(params)
-  cfg = ml_collections.ConfigDict(dict(learning_rate=1.0, decay_rate=1.0, decay_steps=1,
-                                       clip_norm=1.0, update="encoder", name="sgd"))
+  cfg = ml_collections.ConfigDict(
+    dict(
+      learning_rate=1.0, decay_rate=1.0, decay_steps=1, clip_norm=1.0, update="encoder", name="sgd"
+    )
+  )
   tx = optim.make_optimizer(cfg, model.partition)
-  grads = jax.tree.map(lambda lab, p: jnp.full_like(p, 100.0 if lab == base.DECODER else 1e-3),
-                       labels, params)
+  grads = jax.tree.map(
+    lambda lab, p: jnp.full_like(p, 100.0 if lab == base.DECODER else 1e-3), labels, params
+  )
   updates, _ = tx.update(grads, tx.init(params), params)
   total = optax.tree.norm(grads)
-  enc = lambda t: [x for x, lab in zip(jax.tree.leaves(t), jax.tree.leaves(labels))
-                   if lab == base.ENCODER]
-  for u, g in zip(enc(updates), enc(grads)):   # sgd lr 1: update = -clip(g) = -g / |g_all|
+  enc = lambda t: [
+    x for x, lab in zip(jax.tree.leaves(t), jax.tree.leaves(labels)) if lab == base.ENCODER
+  ]
+  for u, g in zip(enc(updates), enc(grads)):  # sgd lr 1: update = -clip(g) = -g / |g_all|
     np.testing.assert_allclose(u, -g / total, rtol=1e-5)
 
 
 def test_ema_update_formula():
   ema, p = {"w": jnp.array([1.0, 2.0])}, {"w": jnp.array([3.0, -2.0])}
-  chex.assert_trees_all_close(optim.ema_update(ema, p, 0.9),
-                              {"w": 0.9 * ema["w"] + 0.1 * p["w"]}, rtol=1e-6)
+  chex.assert_trees_all_close(
+    optim.ema_update(ema, p, 0.9), {"w": 0.9 * ema["w"] + 0.1 * p["w"]}, rtol=1e-6
+  )

@@ -30,15 +30,15 @@ CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "experiments", "confi
 
 def test_linear_beta_warmup():
   f = schedules.beta_schedule("linear", 1000, beta_start=0.0, beta_end=0.384)
-  np.testing.assert_allclose([f(0), f(500), f(1000), f(5000)], [0, 0.192, 0.384, 0.384],
-                             rtol=1e-6)
+  np.testing.assert_allclose([f(0), f(500), f(1000), f(5000)], [0, 0.192, 0.384, 0.384], rtol=1e-6)
 
 
 def test_warmup_then_cooldown():
   # augmented training (Sec 5): 0 -> 0.64 over the first half, then cool-down to 0.128
   f = schedules.beta_schedule("warmup_cooldown", 1000, 0.0, 0.64, 0.128, 0.5, 0.5)
-  np.testing.assert_allclose([f(0), f(250), f(500), f(750), f(1000)],
-                             [0, 0.32, 0.64, 0.384, 0.128], rtol=1e-6)
+  np.testing.assert_allclose(
+    [f(0), f(250), f(500), f(750), f(1000)], [0, 0.32, 0.64, 0.384, 0.128], rtol=1e-6
+  )
 
 
 def test_beta_extremes():
@@ -57,8 +57,9 @@ def test_constant_and_unknown():
     schedules.beta_schedule("cosine", 10)
 
 
-@pytest.mark.parametrize("scheme, expected", [("TF", [1, 1, 1]), ("AS", [0, 0, 0]),
-                                              ("SS", [1, 0.5, 0])])
+@pytest.mark.parametrize(
+  "scheme, expected", [("TF", [1, 1, 1]), ("AS", [0, 0, 0]), ("SS", [1, 0.5, 0])]
+)
 def test_teacher_schedules(scheme, expected):
   f = schedules.teacher_schedule(scheme, 100)
   np.testing.assert_allclose([f(0), f(50), f(100)], expected)
@@ -73,9 +74,11 @@ def _load(path):
   return mod
 
 
-CONFIGS = sorted(p for p in glob.glob(os.path.join(CONFIG_DIR, "*.py"))
-                 if not os.path.basename(p).startswith("_")
-                 and os.path.basename(p) != "paper.py")     # the row registry: tested below
+CONFIGS = sorted(
+  p
+  for p in glob.glob(os.path.join(CONFIG_DIR, "*.py"))
+  if not os.path.basename(p).startswith("_") and os.path.basename(p) != "paper.py"
+)  # the row registry: tested below
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
@@ -85,7 +88,7 @@ def test_every_config_loads_and_smokes(path):
   if full.get("task", "records") == "records":
     for c in (full, smoke):
       _build(c)
-  else:      # another task builds its own model: through `loop.prepare` (no compilation)
+  else:  # another task builds its own model: through `loop.prepare` (no compilation)
     assert loop.prepare(smoke).trainer.objective.name == smoke.objective.name
   assert full.objective.tuple_scheme in schedules.SCHEMES
   assert full.objective.string_scheme in schedules.SCHEMES
@@ -98,8 +101,13 @@ def test_every_config_loads_and_smokes(path):
 
 
 def test_table1_schemes_are_the_papers():
-  got = {os.path.basename(p): (_load(p).get_config().objective.tuple_scheme,
-                               _load(p).get_config().objective.string_scheme) for p in CONFIGS}
+  got = {
+    os.path.basename(p): (
+      _load(p).get_config().objective.tuple_scheme,
+      _load(p).get_config().objective.string_scheme,
+    )
+    for p in CONFIGS
+  }
   assert got["tuple_ss_string_tf.py"] == ("SS", "TF")
   assert got["tuple_as_string_tf.py"] == ("AS", "TF")
   assert got["always_sampling.py"] == ("AS", "AS")
@@ -129,7 +137,7 @@ def _build(c):
 def _expected_name(table: str, c) -> str:
   name = {"t9": "inverted", "t11": "capacity"}.get(table, "beta")
   if table == "baselines":
-    name = c.objective.name      # aae / wae: checked against the row name below
+    name = c.objective.name  # aae / wae: checked against the row name below
   return name + ("+augmented" if c.objective.augmented.enabled else "")
 
 
@@ -165,14 +173,19 @@ def test_every_paper_row_builds_and_resolves(table, row):
 
 def _dummy_terms(d):
   z = jnp.zeros((2, d))
-  return Terms(recon=Recon(nll=jnp.zeros(2), loss=jnp.zeros(2), fields={}), kl=jnp.zeros(2),
-               z=z, posterior=DiagGaussian(z, jnp.ones_like(z)), row_mask=None,
-               kl_scale=1.0 / d)
+  return Terms(
+    recon=Recon(nll=jnp.zeros(2), loss=jnp.zeros(2), fields={}),
+    kl=jnp.zeros(2),
+    z=z,
+    posterior=DiagGaussian(z, jnp.ones_like(z)),
+    row_mask=None,
+    kl_scale=1.0 / d,
+  )
 
 
 def test_paper_rows_follow_the_paper():
   ms = paper.get_config("repro/multiscale")
-  assert (ms.objective.beta_start, ms.objective.beta_end) == (1.28, 0.64)   # beta_max 1.28->0.64
+  assert (ms.objective.beta_start, ms.objective.beta_end) == (1.28, 0.64)  # beta_max 1.28->0.64
   assert ms.objective.warmup_fraction == 0.5 and ms.objective.ss_fraction == 0.5
   np.testing.assert_allclose(_build(ms)[2].levels.multipliers[:2], [1 / 32, 2 / 32])
   aug = paper.get_config("repro/augmented")
@@ -180,12 +193,13 @@ def test_paper_rows_follow_the_paper():
   assert (aug.objective.beta_mid, aug.objective.beta_end) == (0.64, 0.128)
   assert aug.objective.augmented.p_sampled == 0.2
   _, msa, msa_setup = _build(paper.get_config("repro/multiscale_augmented,steps=1000"))
-  assert (msa.phase_at(499), msa.phase_at(500)) == (TRAIN, AUGMENTED)   # gen_start_step 500
+  assert (msa.phase_at(499), msa.phase_at(500)) == (TRAIN, AUGMENTED)  # gen_start_step 500
   assert msa.init(jax.random.key(0))[augmented_lib.NAME].z.shape[0] == 4
   assert msa_setup.levels.p_sampled == pytest.approx((0.2,) * 32)
   t13 = _build(paper.get_config("t13/sstf_gen0.5_lin0.2_1"))[2]
-  np.testing.assert_allclose(np.asarray(t13.levels.p_sampled)[[0, 1, 31]], [0.225, 0.25, 1.0],
-                             rtol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(t13.levels.p_sampled)[[0, 1, 31]], [0.225, 0.25, 1.0], rtol=1e-6
+  )
   t14 = _build(paper.get_config("t14/ss_geo0.2_1"))[2]
   np.testing.assert_allclose(t14.levels.p_sampled[-1], 1.0, rtol=1e-6)
   assert t14.levels.p_sampled[0] < t14.levels.p_sampled[-1]
@@ -196,16 +210,20 @@ def test_paper_rows_follow_the_paper():
   st = a.init(jax.random.key(0))
   assert set(st) == {"aae"}
   _, m = a.loss(st, _dummy_terms(model.latent_dim), step=0, level=Level())
-  assert float(m["beta"]) == 1.0                         # weight 1, like the reconstruction
+  assert float(m["beta"]) == 1.0  # weight 1, like the reconstruction
   _, inv, inv_setup = _build(paper.get_config("t9/r0.9_1.28_0.64"))
   assert inv.name == "inverted"
   np.testing.assert_allclose(inv_setup.levels.multipliers[0], 0.9**31, rtol=1e-5)
   _, cap, cap_setup = _build(paper.get_config("t11/c10_0.5"))
   assert cap.name == "capacity"
   np.testing.assert_allclose(cap_setup.levels.capacities[:2], [10.0, 10.5])
-  for bad, msg in [("t6", "expected TABLE/ROW"), ("t99/x", "unknown table"),
-                   ("t6/nope", "unknown row"), ("t6/ss_1.28_0.64,fast", "unknown option"),
-                   (None, "name a row")]:
+  for bad, msg in [
+    ("t6", "expected TABLE/ROW"),
+    ("t99/x", "unknown table"),
+    ("t6/nope", "unknown row"),
+    ("t6/ss_1.28_0.64,fast", "unknown option"),
+    (None, "name a row"),
+  ]:
     with pytest.raises(ValueError, match=msg):
       paper.get_config(bad)
 
@@ -242,6 +260,7 @@ def test_prepare_builds_the_test_config_task():
   """`loop.prepare` on the tiny test config: a record task whose trainer holds the 2-level
   multiscale + augmented objective (no compilation)."""
   from experiments.configs import test as test_config
+
   c = test_config.get_config()
   task = loop.prepare(c)
   t = task.trainer

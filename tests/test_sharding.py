@@ -23,7 +23,7 @@ from alala_jax.train import state as state_lib
 from alala_jax.train import step as step_lib
 from alala_jax.train.trainer import Trainer
 
-N_LEVELS, BATCH = 4, 16      # 4 rows per level; the mesh: data 2 x beta 4
+N_LEVELS, BATCH = 4, 16  # 4 rows per level; the mesh: data 2 x beta 4
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +35,8 @@ def setup():
   c.train.batch_size, c.train.num_steps = BATCH, 10
   c.objective.multiscale.n_levels = N_LEVELS
   c.objective.augmented.enabled, c.objective.augmented.n_augmented = True, N_LEVELS
-  c.optim.ema_decay = 0.9            # EMA parameters: their sigma_net is per level too
-  recs = [Person(name=f"n{i % 7}x{i % 3}", height=float(i) + 0.25 * (i % 5))
-          for i in range(BATCH)]
+  c.optim.ema_decay = 0.9  # EMA parameters: their sigma_net is per level too
+  recs = [Person(name=f"n{i % 7}x{i % 3}", height=float(i) + 0.25 * (i % 5)) for i in range(BATCH)]
   root = sc.parse_schema(Person)
   spec = codec.build_spec(root, recs)
   batch, _ = codec.encode(root, spec, recs)
@@ -96,7 +95,7 @@ def test_sharded_loss_and_gradients_equal_single_device(setup):
 def test_sharded_train_step_keeps_levels_on_beta(setup):
   trainer, state, batch, mesh = setup
   s_state, s_batch = sharding.shard(state, batch, mesh, trainer.setup)
-  ref_state = jax.tree.map(lambda a: a.copy(), state)        # train_step donates its state
+  ref_state = jax.tree.map(lambda a: a.copy(), state)  # train_step donates its state
   step = trainer.step_fn(0)
   ref, ref_m, _ = step(ref_state, batch)
   new, m, _ = step(s_state, s_batch)
@@ -123,8 +122,12 @@ def test_mesh_and_split_errors(setup):
   assert dict(sharding.mesh_from_config("2,4").shape) == {"data": 2, "beta": 4}
   with pytest.raises(ValueError, match="train.mesh must be 'DATA,BETA'"):
     sharding.mesh_from_config("8")
-  six = dataclasses.replace(trainer.setup, levels=multiscale.Levels(
-      n=6, multipliers=(1.0,) * 6, capacities=(0.0,) * 6, p_sampled=(0.2,) * 6))
+  six = dataclasses.replace(
+    trainer.setup,
+    levels=multiscale.Levels(
+      n=6, multipliers=(1.0,) * 6, capacities=(0.0,) * 6, p_sampled=(0.2,) * 6
+    ),
+  )
   with pytest.raises(ValueError, match="do not split over a 'beta' axis of 4"):
     sharding.state_shardings(state, mesh, six)
   with pytest.raises(ValueError, match="batch 6 does not split"):
@@ -135,11 +138,15 @@ def test_a_per_level_leaf_without_the_level_axis_is_refused(setup):
   trainer, state, _, mesh = setup
   aug = state.objective_state["augmented"]
   wrong = state.replace(objective_state={"augmented": aug._replace(z=aug.z[:2])})
-  with pytest.raises(ValueError, match=r"objective_state\['augmented'\].*declared per level "
-                                       r"but has shape \(2, 1, 8\), not \[4, \.\.\.\]"):
+  with pytest.raises(
+    ValueError,
+    match=r"objective_state\['augmented'\].*declared per level "
+    r"but has shape \(2, 1, 8\), not \[4, \.\.\.\]",
+  ):
     sharding.state_shardings(wrong, mesh, trainer.setup)
-  lost = state.replace(params={**state.params, "sigma_net": multiscale.level_slice(
-      state.params["sigma_net"], 0)})           # one level's sigma_net, no level axis
+  lost = state.replace(
+    params={**state.params, "sigma_net": multiscale.level_slice(state.params["sigma_net"], 0)}
+  )  # one level's sigma_net, no level axis
   with pytest.raises(ValueError, match=r"sigma_net.*declared per level"):
     sharding.state_shardings(lost, mesh, trainer.setup)
   scalar = state.replace(objective_state={"augmented": aug._replace(z=jnp.zeros(()))})

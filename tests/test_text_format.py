@@ -27,27 +27,33 @@ def test_lines_round_trip_with_coordinates_rounded(fmt):
   recs = synthetic.synthetic_addresses(50, 5, 0)
   for r in recs:
     line = fmt.to_text(r)
-    assert line.text == (f"{r.number},{r.street},{r.city},{r.postcode},{r.lat:.5f},"
-                         f"{r.long:.5f}")
+    assert line.text == (f"{r.number},{r.street},{r.city},{r.postcode},{r.lat:.5f},{r.long:.5f}")
     back = fmt.parse(line)
     assert (back.number, back.street, back.city, back.postcode) == (
-        r.number, r.street, r.city, r.postcode)
+      r.number,
+      r.street,
+      r.city,
+      r.postcode,
+    )
     assert back.lat == round(r.lat, 5) and back.long == round(r.long, 5)
-    assert back.unit == back.district == back.region == ""    # omitted string fields
+    assert back.unit == back.district == back.region == ""  # omitted string fields
 
 
-@pytest.mark.parametrize("line, ok", [
+@pytest.mark.parametrize(
+  "line, ok",
+  [
     ("12,MAIN ST,BURLINGTON,05401,44.47,-73.21", True),
-    ("12,MAIN ST,BURLINGTON,05401,44.47", False),                 # too few values
-    ("12,MAIN ST,BURLINGTON,05401,44.4x7,-73.21", False),         # not a float
-    ("12,MAIN ST,BURLINGTON,05401,44.47,", False),                # empty float
-    ("12,MAIN,ST,BURLINGTON,05401,44.47,-73.21", True),           # extra value: tolerated
+    ("12,MAIN ST,BURLINGTON,05401,44.47", False),  # too few values
+    ("12,MAIN ST,BURLINGTON,05401,44.4x7,-73.21", False),  # not a float
+    ("12,MAIN ST,BURLINGTON,05401,44.47,", False),  # empty float
+    ("12,MAIN,ST,BURLINGTON,05401,44.47,-73.21", True),  # extra value: tolerated
     ("", False),
-])
+  ],
+)
 def test_malformed_rule(fmt, line, ok):
   rec = fmt.parse(line)
   assert (rec is not None) == ok
-  if ok:   # float fields are the last values, string fields the first (module docstring)
+  if ok:  # float fields are the last values, string fields the first (module docstring)
     assert (rec.lat, rec.long, rec.number) == (44.47, -73.21, "12")
 
 
@@ -76,29 +82,40 @@ def test_dataset_becomes_lines_and_the_model_is_the_string_literal_alone():
   root = sc.parse_schema(text_format.CsvText)
   spec = codec.build_spec(root, data.train)
   arrays, _ = codec.encode(root, spec, data.train[:4])
-  cfg = tree.ModelConfig(vocab_size=spec.vocab_size,
-                         max_len=tuple(sorted(spec.max_len.items())), latent_dim=8, char_dim=4)
+  cfg = tree.ModelConfig(
+    vocab_size=spec.vocab_size,
+    max_len=tuple(sorted(spec.max_len.items())),
+    latent_dim=8,
+    char_dim=4,
+  )
   model = vae.RecordVAE(root, cfg)
   k = jax.random.key(0)
   params = model.init({"params": k, "latent": k, "sample": k}, arrays, 1.0, 1.0)["params"]
-  assert set(params) == {"literal", "sigma_net"}     # no Tuple around the one field
+  assert set(params) == {"literal", "sigma_net"}  # no Tuple around the one field
   assert isinstance(tree.build(root, None, cfg), tree.Single)
 
 
 def test_pvalue_report_scores_malformed_lines_zero(fmt):
   recs = synthetic.synthetic_addresses(400, 4, 1)
   train = fmt.to_texts(recs)
-  gen = fmt.to_texts(recs[:6]) + [text_format.CsvText("1,A,B"),
-                                  text_format.CsvText("1,A,B,05401,x,y")]
+  gen = fmt.to_texts(recs[:6]) + [
+    text_format.CsvText("1,A,B"),
+    text_format.CsvText("1,A,B,05401,x,y"),
+  ]
   c = base.base_config()
   c.data.format = "text"
   got = evaluate.pvalue_report(train, gen, c)
   parsed = [fmt.parse(t) for t in train]
-  zs = pvalue.fit_zip_stats([r.postcode for r in parsed],
-                            np.array([[r.lat, r.long] for r in parsed]))
+  zs = pvalue.fit_zip_stats(
+    [r.postcode for r in parsed], np.array([[r.lat, r.long] for r in parsed])
+  )
   ok = [fmt.parse(t) for t in gen[:6]]
-  p = np.concatenate([pvalue.zip_pvalues(zs, [r.postcode for r in ok],
-                                         np.array([[r.lat, r.long] for r in ok])), [0.0, 0.0]])
+  p = np.concatenate(
+    [
+      pvalue.zip_pvalues(zs, [r.postcode for r in ok], np.array([[r.lat, r.long] for r in ok])),
+      [0.0, 0.0],
+    ]
+  )
   assert got["malformed_count"] == 2 and got["malformed_rate"] == 0.25
   np.testing.assert_allclose(got["pvalue/mean"], p.mean(), rtol=1e-12)
   np.testing.assert_allclose(got["pvalue/median"], np.median(p), rtol=1e-12)

@@ -43,7 +43,7 @@ def test_resume_after_interrupt_equals_uninterrupted(config, prepared, tmp_path)
   steps = prepared.trainer.compiled_phases()
   assert set(steps) == {"train", "augmented"}
   assert all(f._cache_size() == 1 for f in steps.values())
-  loop.train(config, str(tmp_path / "b"), prepared, stop_at=3)     # "killed" after step 3
+  loop.train(config, str(tmp_path / "b"), prepared, stop_at=3)  # "killed" after step 3
   logs = []
   resumed, _ = loop.train(config, str(tmp_path / "b"), prepared, log=logs.append)
   assert any("resumed from checkpoint at step 3" in s for s in logs)
@@ -52,7 +52,7 @@ def test_resume_after_interrupt_equals_uninterrupted(config, prepared, tmp_path)
   chex.assert_trees_all_equal(straight.params, resumed.params)
   chex.assert_trees_all_equal(straight.model_state, resumed.model_state)
   chex.assert_trees_all_equal(straight.opt_state, resumed.opt_state)
-  chex.assert_trees_all_equal(straight.objective_state, resumed.objective_state)   # z_aug
+  chex.assert_trees_all_equal(straight.objective_state, resumed.objective_state)  # z_aug
   # restored (committed) arrays reuse the compiled steps: no compilation after a resume
   assert all(f._cache_size() == 1 for f in prepared.trainer.compiled_phases().values())
 
@@ -67,10 +67,10 @@ def test_non_finite_loss_skips_the_update_and_stops_the_run(config, prepared, tm
   state, _, _ = p.phase_step("train")(state, bad)
   # nothing was applied: parameters, statistics, objective states; the skip is counted
   chex.assert_trees_all_equal(
-      jax.tree.map(np.asarray, (state.params, state.model_state, state.objective_state)),
-      before)
+    jax.tree.map(np.asarray, (state.params, state.model_state, state.objective_state)), before
+  )
   assert int(state.bad_step) == 0 and int(state.opt_state.total_notfinite) == 1
-  state, _, _ = p.phase_step("train")(state, batch)   # a finite step after it applies again
+  state, _, _ = p.phase_step("train")(state, batch)  # a finite step after it applies again
   assert int(state.bad_step) == 0 and int(state.step) == 2
   assert int(state.opt_state.total_notfinite) == 1
   assert not np.allclose(jax.tree.leaves(state.params)[0], jax.tree.leaves(before[0])[0])
@@ -87,8 +87,18 @@ def test_non_finite_loss_skips_the_update_and_stops_the_run(config, prepared, tm
 def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
   workdir = str(tmp_path / "run")
   res = loop.train_and_evaluate(config, workdir, log=lambda s: None, task=prepared)
-  for k in ("pvalue/mean", "pvalue/median", "pvalue/std", "d_lev", "train/loss", "test/loss",
-            "generated/loss", "generated/bpc", "exact_copy_rate", "recon_acc/street"):
+  for k in (
+    "pvalue/mean",
+    "pvalue/median",
+    "pvalue/std",
+    "d_lev",
+    "train/loss",
+    "test/loss",
+    "generated/loss",
+    "generated/bpc",
+    "exact_copy_rate",
+    "recon_acc/street",
+  ):
     assert k in res and np.isfinite(res[k]), k
   assert 0.0 <= res["pvalue/mean"] <= 1.0 and res["d_lev"] >= 0
   rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
@@ -111,22 +121,20 @@ def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
   assert [(r.street, r.postcode) for r in back] == [(r.street, r.postcode) for r in recs]
 
 
-def test_augmented_multiscale_step_trains_on_variants_and_keeps_sampled_latents(config,
-                                                                                prepared):
+def test_augmented_multiscale_step_trains_on_variants_and_keeps_sampled_latents(config, prepared):
   p, arrays = prepared.trainer, prepared.train_arrays
   n_lv = config.objective.multiscale.n_levels
   m, d = config.objective.augmented.n_augmented // n_lv, config.model.latent_dim
   b = 16 // n_lv
-  assert p.phase_at(2) == "train" and p.phase_at(3) == "augmented"   # gen_start 0.5 x 6
+  assert p.phase_at(2) == "train" and p.phase_at(3) == "augmented"  # gen_start 0.5 x 6
   assert p.step_fn(3) is p.phase_step("augmented")
-  np.testing.assert_allclose(p.levels.p_sampled, [0.15, 0.2])        # App K linear spacing
+  np.testing.assert_allclose(p.levels.p_sampled, [0.15, 0.2])  # App K linear spacing
   state = p.create_state(0, batching.batch_at(arrays, 0, 16, 0))
   chex.assert_shape(state.objective_state["augmented"].z, (n_lv, m, d))
-  chex.assert_shape(state.params["sigma_net"]["CeluDense_0"]["Dense_0"]["kernel"],
-                    (n_lv, d, d))
+  chex.assert_shape(state.params["sigma_net"]["CeluDense_0"]["Dense_0"]["kernel"], (n_lv, d, d))
   k = state.params["sigma_net"]["CeluDense_0"]["Dense_0"]["kernel"]
-  assert not np.allclose(k[0], k[1])                                 # independent inits
-  for s in range(3):                            # plain steps seed z_aug from each level's batch
+  assert not np.allclose(k[0], k[1])  # independent inits
+  for s in range(3):  # plain steps seed z_aug from each level's batch
     state, _, aux = p.step_fn(s)(state, batching.batch_at(arrays, s, 16, 0))
   chex.assert_shape(aux["z"], (n_lv, b, d))
   chex.assert_trees_all_equal(state.objective_state["augmented"].z, aux["z"][:, :m])
@@ -135,11 +143,12 @@ def test_augmented_multiscale_step_trains_on_variants_and_keeps_sampled_latents(
   state, metrics, aux = p.step_fn(3)(state, batching.batch_at(arrays, 3, 16, 0))
   assert np.isfinite(float(metrics["loss"]))
   assert {"kl/level0", "kl/level1"} <= set(metrics)
-  chex.assert_shape(aux["z"], (n_lv, b + m, d))                      # real + variants
-  z_new, z, mu = (np.asarray(x) for x in (state.objective_state["augmented"].z, aux["z"],
-                                           aux["mu"]))
+  chex.assert_shape(aux["z"], (n_lv, b + m, d))  # real + variants
+  z_new, z, mu = (
+    np.asarray(x) for x in (state.objective_state["augmented"].z, aux["z"], aux["mu"])
+  )
   for lv in range(n_lv):
-    for i in range(m):   # each new z_aug is a SAMPLED latent: of a real row or of its variant
+    for i in range(m):  # each new z_aug is a SAMPLED latent: of a real row or of its variant
       from_real = np.any(np.all(z_new[lv, i] == z[lv, :b], -1))
       assert from_real or np.all(z_new[lv, i] == z[lv, b + i])
       assert not np.any(np.all(np.isclose(z_new[lv, i], mu[lv], atol=1e-7), -1))
@@ -150,14 +159,16 @@ def test_augmented_multiscale_step_trains_on_variants_and_keeps_sampled_latents(
     assert np.abs(new_mean - real_only).max() < np.abs(new_mean - all_rows).max() / 10
   # generation and the logged eval losses use level gen_level's latent moments
   v = p.variables(state)
-  chex.assert_trees_all_equal(v["batch_stats"]["latent_moments"],
-                              jax.tree.map(lambda a: a[0],
-                                           state.model_state["batch_stats"]["latent_moments"]))
+  chex.assert_trees_all_equal(
+    v["batch_stats"]["latent_moments"],
+    jax.tree.map(lambda a: a[0], state.model_state["batch_stats"]["latent_moments"]),
+  )
 
 
 def test_app_e_analyses_on_a_model(config, prepared, tmp_path):
   """Repeated encode/decode, per-round stats and interpolation (App D-E), plus their plots."""
   from alala_jax import analysis, viz
+
   p = prepared
   state = p.trainer.create_state(0, batching.batch_at(prepared.train_arrays, 0, 16, 0))
   train = prepared.data.train
@@ -165,23 +176,25 @@ def test_app_e_analyses_on_a_model(config, prepared, tmp_path):
   rounds = analysis.repeated_encode_decode(p, state, recs, 2, jax.random.key(0), chunk=32)
   assert len(rounds) == 3 and all(len(r) == 32 for r in rounds)
   assert rounds[0] == list(recs)
-  assert rounds[1] != rounds[0]             # an untrained model does not reproduce its input
+  assert rounds[1] != rounds[0]  # an untrained model does not reproduce its input
   stats = analysis.round_stats(rounds, train, "postcode", ("lat", "long"), "street")
-  assert stats[0]["in_train"] == 1.0        # round 0 are training records
+  assert stats[0]["in_train"] == 1.0  # round 0 are training records
   assert 0.0 <= stats[2]["in_train"] <= 1.0 and stats[0]["pvalues"].shape == (32,)
 
-  path, z = analysis.interpolate(p, state, train[0], train[1], 5, jax.random.key(1),
-                                 greedy=True)
+  path, z = analysis.interpolate(p, state, train[0], train[1], 5, jax.random.key(1), greedy=True)
   arrays, _ = codec.encode(p.root, p.spec, [train[0], train[1]])
   mu = np.asarray(p.encode_mean(p.variables(state), arrays))
   np.testing.assert_allclose(z[0], mu[0], rtol=1e-6)
   np.testing.assert_allclose(z[-1], mu[1], rtol=1e-6)
   np.testing.assert_allclose(z[2], 0.5 * (mu[0] + mu[1]), rtol=1e-5, atol=1e-6)
-  recon, _ = generate.reconstruct_records(p, state, [train[0]], jax.random.key(2), 32,
-                                          greedy=True)
+  recon, _ = generate.reconstruct_records(p, state, [train[0]], jax.random.key(2), 32, greedy=True)
   assert path[0].street == recon[0].street and len(path) == 5
 
   viz.plot_repeated_encode_decode({"training": stats}, str(tmp_path / "r.png"))
-  viz.plot_interpolation_map([[r.lat, r.long] for r in train], [[r.lat, r.long] for r in path],
-                             [r.street for r in path], str(tmp_path / "i.png"))
+  viz.plot_interpolation_map(
+    [[r.lat, r.long] for r in train],
+    [[r.lat, r.long] for r in path],
+    [r.street for r in path],
+    str(tmp_path / "i.png"),
+  )
   assert (tmp_path / "r.png").stat().st_size > 1000 and (tmp_path / "i.png").stat().st_size > 1000

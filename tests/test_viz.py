@@ -7,11 +7,29 @@ from alala_jax import viz
 
 def test_loss_curves_from_metrics(tmp_path):
   path = tmp_path / "metrics.jsonl"
-  rows = [{"step": 3, "split": "train", "loss": 9.0},
-          {"step": 5, "split": "eval", "train/loss": 2.0, "test/loss": 2.1, "generated/loss": 3.0,
-           "train/bpc": 1.0, "test/bpc": 1.1, "generated/bpc": 1.5},
-          {"step": 10, "split": "eval", "train/loss": 1.0, "test/loss": 1.2,
-           "generated/loss": 2.5, "train/bpc": 0.5, "test/bpc": 0.6, "generated/bpc": 1.2}]
+  rows = [
+    {"step": 3, "split": "train", "loss": 9.0},
+    {
+      "step": 5,
+      "split": "eval",
+      "train/loss": 2.0,
+      "test/loss": 2.1,
+      "generated/loss": 3.0,
+      "train/bpc": 1.0,
+      "test/bpc": 1.1,
+      "generated/bpc": 1.5,
+    },
+    {
+      "step": 10,
+      "split": "eval",
+      "train/loss": 1.0,
+      "test/loss": 1.2,
+      "generated/loss": 2.5,
+      "train/bpc": 0.5,
+      "test/bpc": 0.6,
+      "generated/bpc": 1.2,
+    },
+  ]
   path.write_text("".join(json.dumps(r) + "\n" for r in rows))
   png = tmp_path / "l.png"
   curves = viz.plot_loss_curves(str(path), str(png), "t")

@@ -42,8 +42,12 @@ def test_w2_squared_matches_scipy_sqrtm_on_random_covariances(seed):
   got2 = wae.gaussian_w2_squared(*(jnp.asarray(x, jnp.float32) for x in (mean, cov, m2, s2)))
   np.testing.assert_allclose(float(got2), ref, rtol=1e-4)
   np.testing.assert_allclose(
-      float(wae.gaussian_w2_squared(jnp.asarray(m_hat), jnp.asarray(s_hat), jnp.zeros(d),
-                                    jnp.eye(d))), _scipy_w2(m_hat, s_hat), rtol=1e-4)
+    float(
+      wae.gaussian_w2_squared(jnp.asarray(m_hat), jnp.asarray(s_hat), jnp.zeros(d), jnp.eye(d))
+    ),
+    _scipy_w2(m_hat, s_hat),
+    rtol=1e-4,
+  )
 
 
 def test_w2_is_zero_for_the_prior_and_grows_with_a_shift():
@@ -57,7 +61,7 @@ def test_gradient_finite_difference_and_rank_deficient_batch():
   z = jnp.asarray(rng.normal(size=(30, 4)) * [1.0, 2.0, 0.5, 1.5], jnp.float32)
   g = jax.grad(wae.w2_squared_standard_normal)(z)
   eps = 1e-2
-  for (i, j) in [(0, 0), (5, 2), (29, 3)]:
+  for i, j in [(0, 0), (5, 2), (29, 3)]:
     dz = jnp.zeros_like(z).at[i, j].set(eps)
     w2 = wae.w2_squared_standard_normal
     fd = (w2(z + dz) - w2(z - dz)) / (2 * eps)
@@ -87,8 +91,14 @@ def test_wae_objective_is_recon_plus_beta_w2_per_latent_dim():
   rng = np.random.default_rng(4)
   z = jnp.asarray(rng.normal(size=(12, 4)) * 1.5 + 0.3, jnp.float32)
   recon = jnp.asarray(rng.uniform(size=12), jnp.float32)
-  terms = Terms(recon=Recon(nll=recon, loss=recon, fields={}), kl=jnp.zeros(12), z=z,
-                posterior=DiagGaussian(z, jnp.ones_like(z)), row_mask=None, kl_scale=0.25)
+  terms = Terms(
+    recon=Recon(nll=recon, loss=recon, fields={}),
+    kl=jnp.zeros(12),
+    z=z,
+    posterior=DiagGaussian(z, jnp.ones_like(z)),
+    row_mask=None,
+    kl_scale=0.25,
+  )
   w2 = float(wae.w2_squared_standard_normal(z)) / 4
   loss, m = obj.loss({}, terms, step=0, level=Level(beta_scale=0.5))
   np.testing.assert_allclose(float(m["wae/w2"]), w2, rtol=1e-5)
@@ -97,15 +107,20 @@ def test_wae_objective_is_recon_plus_beta_w2_per_latent_dim():
   # rows weighted by the row mask: W2 of the real rows alone
   mask = jnp.asarray([1.0] * 8 + [0.0] * 4)
   _, mm = obj.loss({}, terms.replace(row_mask=mask), step=0, level=Level())
-  np.testing.assert_allclose(float(mm["wae/w2"]),
-                             float(wae.w2_squared_standard_normal(z[:8])) / 4, rtol=1e-5)
+  np.testing.assert_allclose(
+    float(mm["wae/w2"]), float(wae.w2_squared_standard_normal(z[:8])) / 4, rtol=1e-5
+  )
 
 
 def test_wae_on_the_record_model_is_deterministic_with_batch_w2(small_core):
   """'wae': z = mu (no latent noise), loss = recon + beta W2^2(batch of z) / D."""
   model, state, batches = small_core
-  setup = state_lib.Setup(model=model, objective=objectives.make("wae", _config(), model),
-                          tx=optax.identity(), levels=multiscale.Levels())
+  setup = state_lib.Setup(
+    model=model,
+    objective=objectives.make("wae", _config(), model),
+    tx=optax.identity(),
+    levels=multiscale.Levels(),
+  )
   v = state_lib.level_variables(setup, state.variables(), 0)
   batch = multiscale.level_slice(batches, 0)
 
@@ -114,20 +129,22 @@ def test_wae_on_the_record_model_is_deterministic_with_batch_w2(small_core):
     terms, _ = step_lib.level_terms(setup, v, batch, None, key, 0, train=True)
     loss, m = setup.objective.loss({}, terms, step=0, level=Level())
     return loss, m, terms
+
   loss, m, terms = f(jax.random.key(0))
   np.testing.assert_array_equal(np.asarray(terms.z), np.asarray(terms.posterior.mean))
   _, _, terms2 = f(jax.random.key(1))
-  np.testing.assert_array_equal(np.asarray(terms2.z), np.asarray(terms.z))    # no latent noise
+  np.testing.assert_array_equal(np.asarray(terms2.z), np.asarray(terms.z))  # no latent noise
   d = terms.z.shape[-1]
   w2 = float(wae.w2_squared_standard_normal(terms.z)) / d
   np.testing.assert_allclose(float(m["wae/w2"]), w2, rtol=1e-5)
-  np.testing.assert_allclose(float(loss), float(jnp.mean(terms.recon.loss)) + 0.128 * w2,
-                             rtol=1e-5)
+  np.testing.assert_allclose(float(loss), float(jnp.mean(terms.recon.loss)) + 0.128 * w2, rtol=1e-5)
   # a stochastic objective on the same model samples z
-  beta = state_lib.Setup(model=model, objective=objectives.make("beta", _config(), model),
-                         tx=optax.identity())
+  beta = state_lib.Setup(
+    model=model, objective=objectives.make("beta", _config(), model), tx=optax.identity()
+  )
   tb, _ = jax.jit(lambda k: step_lib.level_terms(beta, v, batch, None, k, 0, train=True))(
-      jax.random.key(0))
+    jax.random.key(0)
+  )
   assert not np.allclose(np.asarray(tb.z), np.asarray(tb.posterior.mean))
 
 

@@ -29,7 +29,7 @@ def batch_at(arrays: Any, step: int, batch_size: int, seed: int) -> Any:
   per_epoch = n // batch_size
   epoch, i = divmod(step, per_epoch)
   perm = np.random.default_rng([seed, epoch]).permutation(n)
-  return take(arrays, perm[i * batch_size:(i + 1) * batch_size])
+  return take(arrays, perm[i * batch_size : (i + 1) * batch_size])
 
 
 def eval_batches(arrays: Any, batch_size: int, n_batches: int, seed: int) -> Iterator[Any]:

@@ -35,21 +35,24 @@ OOV_CHAR = "\ufffd"
 @dataclasses.dataclass
 class EncodeReport:
   """Counts of documented lossy handling during encoding."""
+
   oov_chars: int = 0
   truncated_strings: int = 0
   truncated_lists: int = 0
 
   def merge(self, other: "EncodeReport") -> "EncodeReport":
-    return EncodeReport(*(a + b for a, b in zip(dataclasses.astuple(self),
-                                                dataclasses.astuple(other))))
+    return EncodeReport(
+      *(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other)))
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
   """What is needed to turn records into arrays: vocabulary and per-field maximum sizes."""
+
   chars: str
-  max_len: dict[str, int]      # path name -> maximum string length
-  max_items: dict[str, int]    # path name -> maximum list length
+  max_len: dict[str, int]  # path name -> maximum string length
+  max_items: dict[str, int]  # path name -> maximum list length
 
   @property
   def vocab_size(self) -> int:
@@ -101,8 +104,9 @@ def build_spec(root: sc.RecordNode, records: Sequence[Any], min_len: int = 1) ->
   return DataSpec(chars="".join(sorted(chars)), max_len=max_len, max_items=max_items)
 
 
-def encode(root: sc.RecordNode, spec: DataSpec, records: Sequence[Any]
-           ) -> tuple[dict[str, Any], EncodeReport]:
+def encode(
+  root: sc.RecordNode, spec: DataSpec, records: Sequence[Any]
+) -> tuple[dict[str, Any], EncodeReport]:
   """Encodes records (dataclass instances or nested dicts) into the array pytree.
 
   Returns:
@@ -124,7 +128,7 @@ def encode(root: sc.RecordNode, spec: DataSpec, records: Sequence[Any]
           v = v[:max_len]
         ids = [c2i.get(ch, OOV_ID) for ch in v]
         report.oov_chars += sum(1 for t in ids if t == OOV_ID)
-        chars[i, :len(ids)] = ids
+        chars[i, : len(ids)] = ids
         length[i] = len(ids)
       return {"chars": chars, "length": length}
     if isinstance(node, sc.FloatsNode):
@@ -154,7 +158,7 @@ def encode(root: sc.RecordNode, spec: DataSpec, records: Sequence[Any]
     out = {}
     for c in node.children:
       if isinstance(c, sc.FloatsNode):
-        out[c.key] = enc(c, values)   # float fields are read from the record itself
+        out[c.key] = enc(c, values)  # float fields are read from the record itself
       else:
         out[c.key] = enc(c, [_get(v, c.key) for v in values])
     return out
@@ -162,8 +166,9 @@ def encode(root: sc.RecordNode, spec: DataSpec, records: Sequence[Any]
   return enc(root, list(records)), report
 
 
-def decode(root: sc.RecordNode, spec: DataSpec, arrays: dict[str, Any],
-           as_dict: bool = False) -> list[Any]:
+def decode(
+  root: sc.RecordNode, spec: DataSpec, arrays: dict[str, Any], as_dict: bool = False
+) -> list[Any]:
   """Decodes the array pytree (numpy or jax) back into records.
 
   For strings the first END token ends the string (``length`` is ignored if ``chars`` has an
@@ -189,10 +194,9 @@ def decode(root: sc.RecordNode, spec: DataSpec, arrays: dict[str, Any],
     if isinstance(node, sc.ListNode):
       count = np.asarray(a["count"])
       n, m = count.shape[0], jax.tree.leaves(a["items"])[0].shape[1]
-      flat_items = jax.tree.map(lambda x: np.asarray(x).reshape((n * m,) + x.shape[2:]),
-                                a["items"])
+      flat_items = jax.tree.map(lambda x: np.asarray(x).reshape((n * m,) + x.shape[2:]), a["items"])
       vals = dec(node.child, flat_items)
-      return [vals[i * m: i * m + int(count[i])] for i in range(n)]
+      return [vals[i * m : i * m + int(count[i])] for i in range(n)]
     assert isinstance(node, sc.RecordNode)
     cols: dict[str, list[Any]] = {}
     n = None

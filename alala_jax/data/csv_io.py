@@ -28,8 +28,11 @@ class DataError(ValueError):
   """Bad input data; the message names the file, the line and the field."""
 
   def __init__(self, path: str, line: int | None, field: str | None, message: str):
-    where = f"{path}" + (f", line {line}" if line is not None else "") + (
-        f", field {field!r}" if field is not None else "")
+    where = (
+      f"{path}"
+      + (f", line {line}" if line is not None else "")
+      + (f", field {field!r}" if field is not None else "")
+    )
     super().__init__(f"{where}: {message}")
     self.path, self.line, self.field = path, line, field
 
@@ -39,7 +42,7 @@ class CsvReport:
   rows_read: int = 0
   rows_skipped: int = 0
   skipped_lines: list[int] = dataclasses.field(default_factory=list)  # first 20 only
-  skip_reasons: list[str] = dataclasses.field(default_factory=list)   # first 20 only
+  skip_reasons: list[str] = dataclasses.field(default_factory=list)  # first 20 only
 
   def summary(self) -> str:
     s = f"{self.rows_read} rows read, {self.rows_skipped} skipped"
@@ -75,8 +78,9 @@ def _flat_fields(root: sc.RecordNode) -> list[tuple[str, str, bool]]:
       out.append((c.key, "str" if isinstance(c.child, sc.StringNode) else "float", True))
     else:
       raise sc.SchemaError(
-          f"{root.cls.__name__}.{c.key}: CSV loading supports flat records of str, float and "
-          "Optional fields only")
+        f"{root.cls.__name__}.{c.key}: CSV loading supports flat records of str, float and "
+        "Optional fields only"
+      )
   return out
 
 
@@ -93,8 +97,13 @@ def _column_at(raw: bytes, offset: int) -> str | None:
   return names[i].strip() if i < len(names) and start > 0 else None
 
 
-def read_csv(path: str | os.PathLike, cls: type, columns: str | dict[str, str] | None = None,
-             on_bad_row: str = "error", limit: int | None = None) -> tuple[list[Any], CsvReport]:
+def read_csv(
+  path: str | os.PathLike,
+  cls: type,
+  columns: str | dict[str, str] | None = None,
+  on_bad_row: str = "error",
+  limit: int | None = None,
+) -> tuple[list[Any], CsvReport]:
   """Reads a CSV file into dataclass records.
 
   Args:
@@ -127,9 +136,13 @@ def read_csv(path: str | os.PathLike, cls: type, columns: str | dict[str, str] |
     text = raw.decode("utf-8-sig")
   except UnicodeDecodeError as e:
     line = raw[: e.start].count(b"\n") + 1
-    raise DataError(path, line, _column_at(raw, e.start),
-                    f"not valid UTF-8 (byte {raw[e.start]:#04x} at offset {e.start}); "
-                    "re-encode the file as UTF-8") from None
+    raise DataError(
+      path,
+      line,
+      _column_at(raw, e.start),
+      f"not valid UTF-8 (byte {raw[e.start]:#04x} at offset {e.start}); "
+      "re-encode the file as UTF-8",
+    ) from None
   reader = csv.reader(io.StringIO(text, newline=""))
   header = next(reader, None)
   if header is None or not any(h.strip() for h in header):
@@ -139,9 +152,13 @@ def read_csv(path: str | os.PathLike, cls: type, columns: str | dict[str, str] |
   for name, _, _ in fields:
     col = mapping.get(name, name)
     if col.lower() not in lower:
-      raise DataError(path, 1, name, f"column {col!r} not found in header {header}"
-                      + ("" if name in mapping else
-                         f"; map it with columns='{name}=<COLUMN>'"))
+      raise DataError(
+        path,
+        1,
+        name,
+        f"column {col!r} not found in header {header}"
+        + ("" if name in mapping else f"; map it with columns='{name}=<COLUMN>'"),
+      )
     index[name] = lower[col.lower()]
 
   report = CsvReport()
@@ -150,7 +167,7 @@ def read_csv(path: str | os.PathLike, cls: type, columns: str | dict[str, str] |
     line = reader.line_num
     if limit is not None and report.rows_read >= limit:
       break
-    if not row:        # blank line: csv yields []; count it, never drop silently
+    if not row:  # blank line: csv yields []; count it, never drop silently
       problem = (None, "blank line")
     elif len(row) != len(header):
       problem = (None, f"ragged row: {len(row)} cells, header has {len(header)}")
@@ -183,8 +200,12 @@ def read_csv(path: str | os.PathLike, cls: type, columns: str | dict[str, str] |
     records.append(cls(**values))
     report.rows_read += 1
   if not records:
-    raise DataError(path, None, None, "no data rows" + (
-        f" ({report.rows_skipped} skipped)" if report.rows_skipped else ""))
+    raise DataError(
+      path,
+      None,
+      None,
+      "no data rows" + (f" ({report.rows_skipped} skipped)" if report.rows_skipped else ""),
+    )
   return records, report
 
 

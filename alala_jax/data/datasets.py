@@ -28,8 +28,8 @@ class Dataset:
   train: list[Any]
   test: list[Any]
   source: str
-  notes: str   # what loading did (rows read, skipped, ...)
-  text: text_format.TextFormat | None = None   # records are CsvText lines of this format
+  notes: str  # what loading did (rows read, skipped, ...)
+  text: text_format.TextFormat | None = None  # records are CsvText lines of this format
 
 
 def model_cls(data_cfg) -> type:
@@ -49,19 +49,23 @@ def load(data_cfg) -> Dataset:
   """Loads the data set described by `config.data`."""
   cls = import_schema(data_cfg.schema)
   if data_cfg.csv:
-    records, report = csv_io.read_csv(data_cfg.csv, cls, data_cfg.columns, data_cfg.on_bad_row,
-                                      data_cfg.limit or None)
+    records, report = csv_io.read_csv(
+      data_cfg.csv, cls, data_cfg.columns, data_cfg.on_bad_row, data_cfg.limit or None
+    )
     source, notes = data_cfg.csv, report.summary()
   else:
     if cls.__name__ != "Address":
-      raise ValueError("the embedded synthetic data set is for the Address schema; "
-                       "set config.data.csv for other schemas")
-    records = synthetic.synthetic_addresses(data_cfg.num_synthetic, data_cfg.num_zips,
-                                            data_cfg.split_seed)
+      raise ValueError(
+        "the embedded synthetic data set is for the Address schema; "
+        "set config.data.csv for other schemas"
+      )
+    records = synthetic.synthetic_addresses(
+      data_cfg.num_synthetic, data_cfg.num_zips, data_cfg.split_seed
+    )
     source = f"synthetic(n={data_cfg.num_synthetic}, zips={data_cfg.num_zips})"
     notes = f"{len(records)} synthetic records"
   fmt = text_format.from_config(data_cfg, cls)
-  if fmt is not None:     # App F: each record becomes one comma-separated line
+  if fmt is not None:  # App F: each record becomes one comma-separated line
     records, cls = fmt.to_texts(records), text_format.CsvText
     notes += f"; as comma-separated text ({','.join(fmt.fields)}, {fmt.decimals} decimals)"
   train, test = split(records, data_cfg.test_fraction, data_cfg.split_seed)

@@ -26,9 +26,17 @@ import numpy as np
 MNIST_SHAPE = (28, 28)
 MNIST_SPLITS = ("train", "valid", "test")
 MNIST_NPZ = "binarized_mnist_uint8.npz"
-DEFAULT_MNIST_DIR = os.path.normpath(os.path.join(
-    os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "shared", "data",
-    "binarized_mnist"))
+DEFAULT_MNIST_DIR = os.path.normpath(
+  os.path.join(
+    os.path.dirname(os.path.abspath(__file__)),
+    "..",
+    "..",
+    "..",
+    "shared",
+    "data",
+    "binarized_mnist",
+  )
+)
 SYNTHETIC_CLASSES = ("horizontal_bar", "vertical_bar", "rectangle", "cross", "square")
 _MAT_MAGIC = b"MATLAB"
 
@@ -36,12 +44,13 @@ _MAT_MAGIC = b"MATLAB"
 @dataclasses.dataclass(frozen=True, eq=False)
 class ImageData:
   """A binary image data set, images flattened to [N, H * W] float32 in {0, 1}."""
-  train: np.ndarray                   # [N_train, P]
-  test: np.ndarray                    # [N_test, P]
-  shape: tuple[int, int]              # (H, W); P = H * W, row-major
-  source: str                         # where it came from (a path, or 'synthetic(...)')
-  notes: str                          # what loading did (counts, limits, merges)
-  valid: np.ndarray | None = None     # [N_valid, P] validation split, when the source has one
+
+  train: np.ndarray  # [N_train, P]
+  test: np.ndarray  # [N_test, P]
+  shape: tuple[int, int]  # (H, W); P = H * W, row-major
+  source: str  # where it came from (a path, or 'synthetic(...)')
+  notes: str  # what loading did (counts, limits, merges)
+  valid: np.ndarray | None = None  # [N_valid, P] validation split, when the source has one
 
   @property
   def num_pixels(self) -> int:
@@ -60,38 +69,40 @@ def _check_binary(name: str, x: np.ndarray, num_pixels: int) -> np.ndarray:
 
 # ------------------------------------------------------------------------ synthetic images --
 
+
 def _draw(rng: np.random.Generator, cls: int, size: int) -> np.ndarray:
   """One [size, size] image of class `cls` (SYNTHETIC_CLASSES), uint8."""
   img = np.zeros((size, size), np.uint8)
-  lo = max(2, size // 2)                     # shortest bar / side
-  if cls in (0, 1):                          # a bar, 1 or 2 pixels thick, at least size/2 long
+  lo = max(2, size // 2)  # shortest bar / side
+  if cls in (0, 1):  # a bar, 1 or 2 pixels thick, at least size/2 long
     length = rng.integers(lo, size + 1)
     start = rng.integers(0, size - length + 1)
     thick = rng.integers(1, 3)
     pos = rng.integers(0, size - thick + 1)
     if cls == 0:
-      img[pos:pos + thick, start:start + length] = 1
+      img[pos : pos + thick, start : start + length] = 1
     else:
-      img[start:start + length, pos:pos + thick] = 1
-  elif cls == 2:                             # a rectangle outline, sides >= 3
+      img[start : start + length, pos : pos + thick] = 1
+  elif cls == 2:  # a rectangle outline, sides >= 3
     h, w = rng.integers(3, size + 1, 2)
     r, c = rng.integers(0, size - h + 1), rng.integers(0, size - w + 1)
-    img[r, c:c + w] = img[r + h - 1, c:c + w] = 1
-    img[r:r + h, c] = img[r:r + h, c + w - 1] = 1
-  elif cls == 3:                             # a cross (plus sign), arms 1..size/2 - 1
+    img[r, c : c + w] = img[r + h - 1, c : c + w] = 1
+    img[r : r + h, c] = img[r : r + h, c + w - 1] = 1
+  elif cls == 3:  # a cross (plus sign), arms 1..size/2 - 1
     arm = rng.integers(1, max(2, size // 2))
     r, c = rng.integers(arm, size - arm, 2)
-    img[r - arm:r + arm + 1, c] = 1
-    img[r, c - arm:c + arm + 1] = 1
-  else:                                      # a filled square, side 2..size/2
+    img[r - arm : r + arm + 1, c] = 1
+    img[r, c - arm : c + arm + 1] = 1
+  else:  # a filled square, side 2..size/2
     s = rng.integers(2, max(3, size // 2 + 1))
     r, c = rng.integers(0, size - s + 1, 2)
-    img[r:r + s, c:c + s] = 1
+    img[r : r + s, c : c + s] = 1
   return img
 
 
-def synthetic_images(n: int = 2000, size: int = 8, seed: int = 0, test_fraction: float = 0.1,
-                     flip_prob: float = 0.02) -> ImageData:
+def synthetic_images(
+  n: int = 2000, size: int = 8, seed: int = 0, test_fraction: float = 0.1, flip_prob: float = 0.02
+) -> ImageData:
   """A deterministic synthetic binary image set (the same arguments give the same arrays).
 
   Each image shows one shape of a class drawn uniformly from SYNTHETIC_CLASSES (horizontal or
@@ -111,8 +122,9 @@ def synthetic_images(n: int = 2000, size: int = 8, seed: int = 0, test_fraction:
   if size < 4:
     raise ValueError(f"size must be at least 4, got {size}")
   if n < 1 or not 0.0 <= test_fraction < 1.0:
-    raise ValueError(f"need n >= 1 and 0 <= test_fraction < 1, got n={n}, "
-                     f"test_fraction={test_fraction}")
+    raise ValueError(
+      f"need n >= 1 and 0 <= test_fraction < 1, got n={n}, test_fraction={test_fraction}"
+    )
   rng = np.random.default_rng(seed)
   classes = rng.integers(0, len(SYNTHETIC_CLASSES), n)
   images = np.stack([_draw(rng, int(c), size) for c in classes]).reshape(n, size * size)
@@ -122,13 +134,21 @@ def synthetic_images(n: int = 2000, size: int = 8, seed: int = 0, test_fraction:
   n_test = round(test_fraction * n)
   counts = np.bincount(classes, minlength=len(SYNTHETIC_CLASSES))
   per_class = ", ".join(f"{k} {c}" for k, c in zip(SYNTHETIC_CLASSES, counts))
-  notes = (f"{n} synthetic {size}x{size} images ({per_class}), pixel flips p={flip_prob}, "
-           f"{n - n_test} train / {n_test} test")
-  return ImageData(train=images[perm[n_test:]], test=images[perm[:n_test]], shape=(size, size),
-                   source=f"synthetic(n={n}, size={size}, seed={seed})", notes=notes)
+  notes = (
+    f"{n} synthetic {size}x{size} images ({per_class}), pixel flips p={flip_prob}, "
+    f"{n - n_test} train / {n_test} test"
+  )
+  return ImageData(
+    train=images[perm[n_test:]],
+    test=images[perm[:n_test]],
+    shape=(size, size),
+    source=f"synthetic(n={n}, size={size}, seed={seed})",
+    notes=notes,
+  )
 
 
 # ---------------------------------------------------------------------- binarized MNIST --
+
 
 def read_amat(path: str, num_pixels: int = 784) -> np.ndarray:
   """One split of binarized MNIST from an `.amat` file: uint8 [N, num_pixels] in {0, 1}.
@@ -174,13 +194,13 @@ def _read_amat_text(path: str, num_pixels: int) -> np.ndarray:
         values = np.asarray(tokens, dtype=np.float64)
       except ValueError:
         j = next(j for j, t in enumerate(tokens) if not _is_number(t))
-        raise ValueError(f"{path}:{lineno}: value {tokens[j]!r} in column {j + 1} is not 0 "
-                         "or 1") from None
+        raise ValueError(
+          f"{path}:{lineno}: value {tokens[j]!r} in column {j + 1} is not 0 or 1"
+        ) from None
       bad = np.flatnonzero((values != 0.0) & (values != 1.0))
       if bad.size:
         j = int(bad[0])
-        raise ValueError(f"{path}:{lineno}: value {tokens[j]!r} in column {j + 1} is not 0 "
-                         "or 1")
+        raise ValueError(f"{path}:{lineno}: value {tokens[j]!r} in column {j + 1} is not 0 or 1")
       rows.append(values.astype(np.uint8))
   if not rows:
     raise ValueError(f"{path}: no images")
@@ -198,9 +218,11 @@ def _is_number(token: str) -> bool:
 def _read_splits(path: str) -> tuple[dict[str, np.ndarray], str]:
   """{'train', 'valid', 'test'} uint8 arrays and the file(s) read, from a dir or an .npz."""
   if not os.path.exists(path):
-    raise FileNotFoundError(f"binarized MNIST not found: {path} (expected a directory with "
-                            f"{MNIST_NPZ} or binarized_mnist_{{train,valid,test}}.amat, or the "
-                            ".npz itself)")
+    raise FileNotFoundError(
+      f"binarized MNIST not found: {path} (expected a directory with "
+      f"{MNIST_NPZ} or binarized_mnist_{{train,valid,test}}.amat, or the "
+      ".npz itself)"
+    )
   npz = path if os.path.isfile(path) else os.path.join(path, MNIST_NPZ)
   if os.path.isfile(npz):
     if not npz.endswith(".npz"):
@@ -209,18 +231,19 @@ def _read_splits(path: str) -> tuple[dict[str, np.ndarray], str]:
       missing = [k for k in MNIST_SPLITS if k not in d.files]
       if missing:
         raise ValueError(f"{npz}: missing arrays {missing} (has {d.files})")
-      return {k: _check_binary(f"{npz}[{k}]", d[k], 784).astype(np.uint8)
-              for k in MNIST_SPLITS}, npz
+      return {
+        k: _check_binary(f"{npz}[{k}]", d[k], 784).astype(np.uint8) for k in MNIST_SPLITS
+      }, npz
   files = {k: os.path.join(path, f"binarized_mnist_{k}.amat") for k in MNIST_SPLITS}
   for f in files.values():
     if not os.path.isfile(f):
-      raise FileNotFoundError(f"binarized MNIST file not found: {f} (and no {MNIST_NPZ} in "
-                              f"{path})")
+      raise FileNotFoundError(f"binarized MNIST file not found: {f} (and no {MNIST_NPZ} in {path})")
   return {k: read_amat(f) for k, f in files.items()}, path
 
 
-def load_binarized_mnist(path: str = DEFAULT_MNIST_DIR, *, merge_valid: bool = False,
-                         limit: int = 0, test_limit: int = 0) -> ImageData:
+def load_binarized_mnist(
+  path: str = DEFAULT_MNIST_DIR, *, merge_valid: bool = False, limit: int = 0, test_limit: int = 0
+) -> ImageData:
   """The static binarized MNIST, 28x28 flattened to 784 pixels.
 
   Args:
@@ -241,8 +264,7 @@ def load_binarized_mnist(path: str = DEFAULT_MNIST_DIR, *, merge_valid: bool = F
   """
   splits, read = _read_splits(path)
   train, valid, test = (splits[k].astype(np.float32) for k in MNIST_SPLITS)
-  notes = (f"binarized MNIST from {read}: {len(train)} train / {len(valid)} valid / "
-           f"{len(test)} test")
+  notes = f"binarized MNIST from {read}: {len(train)} train / {len(valid)} valid / {len(test)} test"
   if merge_valid:
     train, valid = np.concatenate([train, valid]), None
     notes += "; validation merged into train"
@@ -252,27 +274,28 @@ def load_binarized_mnist(path: str = DEFAULT_MNIST_DIR, *, merge_valid: bool = F
     test = test[:test_limit]
   if limit or test_limit:
     notes += f"; kept {len(train)} train / {len(test)} test"
-  return ImageData(train=train, test=test, shape=MNIST_SHAPE, source=read, notes=notes,
-                   valid=valid)
+  return ImageData(train=train, test=test, shape=MNIST_SHAPE, source=read, notes=notes, valid=valid)
 
 
 # ------------------------------------------------------------------------------- config --
 
+
 def default_config():
   """The image data section of a config (an `ml_collections.ConfigDict`, a comment per field)."""
   import ml_collections
+
   c = ml_collections.ConfigDict()
-  c.source = "synthetic"       # 'synthetic' (embedded, no files) | 'binarized_mnist'
-  c.path = ""                  # binarized_mnist: directory or .npz ('' = DEFAULT_MNIST_DIR,
-                               # ../shared/data/binarized_mnist beside the repository)
-  c.merge_valid = False        # binarized_mnist: train on train + valid (60k, as IWAE)
-  c.num_synthetic = 2000       # synthetic: images in total (train + test)
-  c.image_size = 8             # synthetic: image side (images are image_size x image_size)
-  c.flip_prob = 0.02           # synthetic: per-pixel flip probability
-  c.test_fraction = 0.1        # synthetic: held-out share
-  c.split_seed = 0             # synthetic: seed of the drawing and of the train/test split
-  c.limit = 0                  # keep the first `limit` training images (0 = all)
-  c.test_limit = 0             # keep the first `test_limit` test images (0 = all)
+  c.source = "synthetic"  # 'synthetic' (embedded, no files) | 'binarized_mnist'
+  c.path = ""  # binarized_mnist: directory or .npz ('' = DEFAULT_MNIST_DIR,
+  # ../shared/data/binarized_mnist beside the repository)
+  c.merge_valid = False  # binarized_mnist: train on train + valid (60k, as IWAE)
+  c.num_synthetic = 2000  # synthetic: images in total (train + test)
+  c.image_size = 8  # synthetic: image side (images are image_size x image_size)
+  c.flip_prob = 0.02  # synthetic: per-pixel flip probability
+  c.test_fraction = 0.1  # synthetic: held-out share
+  c.split_seed = 0  # synthetic: seed of the drawing and of the train/test split
+  c.limit = 0  # keep the first `limit` training images (0 = all)
+  c.test_limit = 0  # keep the first `test_limit` test images (0 = all)
   return c
 
 
@@ -305,18 +328,27 @@ def load(cfg: Any) -> ImageData:
   source = get("source")
   limit, test_limit = int(get("limit")), int(get("test_limit"))
   if source == "binarized_mnist":
-    return load_binarized_mnist(get("path") or DEFAULT_MNIST_DIR,
-                                merge_valid=bool(get("merge_valid")), limit=limit,
-                                test_limit=test_limit)
+    return load_binarized_mnist(
+      get("path") or DEFAULT_MNIST_DIR,
+      merge_valid=bool(get("merge_valid")),
+      limit=limit,
+      test_limit=test_limit,
+    )
   if source != "synthetic":
-    raise ValueError(f"unknown image data source {source!r}: expected 'synthetic' or "
-                     "'binarized_mnist'")
-  data = synthetic_images(int(get("num_synthetic")), int(get("image_size")),
-                          int(get("split_seed")), float(get("test_fraction")),
-                          float(get("flip_prob")))
+    raise ValueError(
+      f"unknown image data source {source!r}: expected 'synthetic' or 'binarized_mnist'"
+    )
+  data = synthetic_images(
+    int(get("num_synthetic")),
+    int(get("image_size")),
+    int(get("split_seed")),
+    float(get("test_fraction")),
+    float(get("flip_prob")),
+  )
   if not (limit or test_limit):
     return data
   train = data.train[:limit] if limit else data.train
   test = data.test[:test_limit] if test_limit else data.test
-  return dataclasses.replace(data, train=train, test=test,
-                             notes=data.notes + f"; kept {len(train)} train / {len(test)} test")
+  return dataclasses.replace(
+    data, train=train, test=test, notes=data.notes + f"; kept {len(train)} train / {len(test)} test"
+  )

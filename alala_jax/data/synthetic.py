@@ -14,14 +14,74 @@ import numpy as np
 
 from alala_jax.schema import Address
 
-_SYL = ["AL", "BAR", "BEN", "BRO", "CAM", "CHES", "DAN", "DER", "EL", "FAIR", "FER", "GLEN",
-        "GRA", "HAL", "HAR", "KEN", "LAN", "LIN", "MAR", "MIL", "MOR", "NOR", "PEL", "RAN",
-        "RICH", "ROX", "SHEL", "STO", "TOP", "WAL", "WEST", "WIN", "WOOD", "ASH", "BERK", "COL"]
+_SYL = [
+  "AL",
+  "BAR",
+  "BEN",
+  "BRO",
+  "CAM",
+  "CHES",
+  "DAN",
+  "DER",
+  "EL",
+  "FAIR",
+  "FER",
+  "GLEN",
+  "GRA",
+  "HAL",
+  "HAR",
+  "KEN",
+  "LAN",
+  "LIN",
+  "MAR",
+  "MIL",
+  "MOR",
+  "NOR",
+  "PEL",
+  "RAN",
+  "RICH",
+  "ROX",
+  "SHEL",
+  "STO",
+  "TOP",
+  "WAL",
+  "WEST",
+  "WIN",
+  "WOOD",
+  "ASH",
+  "BERK",
+  "COL",
+]
 _END = ["TON", "FORD", "VILLE", "FIELD", "BURY", "LEY", "MONT", "WICK", "HAM", "BROOK", "DALE"]
 _STREET_SUFFIX = ["RD", "ST", "AVE", "LN", "DR", "HILL RD", "BROOK RD", "WAY", "CIR", "PL"]
-_STREET_WORDS = ["MAPLE", "OAK", "PINE", "BIRCH", "CEDAR", "RIVER", "LAKE", "MILL", "SCHOOL",
-                 "CHURCH", "NORTH", "SOUTH", "EAST", "WEST", "UPPER", "LOWER", "POND", "RIDGE",
-                 "MEADOW", "ORCHARD", "SUGAR", "BEAR", "FOX", "DEER", "HOLLOW", "VALLEY"]
+_STREET_WORDS = [
+  "MAPLE",
+  "OAK",
+  "PINE",
+  "BIRCH",
+  "CEDAR",
+  "RIVER",
+  "LAKE",
+  "MILL",
+  "SCHOOL",
+  "CHURCH",
+  "NORTH",
+  "SOUTH",
+  "EAST",
+  "WEST",
+  "UPPER",
+  "LOWER",
+  "POND",
+  "RIDGE",
+  "MEADOW",
+  "ORCHARD",
+  "SUGAR",
+  "BEAR",
+  "FOX",
+  "DEER",
+  "HOLLOW",
+  "VALLEY",
+]
 
 
 def _town_name(rng: np.random.Generator) -> str:
@@ -61,8 +121,9 @@ def synthetic_addresses(n: int = 20000, num_zips: int = 40, seed: int = 0) -> li
   for k in range(num_zips):
     m = int(rng.integers(1, 4))
     zip_cities.append([towns[k]] + list(rng.choice(towns, size=m - 1)))
-  zip_streets = [[_street_name(rng) for _ in range(int(rng.integers(15, 60)))]
-                 for _ in range(num_zips)]
+  zip_streets = [
+    [_street_name(rng) for _ in range(int(rng.integers(15, 60)))] for _ in range(num_zips)
+  ]
   popularity = rng.dirichlet(np.full(num_zips, 2.0))
 
   zip_idx = rng.choice(num_zips, size=n, p=popularity)
@@ -76,7 +137,17 @@ def synthetic_addresses(n: int = 20000, num_zips: int = 40, seed: int = 0) -> li
     cities = zip_cities[k]
     city = cities[0] if rng.random() < 0.7 else cities[int(rng.integers(len(cities)))]
     number = "" if rng.random() < 0.07 else str(int(np.exp(rng.uniform(0, np.log(5000)))))
-    out.append(Address(lat=float(np.float32(lat)), long=float(np.float32(lon)), number=number,
-                       street=str(rng.choice(zip_streets[k])), unit="", city=str(city),
-                       district="", region="", postcode=zips[k]))
+    out.append(
+      Address(
+        lat=float(np.float32(lat)),
+        long=float(np.float32(lon)),
+        number=number,
+        street=str(rng.choice(zip_streets[k])),
+        unit="",
+        city=str(city),
+        district="",
+        region="",
+        postcode=zips[k],
+      )
+    )
   return out

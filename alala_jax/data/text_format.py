@@ -25,12 +25,14 @@ ENABLED = "text"
 @dataclasses.dataclass
 class CsvText:
   """A record as one comma-separated line."""
+
   text: str
 
 
 @dataclasses.dataclass(frozen=True)
 class TextFormat:
   """Converts records of `cls` to `CsvText` and back (fields in `fields` order)."""
+
   cls: type
   fields: tuple[str, ...]
   decimals: int = 5
@@ -39,13 +41,16 @@ class TextFormat:
     types = {f.name: f.type for f in dataclasses.fields(self.cls)}
     unknown = [f for f in self.fields if f not in types]
     if unknown:
-      raise ValueError(f"data.text_fields names {unknown}, not fields of {self.cls.__name__} "
-                       f"({list(types)})")
+      raise ValueError(
+        f"data.text_fields names {unknown}, not fields of {self.cls.__name__} ({list(types)})"
+      )
     omitted = [n for n, t in types.items() if n not in self.fields and t not in (str, "str")]
     if omitted:
-      raise ValueError(f"data.text_fields omits the non-string fields {omitted} of "
-                       f"{self.cls.__name__}; only string fields can be left out (as '')")
-    self._floats()   # validates the float fields' position
+      raise ValueError(
+        f"data.text_fields omits the non-string fields {omitted} of "
+        f"{self.cls.__name__}; only string fields can be left out (as '')"
+      )
+    self._floats()  # validates the float fields' position
 
   def _is_float(self, name: str) -> bool:
     return self._float_fields[self.fields.index(name)]
@@ -75,8 +80,10 @@ class TextFormat:
         parts.append(f"{v:.{self.decimals}f}")
       else:
         if "," in v:
-          raise ValueError(f"record {index}: field {f!r} value {v!r} contains ',', which the "
-                           "comma-separated text format cannot represent")
+          raise ValueError(
+            f"record {index}: field {f!r} value {v!r} contains ',', which the "
+            "comma-separated text format cannot represent"
+          )
         parts.append(v)
     return CsvText(",".join(parts))
 
@@ -90,7 +97,7 @@ class TextFormat:
     n, first = len(self.fields), self._first_float
     if len(parts) < n:
       return None
-    values = parts[:first] + parts[len(parts) - (n - first):]
+    values = parts[:first] + parts[len(parts) - (n - first) :]
     kw = {}
     for f, v in zip(self.fields, values):
       if self._is_float(f):
@@ -112,5 +119,6 @@ def from_config(data_cfg, cls: type) -> TextFormat | None:
     return None
   if fmt != ENABLED:
     raise ValueError(f"unknown data.format {fmt!r}: expected 'fields' or 'text'")
-  return TextFormat(cls, tuple(f.strip() for f in data_cfg.text_fields.split(",")),
-                    int(data_cfg.text_decimals))
+  return TextFormat(
+    cls, tuple(f.strip() for f in data_cfg.text_fields.split(",")), int(data_cfg.text_decimals)
+  )

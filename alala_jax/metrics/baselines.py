@@ -24,7 +24,7 @@ def independent_fields(records: Sequence[Any], n: int, seed: int = 0) -> list[An
   for c in root.children:
     idx = rng.integers(len(records), size=n)
     names = c.names if isinstance(c, sc.FloatsNode) else (c.key,)
-    for name in names:             # floats of one ScalarTuple share the same source rows
+    for name in names:  # floats of one ScalarTuple share the same source rows
       cols[name] = [getattr(records[i], name) for i in idx]
   names = [f.name for f in dataclasses.fields(cls)]
   return [cls(**{k: cols[k][i] for k in names}) for i in range(n)]

@@ -38,8 +38,9 @@ def _kl_total(kl: jax.Array) -> jax.Array:
   return kl if kl.ndim == 1 else jnp.sum(kl, 0)
 
 
-def elbo_terms(model: VAEModel, variables: dict, x: Any,
-               key: jax.Array) -> tuple[jax.Array, jax.Array]:
+def elbo_terms(
+  model: VAEModel, variables: dict, x: Any, key: jax.Array
+) -> tuple[jax.Array, jax.Array]:
   """The two terms of the one-sample ELBO.
 
   Args:
@@ -65,8 +66,15 @@ def elbo(model: VAEModel, variables: dict, x: Any, key: jax.Array) -> jax.Array:
   return -(nll + kl)
 
 
-def log_weights(model: VAEModel, variables: dict, x: Any, posterior: DiagGaussian, aux: Any,
-                key: jax.Array, sample_ids: jax.Array) -> jax.Array:
+def log_weights(
+  model: VAEModel,
+  variables: dict,
+  x: Any,
+  posterior: DiagGaussian,
+  aux: Any,
+  key: jax.Array,
+  sample_ids: jax.Array,
+) -> jax.Array:
   """log p(x | z_j) + log p(z_j) - log q(z_j | x) of the samples j in sample_ids.
 
   Args:
@@ -88,8 +96,14 @@ def log_weights(model: VAEModel, variables: dict, x: Any, posterior: DiagGaussia
   return jax.vmap(one)(sample_ids).astype(jnp.float32)
 
 
-def iw_nll(model: VAEModel, variables: dict, x: Any, key: jax.Array, num_samples: int = 1000,
-           chunk: int = 100) -> jax.Array:
+def iw_nll(
+  model: VAEModel,
+  variables: dict,
+  x: Any,
+  key: jax.Array,
+  num_samples: int = 1000,
+  chunk: int = 100,
+) -> jax.Array:
   """Importance-weighted NLL estimate -log (1/k sum_j p(x, z_j) / q(z_j | x)) [B], nats.
 
   The k = num_samples samples are drawn `chunk` at a time under `lax.scan` with a running
@@ -121,9 +135,9 @@ def iw_nll(model: VAEModel, variables: dict, x: Any, key: jax.Array, num_samples
   batch = posterior.mean.shape[0]
 
   def body(carry, i):
-    running_max, running_sum = carry                    # [B], [B]: sum exp(lw - running_max)
-    ids = i * chunk + jnp.arange(chunk)                 # [c]
-    lw = log_weights(model, variables, x, posterior, aux, key, ids)      # [c, B]
+    running_max, running_sum = carry  # [B], [B]: sum exp(lw - running_max)
+    ids = i * chunk + jnp.arange(chunk)  # [c]
+    lw = log_weights(model, variables, x, posterior, aux, key, ids)  # [c, B]
     lw = jnp.where((ids < num_samples)[:, None], lw, -jnp.inf)
     new_max = jnp.maximum(running_max, jnp.max(lw, 0))
     shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
@@ -135,24 +149,31 @@ def iw_nll(model: VAEModel, variables: dict, x: Any, key: jax.Array, num_samples
   return -(log_max + jnp.log(total) - math.log(num_samples))
 
 
-def _batch_terms(model: VAEModel, variables: dict, x: Any, key: jax.Array, num_samples: int,
-                 chunk: int) -> dict[str, jax.Array]:
+def _batch_terms(
+  model: VAEModel, variables: dict, x: Any, key: jax.Array, num_samples: int, chunk: int
+) -> dict[str, jax.Array]:
   """{'recon', 'kl', 'iw_nll'}: [B] each, for one batch."""
   k_elbo, k_iw = jax.random.split(key)
   nll, kl = elbo_terms(model, variables, x, k_elbo)
-  return {"recon": nll, "kl": kl,
-          "iw_nll": iw_nll(model, variables, x, k_iw, num_samples, chunk)}
+  return {"recon": nll, "kl": kl, "iw_nll": iw_nll(model, variables, x, k_iw, num_samples, chunk)}
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_samples", "chunk"))
-def _eval_batch(variables: dict, x: jax.Array, key: jax.Array, *, model: VAEModel,
-                num_samples: int, chunk: int) -> dict[str, jax.Array]:
+def _eval_batch(
+  variables: dict, x: jax.Array, key: jax.Array, *, model: VAEModel, num_samples: int, chunk: int
+) -> dict[str, jax.Array]:
   return _batch_terms(model, variables, x, key, num_samples, chunk)
 
 
-def evaluate_images(model: VAEModel, variables: dict, data_x: np.ndarray, key: jax.Array,
-                    batch_size: int = 100, num_samples: int = 1000,
-                    chunk: int = 100) -> dict[str, float]:
+def evaluate_images(
+  model: VAEModel,
+  variables: dict,
+  data_x: np.ndarray,
+  key: jax.Array,
+  batch_size: int = 100,
+  num_samples: int = 1000,
+  chunk: int = 100,
+) -> dict[str, float]:
   """Mean ELBO, KL and IW-NLL of a data set, in fixed-size batches.
 
   Every batch has min(batch_size, N) rows (the last one padded with zero rows that are left out
@@ -176,19 +197,30 @@ def evaluate_images(model: VAEModel, variables: dict, data_x: np.ndarray, key: j
   data_x = np.asarray(data_x)
   n = len(data_x)
   if n < 1 or batch_size < 1:
-    raise ValueError(f"need a non-empty data set and batch_size >= 1, got N={n}, "
-                     f"batch_size={batch_size}")
+    raise ValueError(
+      f"need a non-empty data set and batch_size >= 1, got N={n}, batch_size={batch_size}"
+    )
   bs = min(batch_size, n)
   sums = {"recon": 0.0, "kl": 0.0, "iw_nll": 0.0}
   for i, start in enumerate(range(0, n, bs)):
-    xb = data_x[start:start + bs]
+    xb = data_x[start : start + bs]
     real = len(xb)
     if real < bs:
       xb = np.concatenate([xb, np.zeros((bs - real,) + xb.shape[1:], xb.dtype)])
-    out = _eval_batch(variables, jnp.asarray(xb), jax.random.fold_in(key, i), model=model,
-                      num_samples=num_samples, chunk=chunk)
+    out = _eval_batch(
+      variables,
+      jnp.asarray(xb),
+      jax.random.fold_in(key, i),
+      model=model,
+      num_samples=num_samples,
+      chunk=chunk,
+    )
     for k in sums:
       sums[k] += float(np.sum(np.asarray(out[k], np.float64)[:real]))
   means = {k: v / n for k, v in sums.items()}
-  return {"elbo": -(means["recon"] + means["kl"]), **means, "num_examples": n,
-          "num_samples": num_samples}
+  return {
+    "elbo": -(means["recon"] + means["kl"]),
+    **means,
+    "num_examples": n,
+    "num_samples": num_samples,
+  }

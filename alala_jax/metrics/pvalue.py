@@ -21,10 +21,10 @@ MAX_COND = 1e12
 
 @dataclasses.dataclass(frozen=True)
 class ZipStats:
-  index: dict[str, int]        # zip -> row of the arrays below
-  mean: np.ndarray             # [Z, 2]
-  inv_cov: np.ndarray          # [Z, 2, 2]
-  valid: np.ndarray            # [Z] bool
+  index: dict[str, int]  # zip -> row of the arrays below
+  mean: np.ndarray  # [Z, 2]
+  inv_cov: np.ndarray  # [Z, 2, 2]
+  valid: np.ndarray  # [Z] bool
 
 
 def fit_zip_stats(zips: Sequence[str], coords: np.ndarray) -> ZipStats:

@@ -41,15 +41,16 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-ENCODER, DECODER = "encoder", "decoder"   # parameter partition labels (optax.multi_transform)
-LEVEL_INIT_SALT = 6   # `init_levels`' default keys (train.state.Salt.INIT_LEVELS)
+ENCODER, DECODER = "encoder", "decoder"  # parameter partition labels (optax.multi_transform)
+LEVEL_INIT_SALT = 6  # `init_levels`' default keys (train.state.Salt.INIT_LEVELS)
 
 
 @struct.dataclass
 class DiagGaussian:
   """q(z | x) = N(mean, diag(scale^2)), per example."""
-  mean: jax.Array    # [B, D]
-  scale: jax.Array   # [B, D]
+
+  mean: jax.Array  # [B, D]
+  scale: jax.Array  # [B, D]
 
   def sample(self, key: jax.Array) -> jax.Array:
     """z = mean + scale * eps, eps ~ N(0, I): [B, D]."""
@@ -73,13 +74,14 @@ def standard_normal_log_prob(z: jax.Array) -> jax.Array:
 @struct.dataclass
 class Recon:
   """What `VAEModel.recon` returns: per-example terms of one batch."""
-  nll: jax.Array                  # [B] unweighted -log p(x | z), nats
-  loss: jax.Array                 # [B] the model's training reconstruction (module doc: units)
+
+  nll: jax.Array  # [B] unweighted -log p(x | z), nats
+  loss: jax.Array  # [B] the model's training reconstruction (module doc: units)
   fields: Mapping[str, jax.Array]  # name -> [B] per-field reconstruction terms (GECO
-                                   # constraints, logging)
+  # constraints, logging)
   extras: Mapping[str, jax.Array] = struct.field(default_factory=dict)
-                                   # name -> [B] per-example sums a task reports as ratios of
-                                   # batch sums (the record VAE: string nats and characters, BPC)
+  # name -> [B] per-example sums a task reports as ratios of
+  # batch sums (the record VAE: string nats and characters, BPC)
 
 
 class VAEModel(abc.ABC):
@@ -104,8 +106,10 @@ class VAEModel(abc.ABC):
 
     def declared(k):
       v = self.init(k, one_row)
-      return {col: {name: v[col][name] for name in names}
-              for col, names in self.level_collections.items()}
+      return {
+        col: {name: v[col][name] for name in names} for col, names in self.level_collections.items()
+      }
+
     return jax.vmap(declared)(jax.random.split(key, n))
 
   def update_stats(self, variables: dict, x: Any, row_mask: jax.Array | None) -> dict:
@@ -122,8 +126,16 @@ class VAEModel(abc.ABC):
     return posterior.sample(key)
 
   @abc.abstractmethod
-  def recon(self, variables: dict, x: Any, z: jax.Array, aux: Any, *, key: jax.Array | None,
-            step: jax.Array | int = 0) -> Recon:
+  def recon(
+    self,
+    variables: dict,
+    x: Any,
+    z: jax.Array,
+    aux: Any,
+    *,
+    key: jax.Array | None,
+    step: jax.Array | int = 0,
+  ) -> Recon:
     """Per-example reconstruction terms of x given z (decoder schedules may depend on step)."""
 
   def kl(self, posterior: Any, z: jax.Array) -> jax.Array:
@@ -166,5 +178,7 @@ def non_params(variables: Mapping[str, Any]) -> dict:
 
 def partition_by_top_level(params: Mapping[str, Any], encoder: set[str] | frozenset[str]) -> Any:
   """Labels every leaf under a top-level entry in `encoder` ENCODER, the rest DECODER."""
-  return {k: jax.tree.map(lambda _, lab=(ENCODER if k in encoder else DECODER): lab, v)
-          for k, v in params.items()}
+  return {
+    k: jax.tree.map(lambda _, lab=(ENCODER if k in encoder else DECODER): lab, v)
+    for k, v in params.items()
+  }

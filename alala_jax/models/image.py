@@ -46,21 +46,24 @@ def activation_fn(name: str) -> Callable[[jax.Array], jax.Array]:
 @dataclasses.dataclass(frozen=True)
 class ImageVAEConfig:
   """Hyper-parameters of `DenseImageVAE` (defaults: the IWAE paper's MNIST model, App C)."""
-  num_pixels: int                         # P = H * W
-  latent_dim: int = 50                    # D, Gaussian latent units
-  hidden: tuple[int, ...] = (200, 200)    # encoder hidden widths; the decoder uses them reversed
-  activation: str = "tanh"                # name of a jax.nn activation (ACTIVATIONS)
+
+  num_pixels: int  # P = H * W
+  latent_dim: int = 50  # D, Gaussian latent units
+  hidden: tuple[int, ...] = (200, 200)  # encoder hidden widths; the decoder uses them reversed
+  activation: str = "tanh"  # name of a jax.nn activation (ACTIVATIONS)
 
   def __post_init__(self):
     if self.num_pixels < 1 or self.latent_dim < 1:
-      raise ValueError(f"num_pixels ({self.num_pixels}) and latent_dim ({self.latent_dim}) "
-                       "must be positive")
+      raise ValueError(
+        f"num_pixels ({self.num_pixels}) and latent_dim ({self.latent_dim}) must be positive"
+      )
     object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
-    activation_fn(self.activation)   # validates the name
+    activation_fn(self.activation)  # validates the name
 
 
 class Encoder(nn.Module):
   """x [B, P] -> (last hidden layer [B, H], posterior mean [B, D])."""
+
   hidden: tuple[int, ...]
   latent_dim: int
   activation: str = "tanh"
@@ -76,6 +79,7 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
   """z [B, D] -> Bernoulli logits [B, P]."""
+
   hidden: tuple[int, ...]
   num_pixels: int
   activation: str = "tanh"
@@ -91,12 +95,13 @@ class Decoder(nn.Module):
 
 class ImageVAENet(nn.Module):
   """The flax module of `DenseImageVAE`: top-level params encoder / encoder_scale / decoder."""
+
   config: ImageVAEConfig
 
   def setup(self):
     c = self.config
     self.encoder = Encoder(c.hidden, c.latent_dim, c.activation)
-    self.encoder_scale = nn.Dense(c.latent_dim)   # log-variance head (module doc)
+    self.encoder_scale = nn.Dense(c.latent_dim)  # log-variance head (module doc)
     self.decoder = Decoder(tuple(reversed(c.hidden)), c.num_pixels, c.activation)
 
   def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -126,6 +131,7 @@ class DenseImageVAE(base.VAEModel):
   Equality and hash come from `config` alone, so a model is a valid static argument of
   `jax.jit` and two models with the same config share compiled programs.
   """
+
   config: ImageVAEConfig
   net: ImageVAENet = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -146,8 +152,9 @@ class DenseImageVAE(base.VAEModel):
   def _check_x(self, x: Any) -> jax.Array:
     x = jnp.asarray(x, jnp.float32)
     if x.ndim != 2 or x.shape[-1] != self.config.num_pixels:
-      raise ValueError(f"images must be [B, {self.config.num_pixels}] (flattened), got shape "
-                       f"{x.shape}")
+      raise ValueError(
+        f"images must be [B, {self.config.num_pixels}] (flattened), got shape {x.shape}"
+      )
     return x
 
   def _check_z(self, z: jax.Array) -> jax.Array:
@@ -168,15 +175,24 @@ class DenseImageVAE(base.VAEModel):
     """Bernoulli logits of p(x | z): [n, P] for z [n, D]."""
     return self.net.apply(variables, self._check_z(z), method=ImageVAENet.decode)
 
-  def recon(self, variables: dict, x: Any, z: jax.Array, aux: Any, *, key: jax.Array | None,
-            step: jax.Array | int = 0) -> base.Recon:
+  def recon(
+    self,
+    variables: dict,
+    x: Any,
+    z: jax.Array,
+    aux: Any,
+    *,
+    key: jax.Array | None,
+    step: jax.Array | int = 0,
+  ) -> base.Recon:
     """-log p(x | z) summed over pixels [B] (nats); loss = nll; fields {'pixels': nll}."""
     del aux, key, step
     nll = bernoulli_nll(self.logits(variables, z), self._check_x(x))
     return base.Recon(nll=nll, loss=nll, fields={"pixels": nll})
 
-  def decode(self, variables: dict, z: jax.Array, key: jax.Array, *,
-             greedy: bool = False) -> jax.Array:
+  def decode(
+    self, variables: dict, z: jax.Array, key: jax.Array, *, greedy: bool = False
+  ) -> jax.Array:
     """Binary images [n, P] float32: Bernoulli samples of p(x | z), or logits > 0 if greedy."""
     logits = self.logits(variables, z)
     if greedy:

@@ -44,8 +44,8 @@ from alala_jax.nn.moments import MovingMoments
 from alala_jax.nn.sigma import SigmaNet
 from alala_jax.nn.vae import RecordVAE
 
-LEVEL_PARAMS = "sigma_net"          # params entry stacked on the multiscale level axis
-LEVEL_STATS = "latent_moments"      # batch_stats entry stacked on the level axis
+LEVEL_PARAMS = "sigma_net"  # params entry stacked on the multiscale level axis
+LEVEL_STATS = "latent_moments"  # batch_stats entry stacked on the level axis
 
 _ENCODER_NAMES = frozenset({"sigma_net", "h_init", "enc_out", "enc_scan", "enc"})
 _ENCODER_PREFIXES = ("fwd_", "bwd_")
@@ -62,10 +62,11 @@ def _is_encoder_path(path) -> bool:
 @dataclasses.dataclass(frozen=True, eq=False)
 class RecordModel(base.VAEModel):
   """Paper 000's record VAE for the schema `root` (module doc)."""
+
   root: sc.RecordNode
   cfg: tree.ModelConfig
-  p_tuple: Callable = optax.constant_schedule(1.0)    # step -> Tuple ground-truth probability
-  p_string: Callable = optax.constant_schedule(1.0)   # step -> String ground-truth probability
+  p_tuple: Callable = optax.constant_schedule(1.0)  # step -> Tuple ground-truth probability
+  p_string: Callable = optax.constant_schedule(1.0)  # step -> String ground-truth probability
   level_collections = {"params": (LEVEL_PARAMS,), "batch_stats": (LEVEL_STATS,)}
 
   @property
@@ -87,8 +88,9 @@ class RecordModel(base.VAEModel):
 
   def init(self, key: jax.Array, x: Any) -> dict:
     k_params, k_latent, k_sample, _ = jax.random.split(key, 4)
-    return self.module.init({"params": k_params, "latent": k_latent, "sample": k_sample}, x,
-                            1.0, 1.0, train=True)
+    return self.module.init(
+      {"params": k_params, "latent": k_latent, "sample": k_sample}, x, 1.0, 1.0, train=True
+    )
 
   def init_levels(self, key: jax.Array, x: Any, n: int) -> dict:
     """n sigma-networks initialised independently from the 4th key of `init`'s split (as the
@@ -96,16 +98,21 @@ class RecordModel(base.VAEModel):
     copies of the initial latent moments."""
     del x
     d = self.cfg.latent_dim
-    sigma = jax.vmap(lambda k: SigmaNet(d, self.cfg.sigma_layers).init(
-        k, jnp.zeros((1, d)))["params"])(jax.random.split(jax.random.split(key, 4)[3], n))
+    sigma = jax.vmap(
+      lambda k: SigmaNet(d, self.cfg.sigma_layers).init(k, jnp.zeros((1, d)))["params"]
+    )(jax.random.split(jax.random.split(key, 4)[3], n))
     moments = MovingMoments(d, self.cfg.stats_decay).init(jax.random.key(0))["batch_stats"]
-    return {"params": {LEVEL_PARAMS: sigma},
-            "batch_stats": {LEVEL_STATS: jax.tree.map(
-                lambda a: jnp.broadcast_to(a, (n,) + a.shape), moments)}}
+    return {
+      "params": {LEVEL_PARAMS: sigma},
+      "batch_stats": {
+        LEVEL_STATS: jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), moments)
+      },
+    }
 
   def update_stats(self, variables, x, row_mask):
-    _, upd = self.module.apply(variables, x, row_mask, method=RecordVAE.observe,
-                               mutable=["batch_stats"])
+    _, upd = self.module.apply(
+      variables, x, row_mask, method=RecordVAE.observe, mutable=["batch_stats"]
+    )
     return {**base.non_params(variables), **upd}
 
   def encode(self, variables, x):
@@ -113,40 +120,63 @@ class RecordModel(base.VAEModel):
     return base.DiagGaussian(mu, sigma), enc
 
   def reparameterize(self, variables, posterior, key):
-    return self.module.apply(variables, posterior.mean, posterior.scale,
-                             method=RecordVAE.reparameterize, rngs={"latent": key})
+    return self.module.apply(
+      variables,
+      posterior.mean,
+      posterior.scale,
+      method=RecordVAE.reparameterize,
+      rngs={"latent": key},
+    )
 
   def recon(self, variables, x, z, aux, *, key, step=0) -> base.Recon:
-    dec = self.module.apply(variables, z, x, aux, self.p_tuple(step), self.p_string(step),
-                            method=RecordVAE.decode, rngs={"sample": key})
-    return base.Recon(nll=dec.nll, loss=dec.loss / self.num_fields, fields=dec.fields,
-                      extras={"string_nats": dec.nats, "string_chars": dec.chars})
+    dec = self.module.apply(
+      variables,
+      z,
+      x,
+      aux,
+      self.p_tuple(step),
+      self.p_string(step),
+      method=RecordVAE.decode,
+      rngs={"sample": key},
+    )
+    return base.Recon(
+      nll=dec.nll,
+      loss=dec.loss / self.num_fields,
+      fields=dec.fields,
+      extras={"string_nats": dec.nats, "string_chars": dec.chars},
+    )
 
   def track_latents(self, variables, z, row_mask):
-    _, upd = self.module.apply(variables, z, row_mask, method=RecordVAE.track,
-                               mutable=["batch_stats"])
+    _, upd = self.module.apply(
+      variables, z, row_mask, method=RecordVAE.track, mutable=["batch_stats"]
+    )
     return {**base.non_params(variables), **upd}
 
   def decode(self, variables, z, key, *, greedy=False):
-    return self.module.apply(variables, z, greedy, method=RecordVAE.decode_latents,
-                             rngs={"sample": key})
+    return self.module.apply(
+      variables, z, greedy, method=RecordVAE.decode_latents, rngs={"sample": key}
+    )
 
   def sample_latents(self, variables, key, n):
-    return self.module.apply(variables, n, method=RecordVAE.sample_latents,
-                             rngs={"latent": key})
+    return self.module.apply(variables, n, method=RecordVAE.sample_latents, rngs={"latent": key})
 
   def reconstruct(self, variables, x, key, *, greedy=False):
     """g(mu(x)): decodes the posterior means of a batch (App E, the Levenshtein metric)."""
-    return self.module.apply(variables, x, greedy, method=RecordVAE.reconstruct,
-                             rngs={"sample": key})
+    return self.module.apply(
+      variables, x, greedy, method=RecordVAE.reconstruct, rngs={"sample": key}
+    )
 
   def batch_metrics(self, recon, step):
     """BPC (bits per string character, END tokens counted: Sigma nats / Sigma chars / ln 2)
     and the decoding schedules' ground-truth probabilities at `step`."""
-    bpc = (jnp.sum(recon.extras["string_nats"])
-           / jnp.maximum(jnp.sum(recon.extras["string_chars"]), 1.0) / math.log(2.0))
+    bpc = (
+      jnp.sum(recon.extras["string_nats"])
+      / jnp.maximum(jnp.sum(recon.extras["string_chars"]), 1.0)
+      / math.log(2.0)
+    )
     return {"bpc": bpc, "p_tuple": self.p_tuple(step), "p_string": self.p_string(step)}
 
   def partition(self, params):
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: base.ENCODER if _is_encoder_path(path) else base.DECODER, params)
+      lambda path, _: base.ENCODER if _is_encoder_path(path) else base.DECODER, params
+    )

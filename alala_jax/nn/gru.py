@@ -24,26 +24,34 @@ class GRUCell(nn.Module):
   Attributes:
     features: state size H.
   """
+
   features: int
 
   @nn.compact
   def __call__(self, h: jax.Array, x: jax.Array) -> jax.Array:
     """Args: h [..., H], x [..., I]. Returns: h' [..., H]."""
     xh = jnp.concatenate([x, h], axis=-1)
-    z = jax.nn.sigmoid(nn.Dense(self.features, kernel_init=nn.initializers.zeros,
-                                bias_init=nn.initializers.ones, name="update")(xh))
+    z = jax.nn.sigmoid(
+      nn.Dense(
+        self.features,
+        kernel_init=nn.initializers.zeros,
+        bias_init=nn.initializers.ones,
+        name="update",
+      )(xh)
+    )
     r = jax.nn.sigmoid(layers.Dense(self.features, name="reset")(xh))
-    c = layers.celu6(layers.Dense(self.features, name="candidate")(
-        jnp.concatenate([x, r * h], axis=-1)))
+    c = layers.celu6(
+      layers.Dense(self.features, name="candidate")(jnp.concatenate([x, r * h], axis=-1))
+    )
     return z * h + (1.0 - z) * c
 
 
 REMAT_POLICIES = {
-    "none": None,
-    # keep the matmul outputs, recompute the gates' elementwise work in the backward pass
-    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-    # keep nothing but the carry: recompute the whole cell (1/3 more matmul FLOPs)
-    "full": jax.checkpoint_policies.nothing_saveable,
+  "none": None,
+  # keep the matmul outputs, recompute the gates' elementwise work in the backward pass
+  "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+  # keep nothing but the carry: recompute the whole cell (1/3 more matmul FLOPs)
+  "full": jax.checkpoint_policies.nothing_saveable,
 }
 
 
@@ -64,6 +72,7 @@ def cell_class(remat: str = "none") -> type[nn.Module]:
 def gru_reference(params: dict, h, x):
   """Plain numpy-style reference of one GRU step from a `GRUCell` param dict (for tests)."""
   import numpy as np
+
   xh = np.concatenate([x, h], -1)
   sig = lambda v: 1 / (1 + np.exp(-v))
   z = sig(xh @ params["update"]["kernel"] + params["update"]["bias"])

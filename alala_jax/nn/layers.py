@@ -46,12 +46,14 @@ def _celu6_jvp(primals, tangents):
   return y, jnp.where(y >= CAP, 0.0, jnp.where(y > 0, 1.0, y / ALPHA + 1.0)) * t
 
 
-Dense = functools.partial(nn.Dense, kernel_init=default_kernel_init,
-                          bias_init=nn.initializers.zeros)
+Dense = functools.partial(
+  nn.Dense, kernel_init=default_kernel_init, bias_init=nn.initializers.zeros
+)
 
 
 class CeluDense(nn.Module):
   """Dense layer followed by CELU(3): the default embedding/state-producing layer."""
+
   features: int
 
   @nn.compact

@@ -29,6 +29,7 @@ def weighted_moments(x: jax.Array, w: jax.Array | None = None):
 
 class MovingMoments(nn.Module):
   """Tracks the moving mean and covariance of its inputs."""
+
   dim: int
   decay: float = 0.999
 
@@ -45,7 +46,7 @@ class MovingMoments(nn.Module):
     mean, cov, n = weighted_moments(x, w)
     first = self.count.value == 0
     a = jnp.where(first, 0.0, self.decay)
-    ok = n >= 2   # a batch with fewer than 2 rows says nothing about the covariance
+    ok = n >= 2  # a batch with fewer than 2 rows says nothing about the covariance
     self.mean.value = jnp.where(ok, a * self.mean.value + (1 - a) * mean, self.mean.value)
     self.cov.value = jnp.where(ok, a * self.cov.value + (1 - a) * cov, self.cov.value)
     self.count.value = self.count.value + ok.astype(jnp.int32)

@@ -29,7 +29,7 @@ def whitening(mean: jax.Array, cov: jax.Array, eps: float):
 
 
 class ScalarTuple(nn.Module):
-  num: int                 # k float fields
+  num: int  # k float fields
   features: int = 128
   decay: float = 0.999
   eps: float = 1e-5

@@ -23,5 +23,10 @@ class SigmaNet(nn.Module):
     h = mu
     for _ in range(self.hidden_layers):
       h = layers.CeluDense(self.features)(h)
-    return jax.nn.sigmoid(nn.Dense(self.features, kernel_init=nn.initializers.zeros,
-                                   bias_init=nn.initializers.constant(self.out_bias))(h))
+    return jax.nn.sigmoid(
+      nn.Dense(
+        self.features,
+        kernel_init=nn.initializers.zeros,
+        bias_init=nn.initializers.constant(self.out_bias),
+      )(h)
+    )

@@ -32,7 +32,7 @@ class _EncStep(nn.Module):
 
   @nn.compact
   def __call__(self, h, inputs):
-    x, active = inputs                          # [B, C], [B]
+    x, active = inputs  # [B, C], [B]
     h_new = gru.cell_class(self.remat)(self.features, name="cell")(h, x)
     return jnp.where(active[:, None], h_new, h), None
 
@@ -44,7 +44,7 @@ class _DecStep(nn.Module):
 
   @nn.compact
   def __call__(self, h, inputs, table):
-    target, teacher, gumbel = inputs            # [B] int, [B] bool, [B, V]
+    target, teacher, gumbel = inputs  # [B] int, [B] bool, [B, V]
     logits = layers.Dense(self.vocab_size, name="logits")(h)
     # never sample the out-of-vocabulary id: it is no training target (the loss keeps it)
     sampled = jnp.argmax((logits + gumbel).at[:, OOV_ID].set(-jnp.inf), -1).astype(jnp.int32)
@@ -62,11 +62,12 @@ class StringLiteral(nn.Module):
   vocab_size: int
   features: int = 128
   char_dim: int = 16
-  remat: str = "none"        # GRU cells under nn.remat: none | dots | full (gru.cell_class)
+  remat: str = "none"  # GRU cells under nn.remat: none | dots | full (gru.cell_class)
 
   def setup(self):
-    self.table = self.param("char_embedding", nn.initializers.uniform(1.0),
-                            (self.vocab_size, self.char_dim))
+    self.table = self.param(
+      "char_embedding", nn.initializers.uniform(1.0), (self.vocab_size, self.char_dim)
+    )
     self.enc_scan = _EncScan(self.features, self.remat)
     self.enc_out = layers.CeluDense(self.features)
     self.dec_h0 = layers.CeluDense(self.features)
@@ -74,7 +75,7 @@ class StringLiteral(nn.Module):
 
   def encode(self, chars: jax.Array, length: jax.Array) -> dict:
     """chars [B, T] int, length [B] -> {'emb': [B, H]}."""
-    x = jnp.swapaxes(self.table[chars], 0, 1)                       # [T, B, C]
+    x = jnp.swapaxes(self.table[chars], 0, 1)  # [T, B, C]
     active = jnp.arange(chars.shape[1])[:, None] < length[None, :]  # [T, B]
     h0 = jnp.zeros((chars.shape[0], self.features), x.dtype)
     h, _ = self.enc_scan(h0, (x, active))
@@ -111,7 +112,7 @@ class StringLiteral(nn.Module):
     if target is None:
       return None, None, sample
     ce = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, tgt[..., None], -1)[..., 0]
-    mask = jnp.arange(steps)[:, None] <= target["length"][None, :]     # [T, B] incl. END
+    mask = jnp.arange(steps)[:, None] <= target["length"][None, :]  # [T, B] incl. END
     nats = jnp.sum(jnp.where(mask, ce, 0.0), 0)
     return nats / (target["length"] + 1).astype(nats.dtype), nats, sample
 

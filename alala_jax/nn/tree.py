@@ -31,23 +31,24 @@ from alala_jax.nn.gru import GRUCell
 from alala_jax.nn.scalar_tuple import ScalarTuple
 from alala_jax.nn.string_literal import StringLiteral
 
-GROUP_WASTE = 1.5   # 'grouped' string scans: padded work <= 1.5 x the unpadded work per group
+GROUP_WASTE = 1.5  # 'grouped' string scans: padded work <= 1.5 x the unpadded work per group
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Model hyper-parameters (paper 000 App B defaults). Hashable: a static jit argument."""
+
   vocab_size: int
-  max_len: tuple[tuple[str, int], ...]       # string path name -> max length (per field padding)
+  max_len: tuple[tuple[str, int], ...]  # string path name -> max length (per field padding)
   max_items: tuple[tuple[str, int], ...] = ()  # list path name -> max items
   latent_dim: int = 128
   char_dim: int = 16
-  tuple_type: str = "tuple"                  # 'tuple' (App B.3) or 'simple' (App G)
-  string_scan: str = "field"                 # 'field': one scan per string field; 'grouped':
-                                             # a Tuple's string fields share scans (see
-                                             # `string_groups`), same numbers up to rounding
-  gru_remat: str = "none"                    # string GRU cells under nn.remat: none | dots |
-                                             # full (gru.cell_class); same numbers
+  tuple_type: str = "tuple"  # 'tuple' (App B.3) or 'simple' (App G)
+  string_scan: str = "field"  # 'field': one scan per string field; 'grouped':
+  # a Tuple's string fields share scans (see
+  # `string_groups`), same numbers up to rounding
+  gru_remat: str = "none"  # string GRU cells under nn.remat: none | dots |
+  # full (gru.cell_class); same numbers
   sigma_layers: int = 3
   stats_decay: float = 0.999
   whiten_eps: float = 1e-5
@@ -61,6 +62,7 @@ class ModelConfig:
 
 class Ctx(NamedTuple):
   """Decoding context: ground-truth probabilities at the Tuple and String levels."""
+
   p_tuple: Any
   p_string: Any
   greedy: bool = False
@@ -68,13 +70,13 @@ class Ctx(NamedTuple):
 
 @struct.dataclass
 class DecodeOut:
-  loss: jax.Array     # [B] weighted reconstruction + skew loss (not yet divided by num_fields)
-  nats: jax.Array     # [B] unweighted string cross-entropy, nats, over characters + END tokens
-  chars: jax.Array    # [B] number of string characters + END tokens
-  sample: Any         # the decoder's own output in codec layout
-  fields: dict        # field name -> [B] reconstruction loss of that field
-  nll: jax.Array      # [B] unweighted -log p(x | z), nats: string CE + float Gaussian NLL (raw
-                      # units) + Bernoulli presence/stop terms; no skew, no field weights
+  loss: jax.Array  # [B] weighted reconstruction + skew loss (not yet divided by num_fields)
+  nats: jax.Array  # [B] unweighted string cross-entropy, nats, over characters + END tokens
+  chars: jax.Array  # [B] number of string characters + END tokens
+  sample: Any  # the decoder's own output in codec layout
+  fields: dict  # field name -> [B] reconstruction loss of that field
+  nll: jax.Array  # [B] unweighted -log p(x | z), nats: string CE + float Gaussian NLL (raw
+  # units) + Bernoulli presence/stop terms; no skew, no field weights
 
 
 def _zeros_like_batch(emb):
@@ -82,8 +84,13 @@ def _zeros_like_batch(emb):
 
 
 def _scale(out: DecodeOut, w: jax.Array) -> DecodeOut:
-  return out.replace(loss=out.loss * w, nats=out.nats * w, chars=out.chars * w,
-                     fields={k: v * w for k, v in out.fields.items()}, nll=out.nll * w)
+  return out.replace(
+    loss=out.loss * w,
+    nats=out.nats * w,
+    chars=out.chars * w,
+    fields={k: v * w for k, v in out.fields.items()},
+    nll=out.nll * w,
+  )
 
 
 def _skew(e: jax.Array, target_emb: jax.Array, weight: float) -> jax.Array:
@@ -141,14 +148,16 @@ def _cut_sample(sample: dict, steps: int) -> dict:
 
 class StringField(nn.Module):
   """A string field: a view on the shared StringLiteral, or its own one if `literal` is None."""
+
   node: sc.StringNode
   literal: StringLiteral | None
   cfg: ModelConfig
 
   def setup(self):
     if self.literal is None:
-      self.own = StringLiteral(self.cfg.vocab_size, self.cfg.latent_dim, self.cfg.char_dim,
-                               self.cfg.gru_remat)
+      self.own = StringLiteral(
+        self.cfg.vocab_size, self.cfg.latent_dim, self.cfg.char_dim, self.cfg.gru_remat
+      )
 
   def _lit(self) -> StringLiteral:
     return self.own if self.literal is None else self.literal
@@ -159,8 +168,9 @@ class StringField(nn.Module):
 
   def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
     del enc
-    loss, nats, sample = self._lit().decode(emb, target, self.cfg.steps(self.node.path),
-                                             ctx.p_string, ctx.greedy)
+    loss, nats, sample = self._lit().decode(
+      emb, target, self.cfg.steps(self.node.path), ctx.p_string, ctx.greedy
+    )
     return _string_out(self.node, emb, loss, nats, sample, target)
 
 
@@ -169,8 +179,9 @@ class FloatsField(nn.Module):
   cfg: ModelConfig
 
   def setup(self):
-    self.st = ScalarTuple(len(self.node.names), self.cfg.latent_dim, self.cfg.stats_decay,
-                          self.cfg.whiten_eps)
+    self.st = ScalarTuple(
+      len(self.node.names), self.cfg.latent_dim, self.cfg.stats_decay, self.cfg.whiten_eps
+    )
 
   def encode(self, data, mask, train):
     return self.st.encode(data, mask, train)
@@ -190,6 +201,7 @@ class OptionalField(nn.Module):
   """Optional[X]: emb = CELU(dense([present * emb_X, present])); decoder predicts a presence
   logit from the embedding and decodes X from the same embedding. Loss = BCE(present) +
   present * loss_X (the field keeps X's weight; the presence bit adds its BCE on top)."""
+
   node: sc.OptionalNode
   literal: Any
   cfg: ModelConfig
@@ -208,19 +220,26 @@ class OptionalField(nn.Module):
 
   def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
     logit = self.presence(emb)[:, 0]
-    out = self.child.decode(emb, None if target is None else target["value"],
-                            None if enc is None else enc["child"], ctx)
+    out = self.child.decode(
+      emb, None if target is None else target["value"], None if enc is None else enc["child"], ctx
+    )
     if target is None:
-      present = (logit > 0 if ctx.greedy else
-                 jax.random.bernoulli(self.make_rng("sample"), jax.nn.sigmoid(logit)))
+      present = (
+        logit > 0
+        if ctx.greedy
+        else jax.random.bernoulli(self.make_rng("sample"), jax.nn.sigmoid(logit))
+      )
       return out.replace(sample={"present": present.astype(emb.dtype), "value": out.sample})
     p = target["present"]
     bce = optax.sigmoid_binary_cross_entropy(logit, p)
     out = _scale(out, p)
     name = sc.path_name(self.node.path)
-    return out.replace(loss=out.loss + bce, fields={**out.fields, name + "?": bce},
-                       nll=out.nll + bce,
-                       sample={"present": (logit > 0).astype(emb.dtype), "value": out.sample})
+    return out.replace(
+      loss=out.loss + bce,
+      fields={**out.fields, name + "?": bce},
+      nll=out.nll + bce,
+      sample={"present": (logit > 0).astype(emb.dtype), "value": out.sample},
+    )
 
 
 class _ListDecStep(nn.Module):
@@ -228,7 +247,7 @@ class _ListDecStep(nn.Module):
 
   @nn.compact
   def __call__(self, h, inputs):
-    teacher_emb, teacher = inputs            # [B, H], [B] bool
+    teacher_emb, teacher = inputs  # [B, H], [B] bool
     e = layers.CeluDense(self.features, name="emit")(h)
     stop = layers.Dense(1, name="stop")(h)[:, 0]
     h = GRUCell(self.features, name="cell")(h, jnp.where(teacher[:, None], teacher_emb, e))
@@ -254,6 +273,7 @@ class ListField(nn.Module):
   stop logit per step (item i exists iff no stop before i). Scheduled sampling uses the Tuple
   level's probability. Loss = stop cross-entropy over steps 0..count / (count + 1) + the mean over
   present items of (item loss + skew loss)."""
+
   node: sc.ListNode
   literal: Any
   cfg: ModelConfig
@@ -269,7 +289,7 @@ class ListField(nn.Module):
   def encode(self, data, mask, train):
     count = data["count"]
     b, n = count.shape[0], jax.tree.leaves(data["items"])[0].shape[1]
-    active = (jnp.arange(n)[None, :] < count[:, None]).astype(jnp.float32)   # [B, N]
+    active = (jnp.arange(n)[None, :] < count[:, None]).astype(jnp.float32)  # [B, N]
     item_mask = active if mask is None else active * mask[:, None]
     child = self.child.encode(_flatten_lead(data["items"], n), item_mask.reshape(-1), train)
     x = child["emb"].reshape(b, n, -1)
@@ -288,12 +308,19 @@ class ListField(nn.Module):
       teacher = jax.random.uniform(self.make_rng("sample"), (n, b)) < ctx.p_tuple
     _, (e, stop) = self.dec_scan(self.dec_h0(emb), (teacher_emb, teacher))  # [N,B,H], [N,B]
     e_flat = jnp.swapaxes(e, 0, 1).reshape(b * n, -1)
-    out = self.child.decode(e_flat, None if target is None else _flatten_lead(target["items"], n),
-                            None if enc is None else enc["child"], ctx)
+    out = self.child.decode(
+      e_flat,
+      None if target is None else _flatten_lead(target["items"], n),
+      None if enc is None else enc["child"],
+      ctx,
+    )
     items = _reshape_lead(out.sample, (b, n))
     if target is None:
-      stop_now = (stop > 0 if ctx.greedy else
-                  jax.random.bernoulli(self.make_rng("sample"), jax.nn.sigmoid(stop)))
+      stop_now = (
+        stop > 0
+        if ctx.greedy
+        else jax.random.bernoulli(self.make_rng("sample"), jax.nn.sigmoid(stop))
+      )
       stop_now = jnp.concatenate([stop_now, jnp.ones((1, b), bool)], 0)
       count = jnp.argmax(stop_now, 0).astype(jnp.int32)
       z = _zeros_like_batch(emb)
@@ -303,7 +330,7 @@ class ListField(nn.Module):
     stop_t = (steps == count[None, :]).astype(emb.dtype)
     stop_ce = optax.sigmoid_binary_cross_entropy(stop, stop_t)
     stop_loss = jnp.sum(jnp.where(steps <= count[None, :], stop_ce, 0.0), 0) / (count + 1)
-    present = (steps < count[None, :]).T.astype(emb.dtype)                    # [B, N]
+    present = (steps < count[None, :]).T.astype(emb.dtype)  # [B, N]
     skew = _skew(e_flat, enc["child"]["emb"], self.node.child.weight).reshape(b, n)
     per_item = out.loss.reshape(b, n) + skew
     denom = jnp.maximum(count, 1).astype(emb.dtype)
@@ -313,8 +340,14 @@ class ListField(nn.Module):
     fields = {k: red(v) / denom for k, v in out.fields.items()}
     fields[name + "#"] = stop_loss
     stop_nll = jnp.sum(jnp.where(steps <= count[None, :], stop_ce, 0.0), 0)
-    return DecodeOut(stop_loss + item_loss, red(out.nats), red(out.chars),
-                     {"count": count, "items": items}, fields, stop_nll + red(out.nll))
+    return DecodeOut(
+      stop_loss + item_loss,
+      red(out.nats),
+      red(out.chars),
+      {"count": count, "items": items},
+      fields,
+      stop_nll + red(out.nll),
+    )
 
 
 class Tuple(nn.Module):
@@ -332,6 +365,7 @@ class Tuple(nn.Module):
   so all e_k are known before any string is decoded. Same numbers as one scan per field (up to
   float rounding; sampling draws other random numbers).
   """
+
   node: sc.RecordNode
   literal: Any
   cfg: ModelConfig
@@ -366,12 +400,15 @@ class Tuple(nn.Module):
       steps = max(self._steps(k) for k in g)
       field = [data[self.node.children[k].key] for k in g]
       emb = self.literal.encode(
-          jnp.concatenate([_pad_time(f["chars"], steps) for f in field], 0),
-          jnp.concatenate([f["length"] for f in field], 0))["emb"]
+        jnp.concatenate([_pad_time(f["chars"], steps) for f in field], 0),
+        jnp.concatenate([f["length"] for f in field], 0),
+      )["emb"]
       for k, e in zip(g, jnp.split(emb, len(g), 0)):
         kids[k] = {"emb": e}
-    kids = [kids[k] if kids[k] is not None else kid.encode(data[c.key], mask, train)
-            for k, (kid, c) in enumerate(zip(self.kids, self.node.children))]
+    kids = [
+      kids[k] if kids[k] is not None else kid.encode(data[c.key], mask, train)
+      for k, (kid, c) in enumerate(zip(self.kids, self.node.children))
+    ]
     embs = [e["emb"] for e in kids]
     h0 = jnp.broadcast_to(self.h_init, embs[0].shape)
     hf, hb = h0, h0
@@ -414,23 +451,34 @@ class Tuple(nn.Module):
     """Decodes the string children `g` in one padded scan; fills `outs[k]` for k in g."""
     steps = max(self._steps(k) for k in g)
     keys = [self.node.children[k].key for k in g]
-    tgt = None if target is None else {
+    tgt = (
+      None
+      if target is None
+      else {
         "chars": jnp.concatenate([_pad_time(target[key]["chars"], steps) for key in keys], 0),
-        "length": jnp.concatenate([target[key]["length"] for key in keys], 0)}
-    loss, nats, sample = self.literal.decode(jnp.concatenate([es[k] for k in g], 0), tgt, steps,
-                                             ctx.p_string, ctx.greedy)
+        "length": jnp.concatenate([target[key]["length"] for key in keys], 0),
+      }
+    )
+    loss, nats, sample = self.literal.decode(
+      jnp.concatenate([es[k] for k in g], 0), tgt, steps, ctx.p_string, ctx.greedy
+    )
     split = lambda a: [None] * len(g) if a is None else jnp.split(a, len(g), 0)
-    parts = zip(g, keys, split(loss), split(nats), split(sample["chars"]),
-                split(sample["length"]))
+    parts = zip(g, keys, split(loss), split(nats), split(sample["chars"]), split(sample["length"]))
     for k, key, loss_k, nats_k, chars_k, length_k in parts:
-      outs[k] = _string_out(self.node.children[k], es[k], loss_k, nats_k,
-                            _cut_sample({"chars": chars_k, "length": length_k}, self._steps(k)),
-                            None if target is None else target[key])
+      outs[k] = _string_out(
+        self.node.children[k],
+        es[k],
+        loss_k,
+        nats_k,
+        _cut_sample({"chars": chars_k, "length": length_k}, self._steps(k)),
+        None if target is None else target[key],
+      )
 
 
 class Single(nn.Module):
   """A record of one field IS that field: no Tuple around it. (App F's comma-separated text
   model is just the StringLiteral and the sigma-network.)"""
+
   node: sc.RecordNode
   literal: Any
   cfg: ModelConfig
@@ -444,8 +492,9 @@ class Single(nn.Module):
 
   def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
     key = self.node.children[0].key
-    out = self.kid.decode(emb, None if target is None else target[key],
-                          None if enc is None else enc["children"][0], ctx)
+    out = self.kid.decode(
+      emb, None if target is None else target[key], None if enc is None else enc["children"][0], ctx
+    )
     return out.replace(sample={key: out.sample})
 
 
@@ -453,6 +502,7 @@ class SimpleTuple(nn.Module):
   """Pass-through baseline (App G): encoder = dense + CELU on the concatenated child
   embeddings; decoder passes the embedding unchanged to every child; no skew loss. Its string
   fields get separate StringLiterals (`build` is called with literal=None)."""
+
   node: sc.RecordNode
   literal: Any
   cfg: ModelConfig
@@ -462,17 +512,19 @@ class SimpleTuple(nn.Module):
     self.enc_out = layers.CeluDense(self.cfg.latent_dim)
 
   def encode(self, data, mask, train):
-    kids = [kid.encode(data[c.key], mask, train)
-            for kid, c in zip(self.kids, self.node.children)]
-    return {"emb": self.enc_out(jnp.concatenate([e["emb"] for e in kids], -1)),
-            "children": kids}
+    kids = [kid.encode(data[c.key], mask, train) for kid, c in zip(self.kids, self.node.children)]
+    return {"emb": self.enc_out(jnp.concatenate([e["emb"] for e in kids], -1)), "children": kids}
 
   def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
     z = _zeros_like_batch(emb)
     loss, nats, chars, samples, fields, nll = z, z, z, {}, {}, z
     for k, (kid, c) in enumerate(zip(self.kids, self.node.children)):
-      out = kid.decode(emb, None if target is None else target[c.key],
-                       None if enc is None else enc["children"][k], ctx)
+      out = kid.decode(
+        emb,
+        None if target is None else target[c.key],
+        None if enc is None else enc["children"][k],
+        ctx,
+      )
       samples[c.key] = out.sample
       loss, nats, chars = loss + out.loss, nats + out.nats, chars + out.chars
       nll = nll + out.nll

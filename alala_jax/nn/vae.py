@@ -21,10 +21,10 @@ from alala_jax.nn.string_literal import StringLiteral
 
 @struct.dataclass
 class VAEOut:
-  mu: jax.Array          # [B, D]
-  sigma: jax.Array       # [B, D]
-  z: jax.Array           # [B, D] sampled latent
-  kl: jax.Array          # [B] KL(N(mu, sigma^2) || N(0, I)), summed over dims (nats)
+  mu: jax.Array  # [B, D]
+  sigma: jax.Array  # [B, D]
+  z: jax.Array  # [B, D] sampled latent
+  kl: jax.Array  # [B] KL(N(mu, sigma^2) || N(0, I)), summed over dims (nats)
   dec: tree.DecodeOut
 
 
@@ -39,8 +39,11 @@ class RecordVAE(nn.Module):
 
   def setup(self):
     c = self.cfg
-    self.literal = (StringLiteral(c.vocab_size, c.latent_dim, c.char_dim, c.gru_remat)
-                    if c.tuple_type == "tuple" and sc.string_paths(self.root) else None)
+    self.literal = (
+      StringLiteral(c.vocab_size, c.latent_dim, c.char_dim, c.gru_remat)
+      if c.tuple_type == "tuple" and sc.string_paths(self.root)
+      else None
+    )
     self.body = tree.build(self.root, self.literal, c)
     self.sigma_net = SigmaNet(c.latent_dim, c.sigma_layers)
     self.latent_moments = MovingMoments(c.latent_dim, c.stats_decay)
@@ -75,8 +78,15 @@ class RecordVAE(nn.Module):
     """Decodes z [B, D]; with target/enc also computes the losses (see tree.DecodeOut)."""
     return self.body.decode(z, target, enc, tree.Ctx(p_tuple, p_string, greedy))
 
-  def __call__(self, data, p_tuple, p_string, train: bool = True,
-               stats_mask: jax.Array | None = None, deterministic: bool = False) -> VAEOut:
+  def __call__(
+    self,
+    data,
+    p_tuple,
+    p_string,
+    train: bool = True,
+    stats_mask: jax.Array | None = None,
+    deterministic: bool = False,
+  ) -> VAEOut:
     """One VAE pass: encode, sample z, decode with scheduled sampling, losses.
 
     Args:
@@ -90,8 +100,11 @@ class RecordVAE(nn.Module):
     enc = self.body.encode(data, stats_mask, train)
     mu = enc["emb"]
     sigma = self.sigma(mu)
-    z = mu if deterministic else (
-        mu + sigma * jax.random.normal(self.make_rng("latent"), mu.shape, mu.dtype))
+    z = (
+      mu
+      if deterministic
+      else (mu + sigma * jax.random.normal(self.make_rng("latent"), mu.shape, mu.dtype))
+    )
     if train:
       self.latent_moments.update(z, stats_mask)
     dec = self.decode(z, data, enc, p_tuple, p_string)

@@ -10,6 +10,7 @@ from alala_jax.objectives import aae, beta, geco, wae  # noqa: F401  (registrati
 from alala_jax.objectives import augmented as augmented_lib
 from alala_jax.objectives.base import Objective, make, names
 
+
 def build(config, model) -> Objective:
   """The objective of an experiment config for `model` (validated: clear errors for
   combinations the paper does not define)."""
@@ -20,8 +21,10 @@ def build(config, model) -> Objective:
   aug_on = aug is not None and aug.enabled
   objective = make(name, config, model)
   if objective.single_level and (n_levels > 1 or aug_on):
-    raise ValueError(f"the {name.upper()} baseline (objective.name {name!r}, App H-I) runs "
-                     "alone: set multiscale.n_levels = 1 and augmented.enabled = False")
+    raise ValueError(
+      f"the {name.upper()} baseline (objective.name {name!r}, App H-I) runs "
+      "alone: set multiscale.n_levels = 1 and augmented.enabled = False"
+    )
   if not aug_on:
     return objective
   batch = config.train.batch_size
@@ -30,9 +33,11 @@ def build(config, model) -> Objective:
     raise ValueError(f"n_augmented {n_aug} does not split evenly over {n_levels} levels")
   per_level_rows = batch if (n_levels == 1 or ms.shared_batch) else batch // n_levels
   if n_aug // n_levels > per_level_rows:
-    raise ValueError(f"{n_aug // n_levels} augmented latents per level exceed the "
-                     f"{per_level_rows} real rows per level they are re-drawn from (without "
-                     "replacement)")
+    raise ValueError(
+      f"{n_aug // n_levels} augmented latents per level exceed the "
+      f"{per_level_rows} real rows per level they are re-drawn from (without "
+      "replacement)"
+    )
   gen_start = max(1, int(round(aug.gen_start_fraction * config.train.num_steps)))
   return augmented_lib.augmented(objective, n_aug // n_levels, model.latent_dim, gen_start)
 

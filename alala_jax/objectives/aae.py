@@ -30,11 +30,12 @@ from alala_jax.nn import layers
 from alala_jax.objectives.base import Objective, Terms, register
 from alala_jax.objectives.beta import beta_from_config
 
-ENCODER, PRIOR = 0, 1     # discriminator classes
+ENCODER, PRIOR = 0, 1  # discriminator classes
 
 
 class Discriminator(nn.Module):
   """sigma-network body (App B.4) with an H x 2 softmax layer: logits [..., 2]."""
+
   features: int = 128
   hidden_layers: int = 3
 
@@ -47,8 +48,8 @@ class Discriminator(nn.Module):
 
 
 class AAEState(NamedTuple):
-  params: Any           # discriminator parameters
-  opt_state: Any        # its optimiser state
+  params: Any  # discriminator parameters
+  opt_state: Any  # its optimiser state
 
 
 def _ce(logits: jax.Array, label: int) -> jax.Array:
@@ -56,8 +57,13 @@ def _ce(logits: jax.Array, label: int) -> jax.Array:
   return -jax.nn.log_softmax(logits)[..., label]
 
 
-def adversarial(tx: optax.GradientTransformation, latent_dim: int, beta,
-                features: int = 128, hidden_layers: int = 3) -> Objective:
+def adversarial(
+  tx: optax.GradientTransformation,
+  latent_dim: int,
+  beta,
+  features: int = 128,
+  hidden_layers: int = 3,
+) -> Objective:
   """The AAE objective around a discriminator and its optimiser `tx`.
 
   Args:
@@ -78,8 +84,10 @@ def adversarial(tx: optax.GradientTransformation, latent_dim: int, beta,
   def loss(state, terms: Terms, *, step, level):
     b = beta(step)
     adv = generator_loss(state["aae"], terms.z)
-    return (jnp.mean(terms.recon.loss + b * level.beta_scale * adv),
-            {"beta": b, "aae/adversarial_ce": jnp.mean(adv)})
+    return (
+      jnp.mean(terms.recon.loss + b * level.beta_scale * adv),
+      {"beta": b, "aae/adversarial_ce": jnp.mean(adv)},
+    )
 
   def discriminator_loss(params, z_enc, z_prior, mask):
     ce_enc = _ce(disc.apply({"params": params}, z_enc), ENCODER)
@@ -96,14 +104,24 @@ def adversarial(tx: optax.GradientTransformation, latent_dim: int, beta,
     z_enc = jax.lax.stop_gradient(terms.z)
     z_prior = jax.random.normal(key, z_enc.shape, z_enc.dtype)
     (loss, (ce_enc, ce_pri)), grads = jax.value_and_grad(discriminator_loss, has_aux=True)(
-        st.params, z_enc, z_prior, terms.row_mask)
+      st.params, z_enc, z_prior, terms.row_mask
+    )
     updates, opt_state = tx.update(grads, st.opt_state, st.params)
     acc = 0.5 * (jnp.mean(ce_enc < jnp.log(2.0)) + jnp.mean(ce_pri < jnp.log(2.0)))
-    return ({**state, "aae": AAEState(optax.apply_updates(st.params, updates), opt_state)},
-            {"aae/disc_loss": loss, "aae/disc_accuracy": acc})
+    return (
+      {**state, "aae": AAEState(optax.apply_updates(st.params, updates), opt_state)},
+      {"aae/disc_loss": loss, "aae/disc_accuracy": acc},
+    )
 
-  return Objective(name="aae", init=init, loss=loss, update=update, deterministic=True,
-                   latent_label="aae/adversarial_ce", single_level=True)
+  return Objective(
+    name="aae",
+    init=init,
+    loss=loss,
+    update=update,
+    deterministic=True,
+    latent_label="aae/adversarial_ce",
+    single_level=True,
+  )
 
 
 @register("aae")
@@ -112,5 +130,10 @@ def make_aae(config, model) -> Objective:
   latent_dim units per layer (the sigma-network's body, App B.4) on the autoencoder's
   optimiser settings (`train.optim.base_optimizer(config.optim)`)."""
   from alala_jax.train import optim  # train/ imports objectives/; import here, not at the top
-  return adversarial(optim.base_optimizer(config.optim), model.latent_dim,
-                     beta_from_config(config), features=model.latent_dim)
+
+  return adversarial(
+    optim.base_optimizer(config.optim),
+    model.latent_dim,
+    beta_from_config(config),
+    features=model.latent_dim,
+  )

@@ -34,7 +34,7 @@ NAME = "augmented"
 
 
 class AugmentedState(NamedTuple):
-  z: jax.Array          # [n_augmented, D] augmented latent vectors (sampled latents)
+  z: jax.Array  # [n_augmented, D] augmented latent vectors (sampled latents)
 
 
 def redraw(z_real: jax.Array, z_variant: jax.Array, key: jax.Array, p_sampled) -> jax.Array:
@@ -42,16 +42,19 @@ def redraw(z_real: jax.Array, z_variant: jax.Array, key: jax.Array, p_sampled) -
   (z_real [B, D], chosen without replacement), else its own variant's (z_variant [n, D])."""
   n = z_variant.shape[0]
   if z_real.shape[0] < n:
-    raise ValueError(f"n_augmented {n} exceeds the batch size {z_real.shape[0]}: "
-                     "re-initialisation draws real examples without replacement")
+    raise ValueError(
+      f"n_augmented {n} exceeds the batch size {z_real.shape[0]}: "
+      "re-initialisation draws real examples without replacement"
+    )
   k_coin, k_pick = jax.random.split(key)
   coin = jax.random.bernoulli(k_coin, p_sampled, (n,))
   pick = jax.random.permutation(k_pick, z_real.shape[0])[:n]
   return jax.lax.stop_gradient(jnp.where(coin[:, None], z_real[pick], z_variant))
 
 
-def augmented(inner: Objective, n_augmented: int, latent_dim: int,
-              gen_start_step: int) -> Objective:
+def augmented(
+  inner: Objective, n_augmented: int, latent_dim: int, gen_start_step: int
+) -> Objective:
   """Wraps `inner` with augmented training.
 
   Args:
@@ -64,8 +67,10 @@ def augmented(inner: Objective, n_augmented: int, latent_dim: int,
     raise ValueError(f"n_augmented must be >= 1, got {n_augmented}")
 
   def init(key):
-    return {**inner.init(key),
-            NAME: AugmentedState(z=jnp.zeros((n_augmented, latent_dim), jnp.float32))}
+    return {
+      **inner.init(key),
+      NAME: AugmentedState(z=jnp.zeros((n_augmented, latent_dim), jnp.float32)),
+    }
 
   def prepare(state, x, *, decode, key, phase):
     """Level batches x [n, b, ...] -> (real + variants [n, b + m, ...], real rows [n, b + m]).
@@ -73,30 +78,33 @@ def augmented(inner: Objective, n_augmented: int, latent_dim: int,
     All levels' z_aug are decoded in one call: decode(z [n m, D], key) -> records."""
     if phase != AUGMENTED:
       return inner.prepare(state, x, decode=decode, key=key, phase=phase)
-    z = state[NAME].z                                               # [n, m, D]
+    z = state[NAME].z  # [n, m, D]
     n, m = z.shape[:2]
     variants = decode(z.reshape((n * m,) + z.shape[2:]), key)
     full = jax.tree.map(
-        lambda a, v: jnp.concatenate([a, v.reshape((n, m) + v.shape[1:]).astype(a.dtype)], 1),
-        x, variants)
+      lambda a, v: jnp.concatenate([a, v.reshape((n, m) + v.shape[1:]).astype(a.dtype)], 1),
+      x,
+      variants,
+    )
     b = jax.tree.leaves(x)[0].shape[1]
     mask = jnp.concatenate([jnp.ones((n, b), jnp.float32), jnp.zeros((n, m), jnp.float32)], 1)
     return full, mask
 
   def update(state, terms: Terms, *, step, key, phase, level):
     if phase == AUGMENTED:
-      b = terms.z.shape[0] - n_augmented                           # real rows
+      b = terms.z.shape[0] - n_augmented  # real rows
       z_new = redraw(terms.z[:b], terms.z[b:], key, level.p_sampled)
-    else:   # seed: the sampled latents of the first n_augmented rows of the batch
+    else:  # seed: the sampled latents of the first n_augmented rows of the batch
       z_new = jax.lax.stop_gradient(terms.z[:n_augmented])
     state = {**state, NAME: AugmentedState(z=z_new)}
-    inner_state, metrics = inner.update(state, terms, step=step,
-                                        key=jax.random.fold_in(key, 1), phase=phase,
-                                        level=level)
+    inner_state, metrics = inner.update(
+      state, terms, step=step, key=jax.random.fold_in(key, 1), phase=phase, level=level
+    )
     return {**inner_state, NAME: AugmentedState(z=z_new)}, metrics
 
   def phase_at(step: int) -> str:
     return AUGMENTED if step >= gen_start_step else TRAIN
 
-  return inner._replace(name=f"{inner.name}+{NAME}", init=init, update=update,
-                        prepare=prepare, phase_at=phase_at)
+  return inner._replace(
+    name=f"{inner.name}+{NAME}", init=init, update=update, prepare=prepare, phase_at=phase_at
+  )

@@ -31,19 +31,20 @@ from flax import struct
 
 from alala_jax.models.base import Recon
 
-TRAIN, AUGMENTED = "train", "augmented"    # step phases (the compiled steps a run may use)
+TRAIN, AUGMENTED = "train", "augmented"  # step phases (the compiled steps a run may use)
 
 
 @struct.dataclass
 class Terms:
   """A model's raw terms for one batch, as objectives see them."""
-  recon: Recon                 # per-example reconstruction terms [B]
-  kl: jax.Array                # [B] or [L, B] KL(q || p), nats
-  z: jax.Array                 # [B, D] the latents decoded (sampled, or the mean for a
-                               # deterministic encoder)
-  posterior: Any               # q(z | x) (e.g. DiagGaussian)
-  row_mask: jax.Array | None   # [B] 1 for real rows, 0 for generated variants (None: all real)
-  kl_scale: float = struct.field(pytree_node=False, default=1.0)   # the model's beta units
+
+  recon: Recon  # per-example reconstruction terms [B]
+  kl: jax.Array  # [B] or [L, B] KL(q || p), nats
+  z: jax.Array  # [B, D] the latents decoded (sampled, or the mean for a
+  # deterministic encoder)
+  posterior: Any  # q(z | x) (e.g. DiagGaussian)
+  row_mask: jax.Array | None  # [B] 1 for real rows, 0 for generated variants (None: all real)
+  kl_scale: float = struct.field(pytree_node=False, default=1.0)  # the model's beta units
 
   def kl_total(self) -> jax.Array:
     """[B]: the KL summed over stochastic layers."""
@@ -52,9 +53,10 @@ class Terms:
 
 class Level(NamedTuple):
   """What varies over the multiscale level axis (defaults: one plain level)."""
-  beta_scale: Any = 1.0        # [] beta_i / beta_max (Sec 6)
-  capacity: Any = 0.0          # [] C_i in nats ('capacity', App J Eq 9)
-  p_sampled: Any = 0.2         # [] augmented training's re-initialisation probability (App K)
+
+  beta_scale: Any = 1.0  # [] beta_i / beta_max (Sec 6)
+  capacity: Any = 0.0  # [] C_i in nats ('capacity', App J Eq 9)
+  p_sampled: Any = 0.2  # [] augmented training's re-initialisation probability (App K)
 
 
 def _identity_prepare(state, x, *, decode, key, phase):
@@ -74,6 +76,7 @@ def _always_train(step: int) -> str:
 
 class Objective(NamedTuple):
   """A named objective (module doc). `deterministic`: z = posterior mean (WAE, AAE)."""
+
   name: str
   init: Callable[[jax.Array], dict]
   loss: Callable[..., tuple[jax.Array, dict]]
@@ -81,8 +84,8 @@ class Objective(NamedTuple):
   prepare: Callable[..., tuple[Any, Any]] = _identity_prepare
   phase_at: Callable[[int], str] = _always_train
   deterministic: bool = False
-  latent_label: str = "kl"         # the metric the progress line shows as the latent term
-  single_level: bool = False       # runs alone: no multiscale levels, no augmented training
+  latent_label: str = "kl"  # the metric the progress line shows as the latent term
+  single_level: bool = False  # runs alone: no multiscale levels, no augmented training
 
 
 # name -> factory(config, model) -> Objective
@@ -91,14 +94,20 @@ _REGISTRY: dict[str, Callable[..., Objective]] = {}
 
 def register(name: str):
   """Decorator: registers an objective factory under `name`."""
+
   def wrap(factory):
     old = _REGISTRY.get(name)
-    if old is not None and (old.__module__, old.__qualname__) != (factory.__module__,
-                                                                   factory.__qualname__):
-      raise ValueError(f"objective {name!r} registered twice: {old.__module__}."
-                       f"{old.__qualname__} and {factory.__module__}.{factory.__qualname__}")
-    _REGISTRY[name] = factory     # the same factory again (a module reload) replaces it
+    if old is not None and (old.__module__, old.__qualname__) != (
+      factory.__module__,
+      factory.__qualname__,
+    ):
+      raise ValueError(
+        f"objective {name!r} registered twice: {old.__module__}."
+        f"{old.__qualname__} and {factory.__module__}.{factory.__qualname__}"
+      )
+    _REGISTRY[name] = factory  # the same factory again (a module reload) replaces it
     return factory
+
   return wrap
 
 
@@ -118,4 +127,3 @@ def make(name: str, config, model) -> Objective:
   if name not in _REGISTRY:
     raise ValueError(f"unknown objective {name!r}: registered objectives are {names()}")
   return _REGISTRY[name](config, model)
-

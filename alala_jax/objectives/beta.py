@@ -26,9 +26,15 @@ def beta_from_config(config):
   """The beta schedule of `config.objective` over `config.train.num_steps`: step -> beta
   (beta_max under multiscale)."""
   cfg = config.objective
-  return schedules.beta_schedule(cfg.beta_schedule, config.train.num_steps, cfg.beta_start,
-                                 cfg.beta_mid, cfg.beta_end, cfg.warmup_fraction,
-                                 cfg.cooldown_fraction)
+  return schedules.beta_schedule(
+    cfg.beta_schedule,
+    config.train.num_steps,
+    cfg.beta_start,
+    cfg.beta_mid,
+    cfg.beta_end,
+    cfg.warmup_fraction,
+    cfg.cooldown_fraction,
+  )
 
 
 def _stateless(name: str, per_example, beta, **kw) -> Objective:
@@ -50,8 +56,8 @@ def _stateless(name: str, per_example, beta, **kw) -> Objective:
 def make_beta(config, model) -> Objective:
   del model
   return _stateless(
-      "beta", lambda t, b, lv: t.recon.loss + b * t.kl_scale * t.kl_total(),
-      beta_from_config(config))
+    "beta", lambda t, b, lv: t.recon.loss + b * t.kl_scale * t.kl_total(), beta_from_config(config)
+  )
 
 
 @register("inverted")
@@ -60,10 +66,11 @@ def make_inverted(config, model) -> Objective:
   beta = beta_from_config(config)
   ends = schedules.beta_extremes(config.objective)
   if min(ends) <= 0:
-    raise ValueError("objective 'inverted' divides the reconstruction loss by beta_i (Eq 8): "
-                     f"beta must stay > 0, got the schedule {ends}")
-  return _stateless("inverted", lambda t, b, lv: t.recon.loss / b + t.kl_scale * t.kl_total(),
-                    beta)
+    raise ValueError(
+      "objective 'inverted' divides the reconstruction loss by beta_i (Eq 8): "
+      f"beta must stay > 0, got the schedule {ends}"
+    )
+  return _stateless("inverted", lambda t, b, lv: t.recon.loss / b + t.kl_scale * t.kl_total(), beta)
 
 
 @register("capacity")
@@ -71,10 +78,12 @@ def make_capacity(config, model) -> Objective:
   del model
   gamma = float(config.objective.multiscale.gamma)
   return _stateless(
-      "capacity",
-      lambda t, b, lv: t.recon.loss + gamma * t.kl_scale * jnp.maximum(
-          t.kl_total() - lv.capacity, 0.0),
-      beta_from_config(config))
+    "capacity",
+    lambda t, b, lv: (
+      t.recon.loss + gamma * t.kl_scale * jnp.maximum(t.kl_total() - lv.capacity, 0.0)
+    ),
+    beta_from_config(config),
+  )
 
 
 def free_bits_kl(kl, lam) -> jnp.ndarray:
@@ -90,5 +99,7 @@ def make_free_bits(config, model) -> Objective:
   if lam < 0:
     raise ValueError(f"objective.free_bits (lambda, nats) must be >= 0, got {lam}")
   return _stateless(
-      "free_bits", lambda t, b, lv: t.recon.loss + b * t.kl_scale * free_bits_kl(t.kl, lam),
-      beta_from_config(config))
+    "free_bits",
+    lambda t, b, lv: t.recon.loss + b * t.kl_scale * free_bits_kl(t.kl, lam),
+    beta_from_config(config),
+  )

@@ -74,14 +74,14 @@ import jax.numpy as jnp
 
 from alala_jax.objectives import base
 
-SPECIAL_TERMS = ("loss", "nll")   # Constraint.field values that name Recon.loss / Recon.nll
+SPECIAL_TERMS = ("loss", "nll")  # Constraint.field values that name Recon.loss / Recon.nll
 KINDS = ("le",)
 
 
 class GECOState(NamedTuple):
-  lagrange: jax.Array   # [K] multipliers lambda (one per constraint), > 0
-  c_ma: jax.Array       # [K] moving average of the batch-mean constraint
-  count: jax.Array      # [] int32 steps seen (0: C_ma not initialised)
+  lagrange: jax.Array  # [K] multipliers lambda (one per constraint), > 0
+  c_ma: jax.Array  # [K] moving average of the batch-mean constraint
+  count: jax.Array  # [] int32 steps seen (0: C_ma not initialised)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,6 +95,7 @@ class Constraint:
       an RE constraint on a summed squared error).
     kind: 'le': C = mean_B(term) - tolerance <= 0.
   """
+
   name: str
   field: str
   tolerance: float
@@ -115,22 +116,30 @@ def _term(terms: base.Terms, c: Constraint) -> jax.Array:
     return terms.recon.nll
   fields = terms.recon.fields
   if c.field not in fields:
-    raise KeyError(f"GECO constraint {c.name!r}: field {c.field!r} is not a reconstruction "
-                   f"field of this model; available fields: {sorted(fields)} (or "
-                   f"{' / '.join(repr(s) for s in SPECIAL_TERMS)} for recon.loss / recon.nll)")
+    raise KeyError(
+      f"GECO constraint {c.name!r}: field {c.field!r} is not a reconstruction "
+      f"field of this model; available fields: {sorted(fields)} (or "
+      f"{' / '.join(repr(s) for s in SPECIAL_TERMS)} for recon.loss / recon.nll)"
+    )
   return fields[c.field]
 
 
 def batch_constraints(constraints: Sequence[Constraint], terms: base.Terms) -> jax.Array:
   """C_hat [K]: batch mean of each constrained term minus its tolerance (float32)."""
-  return jnp.stack([
-      jnp.mean(_term(terms, c).astype(jnp.float32)) - jnp.float32(c.tolerance)
-      for c in constraints])
+  return jnp.stack(
+    [jnp.mean(_term(terms, c).astype(jnp.float32)) - jnp.float32(c.tolerance) for c in constraints]
+  )
 
 
-def geco(constraints: Sequence[Constraint], *, alpha: float = 0.99, nu: float = 1e-2,
-         lambda_init: float = 1.0, log_lambda_clamp: tuple[float, float] = (-10.0, 10.0),
-         kl_weight: float = 1.0) -> base.Objective:
+def geco(
+  constraints: Sequence[Constraint],
+  *,
+  alpha: float = 0.99,
+  nu: float = 1e-2,
+  lambda_init: float = 1.0,
+  log_lambda_clamp: tuple[float, float] = (-10.0, 10.0),
+  kl_weight: float = 1.0,
+) -> base.Objective:
   """GECO, paper 003 Algorithm 1 (module doc), over K constraints.
 
   Args:
@@ -163,21 +172,25 @@ def geco(constraints: Sequence[Constraint], *, alpha: float = 0.99, nu: float = 
 
   def init(key: jax.Array) -> dict:
     del key
-    return {"geco": GECOState(lagrange=jnp.full((k,), lambda_init, jnp.float32),
-                              c_ma=jnp.zeros((k,), jnp.float32),
-                              count=jnp.zeros((), jnp.int32))}
+    return {
+      "geco": GECOState(
+        lagrange=jnp.full((k,), lambda_init, jnp.float32),
+        c_ma=jnp.zeros((k,), jnp.float32),
+        count=jnp.zeros((), jnp.int32),
+      )
+    }
 
   def moving_average(s: GECOState, c_hat: jax.Array) -> jax.Array:
     """C_ma_t [K] from the stored C_ma_{t-1}: the first batch's C_hat when count == 0."""
     return jnp.where(s.count == 0, c_hat, alpha * s.c_ma + (1.0 - alpha) * c_hat)
 
   def loss(state: dict, terms: base.Terms, *, step, level=base.Level()):
-    del step, level   # no schedule and no beta: Level.beta_scale is unused
+    del step, level  # no schedule and no beta: Level.beta_scale is unused
     s = state["geco"]
-    c_hat = batch_constraints(constraints, terms)                        # [K]
-    c_ma = moving_average(s, jax.lax.stop_gradient(c_hat))               # [K]
-    c_t = c_hat + jax.lax.stop_gradient(c_ma - c_hat)                    # value C_ma, grad C_hat
-    lam = jax.lax.stop_gradient(s.lagrange)                              # [K]
+    c_hat = batch_constraints(constraints, terms)  # [K]
+    c_ma = moving_average(s, jax.lax.stop_gradient(c_hat))  # [K]
+    c_t = c_hat + jax.lax.stop_gradient(c_ma - c_hat)  # value C_ma, grad C_hat
+    lam = jax.lax.stop_gradient(s.lagrange)  # [K]
     kl = jnp.mean(terms.kl_total().astype(jnp.float32))
     total = kl_weight * kl + jnp.sum(lam * c_t)
     metrics = {"geco/kl_nats": kl}
@@ -196,8 +209,9 @@ def geco(constraints: Sequence[Constraint], *, alpha: float = 0.99, nu: float = 
     new = GECOState(lagrange=jnp.exp(log_lam), c_ma=c_ma, count=s.count + 1)
     return {**state, "geco": new}, {}
 
-  return base.Objective(name="geco", init=init, loss=loss, update=update,
-                        latent_label="geco/kl_nats")
+  return base.Objective(
+    name="geco", init=init, loss=loss, update=update, latent_label="geco/kl_nats"
+  )
 
 
 def _split_items(spec: str) -> list[str]:
@@ -232,22 +246,23 @@ def parse_constraints(spec: str) -> tuple[Constraint, ...]:
       number, a repeated name, or no item at all).
   """
   if not isinstance(spec, str) or not spec.strip():
-    raise ValueError(f"GECO constraints must be a non-empty 'name<=tolerance,...' string: "
-                     f"{spec!r}")
+    raise ValueError(f"GECO constraints must be a non-empty 'name<=tolerance,...' string: {spec!r}")
   out, seen = [], set()
   for raw in _split_items(spec):
     item = raw.strip()
     if item.count("<=") != 1:
-      raise ValueError(f"GECO constraint item {item!r} (in {spec!r}) is not of the form "
-                       "'name<=tolerance'")
+      raise ValueError(
+        f"GECO constraint item {item!r} (in {spec!r}) is not of the form 'name<=tolerance'"
+      )
     name, tol = (p.strip() for p in item.split("<="))
     if not name:
       raise ValueError(f"GECO constraint item {item!r} (in {spec!r}) has an empty name")
     try:
       tolerance = float(tol)
     except ValueError:
-      raise ValueError(f"GECO constraint item {item!r} (in {spec!r}): tolerance {tol!r} is "
-                       "not a number") from None
+      raise ValueError(
+        f"GECO constraint item {item!r} (in {spec!r}): tolerance {tol!r} is not a number"
+      ) from None
     if not math.isfinite(tolerance):
       raise ValueError(f"GECO constraint item {item!r} (in {spec!r}): tolerance is not finite")
     if name in seen:
@@ -268,10 +283,11 @@ def make_geco(config, model) -> base.Objective:
   """
   del model
   g = config.objective.geco
-  return geco(parse_constraints(g.constraints),
-              alpha=float(g.get("alpha", 0.99)),
-              nu=float(g.get("nu", 1e-2)),
-              lambda_init=float(g.get("lambda_init", 1.0)),
-              log_lambda_clamp=(float(g.get("log_lambda_min", -10.0)),
-                                float(g.get("log_lambda_max", 10.0))),
-              kl_weight=float(g.get("kl_weight", 1.0)))
+  return geco(
+    parse_constraints(g.constraints),
+    alpha=float(g.get("alpha", 0.99)),
+    nu=float(g.get("nu", 1e-2)),
+    lambda_init=float(g.get("lambda_init", 1.0)),
+    log_lambda_clamp=(float(g.get("log_lambda_min", -10.0)), float(g.get("log_lambda_max", 10.0))),
+    kl_weight=float(g.get("kl_weight", 1.0)),
+  )

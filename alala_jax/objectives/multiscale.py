@@ -47,8 +47,7 @@ def beta_multipliers(n: int, spacing: str = "linear", ratio: float = 0.9) -> np.
   raise ValueError(f"unknown beta spacing {spacing!r}: expected 'linear' or 'geometric'")
 
 
-def level_p_sampled(n: int, p_min: float, p_max: float, spacing: str = "constant"
-                    ) -> np.ndarray:
+def level_p_sampled(n: int, p_min: float, p_max: float, spacing: str = "constant") -> np.ndarray:
   """Per-level p_sampled for multiscale + augmented training (App K).
 
   'constant': p_max everywhere; 'linear': p_min + (i+1)(p_max - p_min)/n (Table 13);
@@ -100,8 +99,9 @@ def merge_collections(shared: dict, per_level: dict) -> dict:
 def merge_shared_updates(stacked: Any) -> Any:
   """Averages per-level updates of shared statistics over the level axis (integer counters:
   level 0's): for a moving mean this equals one update with the mean of the level batches."""
-  return jax.tree.map(lambda x: jnp.mean(x, 0) if jnp.issubdtype(x.dtype, jnp.floating)
-                      else x[0], stacked)
+  return jax.tree.map(
+    lambda x: jnp.mean(x, 0) if jnp.issubdtype(x.dtype, jnp.floating) else x[0], stacked
+  )
 
 
 def over_levels(fn, n: int, in_axes: tuple):
@@ -115,6 +115,7 @@ def over_levels(fn, n: int, in_axes: tuple):
   def one(*args):
     sliced = [a if ax is None else level_slice(a, 0) for a, ax in zip(args, in_axes)]
     return jax.tree.map(lambda x: jnp.asarray(x)[None], fn(*sliced))
+
   return one
 
 
@@ -122,6 +123,7 @@ def over_levels(fn, n: int, in_axes: tuple):
 class Levels:
   """The level axis of one run: n levels, their beta multipliers, capacities, per-level
   p_sampled (App K) and batching."""
+
   n: int = 1
   multipliers: tuple[float, ...] = (1.0,)
   capacities: tuple[float, ...] = (0.0,)
@@ -137,35 +139,45 @@ class Levels:
     if n < 1:
       raise ValueError(f"multiscale.n_levels must be >= 1, got {n}")
     if augmented is not None and augmented.enabled:
-      p = level_p_sampled(n, augmented.get("p_min", augmented.p_sampled), augmented.p_sampled,
-                          augmented.get("p_spacing", "constant"))
+      p = level_p_sampled(
+        n,
+        augmented.get("p_min", augmented.p_sampled),
+        augmented.p_sampled,
+        augmented.get("p_spacing", "constant"),
+      )
     else:
       p = np.full(n, 0.2, np.float32)
-    if n == 1:   # C_0 = c_min: the 'capacity' objective on one level (App J, Eq 9)
+    if n == 1:  # C_0 = c_min: the 'capacity' objective on one level (App J, Eq 9)
       caps = (0.0,) if ms is None else (float(ms.get("c_min", 0.0)),)
       return cls(capacities=caps, p_sampled=(float(p[0]),))
     if ms.spacing not in SPACINGS:
       raise ValueError(f"unknown beta spacing {ms.spacing!r}: expected one of {SPACINGS}")
     if not 0 <= ms.gen_level < n:
       raise ValueError(f"multiscale.gen_level {ms.gen_level} is not a level of 0..{n - 1}")
-    return cls(n=n, multipliers=tuple(float(m) for m in beta_multipliers(n, ms.spacing,
-                                                                         ms.ratio)),
-               capacities=tuple(float(c) for c in capacities(n, ms.c_min, ms.c_inc)),
-               p_sampled=tuple(float(x) for x in p),
-               shared_batch=bool(ms.shared_batch), gen_level=int(ms.gen_level))
+    return cls(
+      n=n,
+      multipliers=tuple(float(m) for m in beta_multipliers(n, ms.spacing, ms.ratio)),
+      capacities=tuple(float(c) for c in capacities(n, ms.c_min, ms.c_inc)),
+      p_sampled=tuple(float(x) for x in p),
+      shared_batch=bool(ms.shared_batch),
+      gen_level=int(ms.gen_level),
+    )
 
   def level_args(self) -> Level:
     """The per-level values as arrays [n] (what `over_levels` maps over)."""
     f = lambda v: jnp.asarray(v, jnp.float32)
-    return Level(beta_scale=f(self.multipliers), capacity=f(self.capacities),
-                 p_sampled=f(self.p_sampled))
+    return Level(
+      beta_scale=f(self.multipliers), capacity=f(self.capacities), p_sampled=f(self.p_sampled)
+    )
 
   def per_level_batch(self, batch_size: int) -> int:
     if self.shared_batch or self.n == 1:
       return batch_size
     if batch_size % self.n:
-      raise ValueError(f"batch size {batch_size} does not split evenly over {self.n} levels; "
-                       "use a multiple of n_levels or multiscale.shared_batch=True")
+      raise ValueError(
+        f"batch size {batch_size} does not split evenly over {self.n} levels; "
+        "use a multiple of n_levels or multiscale.shared_batch=True"
+      )
     return batch_size // self.n
 
   def split(self, batch: Any) -> Any:

@@ -15,9 +15,15 @@ import optax
 SCHEMES = {"TF": "teacher forcing", "AS": "always sampling", "SS": "scheduled sampling"}
 
 
-def beta_schedule(kind: str, num_steps: int, beta_start: float = 0.0, beta_mid: float = 0.0,
-                  beta_end: float = 0.384, warmup_fraction: float = 1.0,
-                  cooldown_fraction: float = 0.0) -> optax.Schedule:
+def beta_schedule(
+  kind: str,
+  num_steps: int,
+  beta_start: float = 0.0,
+  beta_mid: float = 0.0,
+  beta_end: float = 0.384,
+  warmup_fraction: float = 1.0,
+  cooldown_fraction: float = 0.0,
+) -> optax.Schedule:
   """Returns step -> beta.
 
   Args:
@@ -33,8 +39,13 @@ def beta_schedule(kind: str, num_steps: int, beta_start: float = 0.0, beta_mid: 
     return optax.linear_schedule(beta_start, beta_end, warm)
   if kind == "warmup_cooldown":
     cool = max(1, int(round(cooldown_fraction * num_steps)))
-    return optax.join_schedules([optax.linear_schedule(beta_start, beta_mid, warm),
-                                 optax.linear_schedule(beta_mid, beta_end, cool)], [warm])
+    return optax.join_schedules(
+      [
+        optax.linear_schedule(beta_start, beta_mid, warm),
+        optax.linear_schedule(beta_mid, beta_end, cool),
+      ],
+      [warm],
+    )
   raise ValueError(f"unknown beta schedule {kind!r}: expected constant, linear, warmup_cooldown")
 
 

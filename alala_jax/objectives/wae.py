@@ -19,7 +19,7 @@ from alala_jax.nn.moments import weighted_moments
 from alala_jax.objectives.base import Objective, Terms, register
 from alala_jax.objectives.beta import beta_from_config
 
-EIG_FLOOR = 1e-6   # sqrt'(0) is infinite: eigenvalues are floored (a rank-deficient batch)
+EIG_FLOOR = 1e-6  # sqrt'(0) is infinite: eigenvalues are floored (a rank-deficient batch)
 
 
 def w2_squared_standard_normal(z: jax.Array, w: jax.Array | None = None) -> jax.Array:
@@ -32,9 +32,11 @@ def w2_squared_standard_normal(z: jax.Array, w: jax.Array | None = None) -> jax.
 def gaussian_w2_squared(m1, s1, m2, s2) -> jax.Array:
   """W2^2 between N(m1, S1) and N(m2, S2) (general form; for tests and analysis):
   ||m1 - m2||^2 + tr(S1 + S2 - 2 (S2^(1/2) S1 S2^(1/2))^(1/2))."""
+
   def sqrtm(a):
     lam, v = jnp.linalg.eigh(0.5 * (a + a.T))
     return (v * jnp.sqrt(jnp.maximum(lam, 0.0))) @ v.T
+
   r2 = sqrtm(s2)
   return jnp.sum((m1 - m2) ** 2) + jnp.trace(s1 + s2 - 2.0 * sqrtm(r2 @ s1 @ r2))
 
@@ -55,5 +57,6 @@ def make_wae(config, model) -> Objective:
     w2 = w2_squared_standard_normal(terms.z, terms.row_mask) * terms.kl_scale
     return jnp.mean(terms.recon.loss) + b * level.beta_scale * w2, {"beta": b, "wae/w2": w2}
 
-  return Objective(name="wae", init=init, loss=loss, deterministic=True,
-                   latent_label="wae/w2", single_level=True)
+  return Objective(
+    name="wae", init=init, loss=loss, deterministic=True, latent_label="wae/w2", single_level=True
+  )

@@ -1,7 +1,7 @@
 """Tasks by name (`config.task`): each picks its data loader, model and evaluators.
 
-  records   paper 000's record VAE on a dataclass schema (default)
-  images    a dense Bernoulli VAE on binary images (embedded synthetic set or binarized MNIST)
+records   paper 000's record VAE on a dataclass schema (default)
+images    a dense Bernoulli VAE on binary images (embedded synthetic set or binarized MNIST)
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ def build(config, workdir: str | None = None) -> Task:
   name = config.get("task", "records")
   if name == "records":
     from alala_jax.tasks.records import RecordTask
+
     return RecordTask.from_config(config, workdir)
   if name == "images":
     from alala_jax.tasks.images import ImageTask
+
     return ImageTask.from_config(config, workdir)
   raise ValueError(f"unknown config.task {name!r}: expected one of {TASKS}")
 
@@ -28,6 +30,7 @@ def build_without_data(config, workdir: str) -> Task:
   name = config.get("task", "records")
   if name == "records":
     from alala_jax.tasks.records import RecordTask
+
     return RecordTask.without_data(config, workdir)
   return build(config, workdir)
 

@@ -19,7 +19,7 @@ class Task(abc.ABC):
 
   name: str
   trainer: Trainer
-  train_arrays: Any       # pytree of arrays with a leading row axis
+  train_arrays: Any  # pytree of arrays with a leading row axis
   test_arrays: Any
 
   def example_batch(self, batch_size: int, seed: int = 0) -> Any:

@@ -37,10 +37,14 @@ class ImageTask(Task):
   def __init__(self, config, data: image_data.ImageData):
     self.config, self.data = config, data
     mc = config.model
-    self.model = DenseImageVAE(ImageVAEConfig(
-        num_pixels=data.num_pixels, latent_dim=mc.latent_dim,
+    self.model = DenseImageVAE(
+      ImageVAEConfig(
+        num_pixels=data.num_pixels,
+        latent_dim=mc.latent_dim,
         hidden=tuple(int(h) for h in mc.get("hidden", (200, 200))),
-        activation=mc.get("activation", "tanh")))
+        activation=mc.get("activation", "tanh"),
+      )
+    )
     setup = state_lib.make_setup(self.model, objectives.build(config, self.model), config)
     self.trainer = Trainer(setup)
     self.train_arrays = np.asarray(data.train, np.float32)
@@ -55,10 +59,12 @@ class ImageTask(Task):
 
   def notes(self) -> list[str]:
     d = self.data
-    return [f"data: {d.source}: {d.notes}; train {len(d.train)}, test {len(d.test)} images of "
-            f"{d.shape[0]}x{d.shape[1]}",
-            f"model: dense Bernoulli VAE, latent {self.model.latent_dim}, hidden "
-            f"{self.model.config.hidden}; objective {self.trainer.objective.name}"]
+    return [
+      f"data: {d.source}: {d.notes}; train {len(d.train)}, test {len(d.test)} images of "
+      f"{d.shape[0]}x{d.shape[1]}",
+      f"model: dense Bernoulli VAE, latent {self.model.latent_dim}, hidden "
+      f"{self.model.config.hidden}; objective {self.trainer.objective.name}",
+    ]
 
   def save(self, workdir: str) -> None:
     self.workdir = workdir
@@ -66,8 +72,9 @@ class ImageTask(Task):
   def periodic_eval(self, state, config) -> dict[str, float]:
     """Mean objective loss, -log p(x|z) and KL over `eval_batches` test batches."""
     acc: dict[str, list[float]] = {}
-    batches = batching.eval_batches(self.test_arrays, config.train.batch_size,
-                                    config.train.eval_batches, config.seed)
+    batches = batching.eval_batches(
+      self.test_arrays, config.train.batch_size, config.train.eval_batches, config.seed
+    )
     for i, b in enumerate(batches):
       m = jax.device_get(self.trainer.eval_loss(state, b, Salt.EVAL_LOSS + i))
       for k in ("loss", "nll", "kl"):
@@ -79,28 +86,44 @@ class ImageTask(Task):
     ec = config.eval
     variables = self.trainer.variables(state)
     key = jax.random.key(config.seed + 7)
-    res: dict[str, Any] = {"step": int(state.step),
-                           "params": "ema" if state.ema_params is not None else "raw"}
+    res: dict[str, Any] = {
+      "step": int(state.step),
+      "params": "ema" if state.ema_params is not None else "raw",
+    }
     n_test = int(ec.get("num_test", 0)) or len(self.test_arrays)
-    res.update({f"test/{k}": v for k, v in likelihood.evaluate_images(
-        self.model, variables, self.test_arrays[:n_test], jax.random.fold_in(key, 1),
-        batch_size=int(ec.get("batch_size", 100)),
-        num_samples=int(ec.get("iw_samples", 1000)),
-        chunk=int(ec.get("iw_chunk", 100))).items()})
+    res.update(
+      {
+        f"test/{k}": v
+        for k, v in likelihood.evaluate_images(
+          self.model,
+          variables,
+          self.test_arrays[:n_test],
+          jax.random.fold_in(key, 1),
+          batch_size=int(ec.get("batch_size", 100)),
+          num_samples=int(ec.get("iw_samples", 1000)),
+          chunk=int(ec.get("iw_chunk", 100)),
+        ).items()
+      }
+    )
     if self.workdir:
       n = int(ec.get("num_samples_png", 100))
       imgs = np.asarray(self.trainer.generate(variables, jax.random.fold_in(key, 2), n, False))
       res["samples_png"] = image_grid.save_image_grid(
-          imgs, self.data.shape, os.path.join(self.workdir, SAMPLES_PNG),
-          title=f"samples at step {int(state.step)}")
+        imgs,
+        self.data.shape,
+        os.path.join(self.workdir, SAMPLES_PNG),
+        title=f"samples at step {int(state.step)}",
+      )
     return res
 
   def summary(self, res: dict[str, Any]) -> str:
-    lines = [f"evaluation at step {res['step']} ({res['params']} parameters), "
-             f"{res['test/num_examples']} test images",
-             f"  test ELBO {res['test/elbo']:.3f} nats  (-log p(x|z) {res['test/recon']:.3f}, "
-             f"KL {res['test/kl']:.3f})",
-             f"  test IW-NLL (k = {res['test/num_samples']}) {res['test/iw_nll']:.3f} nats"]
+    lines = [
+      f"evaluation at step {res['step']} ({res['params']} parameters), "
+      f"{res['test/num_examples']} test images",
+      f"  test ELBO {res['test/elbo']:.3f} nats  (-log p(x|z) {res['test/recon']:.3f}, "
+      f"KL {res['test/kl']:.3f})",
+      f"  test IW-NLL (k = {res['test/num_samples']}) {res['test/iw_nll']:.3f} nats",
+    ]
     if "samples_png" in res:
       lines.append(f"  samples: {res['samples_png']}")
     return "\n".join(lines)

@@ -27,22 +27,27 @@ SPEC_FILE = "spec.json"
 
 
 def model_config(spec: codec.DataSpec, model_cfg) -> tree.ModelConfig:
-  return tree.ModelConfig(vocab_size=spec.vocab_size,
-                          max_len=tuple(sorted(spec.max_len.items())),
-                          max_items=tuple(sorted(spec.max_items.items())),
-                          latent_dim=model_cfg.latent_dim, char_dim=model_cfg.char_dim,
-                          tuple_type=model_cfg.tuple_type,
-                          string_scan=model_cfg.get("string_scan", "field"),
-                          gru_remat=model_cfg.get("gru_remat", "none"))
+  return tree.ModelConfig(
+    vocab_size=spec.vocab_size,
+    max_len=tuple(sorted(spec.max_len.items())),
+    max_items=tuple(sorted(spec.max_items.items())),
+    latent_dim=model_cfg.latent_dim,
+    char_dim=model_cfg.char_dim,
+    tuple_type=model_cfg.tuple_type,
+    string_scan=model_cfg.get("string_scan", "field"),
+    gru_remat=model_cfg.get("gru_remat", "none"),
+  )
 
 
 def make_model(root: schema_lib.RecordNode, spec: codec.DataSpec, config) -> RecordModel:
   """The record VAE of a config, with its decoding schedules (Table 1 schemes)."""
   obj, n = config.objective, config.train.num_steps
-  return RecordModel(root, model_config(spec, config.model),
-                     p_tuple=schedules.teacher_schedule(obj.tuple_scheme, n, obj.ss_fraction),
-                     p_string=schedules.teacher_schedule(obj.string_scheme, n,
-                                                         obj.ss_fraction))
+  return RecordModel(
+    root,
+    model_config(spec, config.model),
+    p_tuple=schedules.teacher_schedule(obj.tuple_scheme, n, obj.ss_fraction),
+    p_string=schedules.teacher_schedule(obj.string_scheme, n, obj.ss_fraction),
+  )
 
 
 def read_spec(workdir: str | None) -> codec.DataSpec | None:
@@ -58,15 +63,21 @@ class RecordTask(Task):
 
   name = "records"
 
-  def __init__(self, config, root: schema_lib.RecordNode, spec: codec.DataSpec,
-               data: datasets.Dataset | None = None):
+  def __init__(
+    self,
+    config,
+    root: schema_lib.RecordNode,
+    spec: codec.DataSpec,
+    data: datasets.Dataset | None = None,
+  ):
     self.config, self.root, self.spec, self.data = config, root, spec, data
     model = make_model(root, spec, config)
     setup = state_lib.make_setup(model, objectives.build(config, model), config)
     self.trainer = Trainer(setup)
     self.model, self.levels = model, setup.levels
-    self._reconstruct = jax.jit(lambda v, k, b, g: model.reconstruct(v, b, k, greedy=g),
-                                static_argnums=3)
+    self._reconstruct = jax.jit(
+      lambda v, k, b, g: model.reconstruct(v, b, k, greedy=g), static_argnums=3
+    )
     self.train_arrays = self.test_arrays = None
     self.train_report = self.test_report = codec.EncodeReport()
     if data is not None:
@@ -121,21 +132,29 @@ class RecordTask(Task):
   # --- Task ---
   def notes(self) -> list[str]:
     d, rep = self.data, self.test_report
-    lines = [f"data: {d.source}: {d.notes}; train {len(d.train)}, test {len(d.test)}; "
-             f"vocabulary {self.spec.vocab_size} ids; test-set characters outside the "
-             f"vocabulary: {rep.oov_chars}, truncated test strings: {rep.truncated_strings}"]
+    lines = [
+      f"data: {d.source}: {d.notes}; train {len(d.train)}, test {len(d.test)}; "
+      f"vocabulary {self.spec.vocab_size} ids; test-set characters outside the "
+      f"vocabulary: {rep.oov_chars}, truncated test strings: {rep.truncated_strings}"
+    ]
     lv, bs = self.levels, self.config.train.batch_size
     if lv.n > 1:
       lines.append(
-          f"multiscale: {lv.n} levels, beta_i = beta_max x {lv.multipliers[0]:.3g} ... "
-          f"{lv.multipliers[-1]:.3g}, objective {self.trainer.objective.name}, "
-          + ("every level sees the whole batch" if lv.shared_batch else
-             f"{lv.per_level_batch(bs)} records per level per step")
-          + f"; generation and eval losses use level {lv.gen_level}")
+        f"multiscale: {lv.n} levels, beta_i = beta_max x {lv.multipliers[0]:.3g} ... "
+        f"{lv.multipliers[-1]:.3g}, objective {self.trainer.objective.name}, "
+        + (
+          "every level sees the whole batch"
+          if lv.shared_batch
+          else f"{lv.per_level_batch(bs)} records per level per step"
+        )
+        + f"; generation and eval losses use level {lv.gen_level}"
+      )
     paper_budget = 2_000_000 * 256 * 32
     n = self.config.train.num_steps
-    lines.append(f"training {n} steps x batch {bs} = {n * bs / paper_budget:.2e} of the "
-                 "paper's budget (2M steps x 256 x 32 workers)")
+    lines.append(
+      f"training {n} steps x batch {bs} = {n * bs / paper_budget:.2e} of the "
+      "paper's budget (2M steps x 256 x 32 workers)"
+    )
     return lines
 
   def save(self, workdir: str) -> None:
@@ -143,13 +162,20 @@ class RecordTask(Task):
       f.write(self.spec.to_json())
 
   def periodic_eval(self, state, config) -> dict[str, float]:
-    return evaluate.loss_report(self, state, self.train_arrays, self.test_arrays,
-                                config.train.batch_size, config.train.eval_batches,
-                                config.seed)
+    return evaluate.loss_report(
+      self,
+      state,
+      self.train_arrays,
+      self.test_arrays,
+      config.train.batch_size,
+      config.train.eval_batches,
+      config.seed,
+    )
 
   def final_eval(self, state, config) -> dict[str, Any]:
-    return evaluate.evaluate(self, state, self.data.train, self.data.test, self.train_arrays,
-                             self.test_arrays, config)
+    return evaluate.evaluate(
+      self, state, self.data.train, self.data.test, self.train_arrays, self.test_arrays, config
+    )
 
   def summary(self, res: dict[str, Any]) -> str:
     return evaluate.format_summary(res)

@@ -57,7 +57,7 @@ class Progress:
 
   def __call__(self, step: int, metrics: dict[str, float], extra: str = "") -> None:
     now = time.time()
-    if self.t0 is None:        # first report: the time until here was compilation
+    if self.t0 is None:  # first report: the time until here was compilation
       self.t0, self.s0 = now, step
       rate = float("nan")
     else:
@@ -66,15 +66,20 @@ class Progress:
     eta_s = "?" if eta != eta else f"{int(eta) // 60}m{int(eta) % 60:02d}s"
     latent = metrics.get(self.latent_label, metrics["kl"])
     beta = f"  beta {metrics['beta']:.3f}" if "beta" in metrics else ""
-    print(f"step {step:>7d}/{self.total}  {rate:6.2f} steps/s  ETA {eta_s}  "
-          f"loss {metrics['loss']:.4f}  recon {metrics['recon']:.4f}  {self.latent_label} "
-          f"{latent:.4f}{beta}" + extra, file=self.stream, flush=True)
+    print(
+      f"step {step:>7d}/{self.total}  {rate:6.2f} steps/s  ETA {eta_s}  "
+      f"loss {metrics['loss']:.4f}  recon {metrics['recon']:.4f}  {self.latent_label} "
+      f"{latent:.4f}{beta}" + extra,
+      file=self.stream,
+      flush=True,
+    )
 
 
 def checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"),
-      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+    os.path.join(os.path.abspath(workdir), "checkpoints"),
+    options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
+  )
 
 
 def restore_latest(mngr: ocp.CheckpointManager, template: TrainState) -> TrainState | None:
@@ -91,8 +96,9 @@ def prepare(config, workdir: str | None = None) -> Task:
   return tasks.build(config, workdir)
 
 
-def train(config, workdir: str, task: Task | None = None, log=print,
-          stop_at: int | None = None) -> tuple[TrainState, Task]:
+def train(
+  config, workdir: str, task: Task | None = None, log=print, stop_at: int | None = None
+) -> tuple[TrainState, Task]:
   """Trains to `config.train.num_steps`, resuming from `workdir` if it holds checkpoints.
 
   Args:
@@ -125,8 +131,10 @@ def train(config, workdir: str, task: Task | None = None, log=print,
   mesh = sharding.mesh_from_config(tc.get("mesh", ""))
   if mesh is not None:
     state = jax.device_put(state, sharding.state_shardings(state, mesh, trainer.setup))
-    log(f"mesh: {dict(mesh.shape)} over {mesh.devices.size} devices (levels over 'beta', "
-        "rows over ('beta', 'data'))")
+    log(
+      f"mesh: {dict(mesh.shape)} over {mesh.devices.size} devices (levels over 'beta', "
+      "rows over ('beta', 'data'))"
+    )
   restored = restore_latest(mngr, state)
   if restored is not None:
     state = restored
@@ -139,9 +147,10 @@ def train(config, workdir: str, task: Task | None = None, log=print,
     bad = int(st.bad_step)
     if bad >= 0:
       raise NonFiniteLossError(
-          f"non-finite loss or gradient at step {bad}; its update was skipped and the run "
-          f"stopped at step {int(st.step)}. Last good checkpoint: step {mngr.latest_step()} "
-          f"in {mngr.directory}")
+        f"non-finite loss or gradient at step {bad}; its update was skipped and the run "
+        f"stopped at step {int(st.step)}. Last good checkpoint: step {mngr.latest_step()} "
+        f"in {mngr.directory}"
+      )
 
   step = start
   end = tc.num_steps if stop_at is None else min(stop_at, tc.num_steps)
@@ -167,8 +176,9 @@ def train(config, workdir: str, task: Task | None = None, log=print,
       if step % tc.eval_every == 0 or step == tc.num_steps:
         losses = task.periodic_eval(state, config)
         writer.write(step, "eval", losses)
-        extra += "  | " + "  ".join(f"{k} {v:.4f}" for k, v in losses.items()
-                                    if k in ("test/loss", "generated/loss"))
+        extra += "  | " + "  ".join(
+          f"{k} {v:.4f}" for k, v in losses.items() if k in ("test/loss", "generated/loss")
+        )
       progress(step, m, extra)
     if step % tc.checkpoint_every == 0 or step == end:
       check_finite(state)
@@ -179,8 +189,7 @@ def train(config, workdir: str, task: Task | None = None, log=print,
   return state, task
 
 
-def train_and_evaluate(config, workdir: str, log=print,
-                       task: Task | None = None) -> dict[str, Any]:
+def train_and_evaluate(config, workdir: str, log=print, task: Task | None = None) -> dict[str, Any]:
   """Trains (resuming from `workdir`), then evaluates and prints every metric.
 
   Returns:
@@ -192,7 +201,8 @@ def train_and_evaluate(config, workdir: str, log=print,
   res = task.final_eval(state, config)
   res["eval_seconds"] = time.time() - t_eval
   MetricWriter(os.path.join(workdir, "metrics.jsonl")).write(
-      int(state.step), "final", {k: v for k, v in res.items() if isinstance(v, (int, float))})
+    int(state.step), "final", {k: v for k, v in res.items() if isinstance(v, (int, float))}
+  )
   with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
     json.dump(res, f, indent=1, sort_keys=True)
   log(task.summary(res))
@@ -212,14 +222,14 @@ def load_model(workdir: str, config) -> tuple[TrainState, Task]:
   """The latest TrainState and the task of a workdir, from its saved files and checkpoints
   alone (no training data needed: what generation uses)."""
   task = tasks.build_without_data(config, workdir)
-  template = task.trainer.create_state(config.seed,
-                                       task.example_batch(config.train.batch_size))
+  template = task.trainer.create_state(config.seed, task.example_batch(config.train.batch_size))
   return _restore_or_raise(workdir, config, template), task
 
 
 def load_trained(workdir: str, config) -> tuple[TrainState, Task]:
   """The latest TrainState of a trained workdir with its data and trainer (evaluation)."""
   task = prepare(config, workdir)
-  template = task.trainer.create_state(config.seed,
-                                       task.example_batch(config.train.batch_size, config.seed))
+  template = task.trainer.create_state(
+    config.seed, task.example_batch(config.train.batch_size, config.seed)
+  )
   return _restore_or_raise(workdir, config, template), task

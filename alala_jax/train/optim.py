@@ -19,13 +19,14 @@ from alala_jax.models import base
 
 NAMES = ("adam", "adamax", "sgd")
 UPDATES = ("all", base.ENCODER, base.DECODER)
-MAX_SKIPPED = 2**30   # apply_if_finite never gives up: a bad step stops the run (train/loop.py)
+MAX_SKIPPED = 2**30  # apply_if_finite never gives up: a bad step stops the run (train/loop.py)
 
 
 def learning_rate(cfg) -> optax.Schedule:
   """lr x decay_rate per decay_steps, continuously (Sec 2.4)."""
-  return optax.exponential_decay(cfg.learning_rate, cfg.decay_steps, cfg.decay_rate,
-                                 staircase=False)
+  return optax.exponential_decay(
+    cfg.learning_rate, cfg.decay_steps, cfg.decay_rate, staircase=False
+  )
 
 
 def named_optimizer(cfg) -> optax.GradientTransformation:
@@ -35,8 +36,7 @@ def named_optimizer(cfg) -> optax.GradientTransformation:
   if name == "adam":
     opt = optax.adam(lr, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999), eps=cfg.get("eps", 1e-8))
   elif name == "adamax":
-    opt = optax.adamax(lr, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999),
-                       eps=cfg.get("eps", 1e-8))
+    opt = optax.adamax(lr, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999), eps=cfg.get("eps", 1e-8))
   elif name == "sgd":
     opt = optax.sgd(lr, momentum=cfg.get("momentum", 0.0) or None)
   else:
@@ -78,5 +78,4 @@ def make_optimizer(cfg, labels: Any = None) -> optax.GradientTransformation:
 
 def ema_update(ema_params: Any, params: Any, decay: float) -> Any:
   """The new EMA: decay * ema_params + (1 - decay) * params (BIVA evaluates with 0.9995)."""
-  return optax.incremental_update(new_tensors=params, old_tensors=ema_params,
-                                  step_size=1.0 - decay)
+  return optax.incremental_update(new_tensors=params, old_tensors=ema_params, step_size=1.0 - decay)

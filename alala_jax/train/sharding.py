@@ -29,11 +29,14 @@ def make_mesh(data: int, beta: int, devices=None) -> Mesh:
   """A (data, beta) mesh with Auto axis types over the first data * beta devices."""
   devices = jax.devices() if devices is None else devices
   if data * beta > len(devices):
-    raise ValueError(f"a {data} x {beta} mesh needs {data * beta} devices, found "
-                     f"{len(devices)} (on CPU: XLA_FLAGS=--xla_force_host_platform_device_count"
-                     f"={data * beta})")
-  return jax.make_mesh((data, beta), (DATA, BETA), axis_types=(AxisType.Auto,) * 2,
-                       devices=devices[:data * beta])
+    raise ValueError(
+      f"a {data} x {beta} mesh needs {data * beta} devices, found "
+      f"{len(devices)} (on CPU: XLA_FLAGS=--xla_force_host_platform_device_count"
+      f"={data * beta})"
+    )
+  return jax.make_mesh(
+    (data, beta), (DATA, BETA), axis_types=(AxisType.Auto,) * 2, devices=devices[: data * beta]
+  )
 
 
 def mesh_from_config(spec: str) -> Mesh | None:
@@ -58,8 +61,9 @@ def state_shardings(state: Any, mesh: Mesh, setup: Any) -> Any:
   moments, EMA params, model state) and every leaf of the objective state."""
   n_levels = setup.levels.n
   if n_levels % mesh.shape[BETA]:
-    raise ValueError(f"{n_levels} levels do not split over a 'beta' axis of "
-                     f"{mesh.shape[BETA]} devices")
+    raise ValueError(
+      f"{n_levels} levels do not split over a 'beta' axis of {mesh.shape[BETA]} devices"
+    )
   declared = {name for names in setup.model.level_collections.values() for name in names}
 
   def spec(path, leaf):
@@ -67,10 +71,13 @@ def state_shardings(state: Any, mesh: Mesh, setup: Any) -> Any:
     per_level = names[0] == "objective_state" or bool(declared & set(names[1:]))
     if per_level:
       if np.ndim(leaf) < 1 or np.shape(leaf)[0] != n_levels:
-        raise ValueError(f"state leaf {jax.tree_util.keystr(path)} is declared per level but "
-                         f"has shape {np.shape(leaf)}, not [{n_levels}, ...]")
+        raise ValueError(
+          f"state leaf {jax.tree_util.keystr(path)} is declared per level but "
+          f"has shape {np.shape(leaf)}, not [{n_levels}, ...]"
+        )
       return NamedSharding(mesh, P(BETA))
     return NamedSharding(mesh, P())
+
   return jax.tree_util.tree_map_with_path(spec, state)
 
 
@@ -83,7 +90,11 @@ def shard(state: Any, batch: Any, mesh: Mesh, setup: Any) -> tuple[Any, Any]:
   """Places a TrainState and a batch on the mesh."""
   b = jax.tree.leaves(batch)[0].shape[0]
   if b % (mesh.shape[BETA] * mesh.shape[DATA]):
-    raise ValueError(f"batch {b} does not split over the {mesh.shape[BETA]} x "
-                     f"{mesh.shape[DATA]} devices of the mesh")
-  return (jax.device_put(state, state_shardings(state, mesh, setup)),
-          jax.device_put(batch, batch_sharding(mesh)))
+    raise ValueError(
+      f"batch {b} does not split over the {mesh.shape[BETA]} x "
+      f"{mesh.shape[DATA]} devices of the mesh"
+    )
+  return (
+    jax.device_put(state, state_shardings(state, mesh, setup)),
+    jax.device_put(batch, batch_sharding(mesh)),
+  )

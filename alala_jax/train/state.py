@@ -27,27 +27,28 @@ from alala_jax.train import optim
 class Salt(enum.IntEnum):
   """The PRNG salts of a run, in one place: a step's key for purpose s is
   fold_in(fold_in(key, s), step) (`step_key`)."""
-  LOSS = 0                # latents and decoder sampling of the training loss
-  OBJECTIVE_UPDATE = 3    # an objective's update (augmented re-draw, discriminator step)
-  PREPARE = 4             # decoding augmented variants
-  INIT_OBJECTIVE = 5      # an objective's initial state (from the run's key, not a step's)
-  INIT_LEVELS = 6         # the per-level entries' initial values (models.base.LEVEL_INIT_SALT)
-  EVAL_LOSS = 1000        # + batch index: train / test loss
-  GENERATED_LOSS = 2000   # + 2 x batch index: generated loss (and + 1 for its eval loss)
+
+  LOSS = 0  # latents and decoder sampling of the training loss
+  OBJECTIVE_UPDATE = 3  # an objective's update (augmented re-draw, discriminator step)
+  PREPARE = 4  # decoding augmented variants
+  INIT_OBJECTIVE = 5  # an objective's initial state (from the run's key, not a step's)
+  INIT_LEVELS = 6  # the per-level entries' initial values (models.base.LEVEL_INIT_SALT)
+  EVAL_LOSS = 1000  # + batch index: train / test loss
+  GENERATED_LOSS = 2000  # + 2 x batch index: generated loss (and + 1 for its eval loss)
 
 
 @struct.dataclass
 class TrainState:
-  step: jax.Array           # [] int32 optimiser steps taken
+  step: jax.Array  # [] int32 optimiser steps taken
   data_position: jax.Array  # [] int32 training batches consumed (a step may consume several)
-  params: Any               # model parameters; declared per-level entries [n_levels, ...]
+  params: Any  # model parameters; declared per-level entries [n_levels, ...]
   opt_state: Any
-  model_state: Any          # the model's non-gradient collections ({'batch_stats': ...});
-                            # declared per-level entries [n_levels, ...]
-  objective_state: Any      # {objective name: NamedTuple}, every leaf [n_levels, ...]
-  ema_params: Any           # EMA of params for evaluation (None when off)
-  key: jax.Array            # [2] uint32 raw key data; wrap with wrap_key_data
-  bad_step: jax.Array       # [] int32 first step with a non-finite loss/gradient, -1 if none
+  model_state: Any  # the model's non-gradient collections ({'batch_stats': ...});
+  # declared per-level entries [n_levels, ...]
+  objective_state: Any  # {objective name: NamedTuple}, every leaf [n_levels, ...]
+  ema_params: Any  # EMA of params for evaluation (None when off)
+  key: jax.Array  # [2] uint32 raw key data; wrap with wrap_key_data
+  bad_step: jax.Array  # [] int32 first step with a non-finite loss/gradient, -1 if none
 
   def variables(self, params: Any = None) -> dict:
     """{'params': params (default: self.params), **model_state} (levels still stacked)."""
@@ -57,18 +58,20 @@ class TrainState:
 @dataclasses.dataclass(frozen=True, eq=False)
 class Setup:
   """What one run holds fixed. Closed over by the jitted steps (never traced)."""
+
   model: VAEModel
   objective: Objective
   tx: optax.GradientTransformation
   levels: multiscale.Levels = multiscale.Levels()
-  ema_decay: float = 0.0       # 0: no EMA parameters
+  ema_decay: float = 0.0  # 0: no EMA parameters
 
 
 def step_key(state: TrainState, salt) -> jax.Array:
   """fold_in(fold_in(run key, salt), step); salt a `Salt` (or a traced int)."""
   salt = int(salt) if isinstance(salt, Salt) else salt
-  return jax.random.fold_in(jax.random.fold_in(jax.random.wrap_key_data(state.key), salt),
-                            state.step)
+  return jax.random.fold_in(
+    jax.random.fold_in(jax.random.wrap_key_data(state.key), salt), state.step
+  )
 
 
 def level_variables(setup: Setup, variables: dict, level: int) -> dict:
@@ -91,11 +94,17 @@ def init_state(setup: Setup, key: jax.Array, example_batch: Any) -> TrainState:
   variables = multiscale.merge_collections(shared, stacked)
   params = variables.pop("params")
   obj_state = _stack(setup.objective.init(jax.random.fold_in(key, Salt.INIT_OBJECTIVE)), n)
-  return TrainState(step=jnp.zeros((), jnp.int32), data_position=jnp.zeros((), jnp.int32),
-                    params=params, opt_state=setup.tx.init(params), model_state=variables,
-                    objective_state=obj_state,
-                    ema_params=params if setup.ema_decay > 0 else None,
-                    key=jax.random.key_data(key), bad_step=jnp.full((), -1, jnp.int32))
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    data_position=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=setup.tx.init(params),
+    model_state=variables,
+    objective_state=obj_state,
+    ema_params=params if setup.ema_decay > 0 else None,
+    key=jax.random.key_data(key),
+    bad_step=jnp.full((), -1, jnp.int32),
+  )
 
 
 _init_state_jit = jax.jit(init_state, static_argnums=0)
@@ -111,9 +120,15 @@ def create_state(setup: Setup, seed: int, example_batch: Any) -> TrainState:
 
 def make_setup(model: VAEModel, objective: Objective, config) -> Setup:
   """The Setup of an experiment config for a model and objective (optimiser, levels, EMA)."""
-  levels = multiscale.Levels.from_config(config.objective.get("multiscale"),
-                                         config.objective.get("augmented"))
-  levels.per_level_batch(config.train.batch_size)   # raises on an uneven split over levels
+  levels = multiscale.Levels.from_config(
+    config.objective.get("multiscale"), config.objective.get("augmented")
+  )
+  levels.per_level_batch(config.train.batch_size)  # raises on an uneven split over levels
   tx = optim.make_optimizer(config.optim, model.partition)
-  return Setup(model=model, objective=objective, tx=tx, levels=levels,
-               ema_decay=float(config.optim.get("ema_decay", 0.0)))
+  return Setup(
+    model=model,
+    objective=objective,
+    tx=tx,
+    levels=levels,
+    ema_decay=float(config.optim.get("ema_decay", 0.0)),
+  )

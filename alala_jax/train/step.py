@@ -35,13 +35,15 @@ from alala_jax.train.state import Salt, Setup, TrainState, level_variables, step
 
 
 def _all_finite(tree_) -> jax.Array:
-  leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree_)
-            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  leaves = [
+    jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree_) if jnp.issubdtype(x.dtype, jnp.inexact)
+  ]
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
 
 
-def level_terms(setup: Setup, variables: dict, x: Any, row_mask, key: jax.Array, step, *,
-                train: bool) -> tuple[Terms, dict]:
+def level_terms(
+  setup: Setup, variables: dict, x: Any, row_mask, key: jax.Array, step, *, train: bool
+) -> tuple[Terms, dict]:
   """The model's terms on one level's batch, and its updated non-gradient collections."""
   model = setup.model
   k_z, k_recon = jax.random.split(key)
@@ -55,8 +57,14 @@ def level_terms(setup: Setup, variables: dict, x: Any, row_mask, key: jax.Array,
   if train:
     variables = {**variables, **model.track_latents(variables, z, row_mask)}
   recon = model.recon(variables, x, z, aux, key=k_recon, step=step)
-  terms = Terms(recon=recon, kl=model.kl(posterior, z), z=z, posterior=posterior,
-                row_mask=row_mask, kl_scale=model.kl_scale)
+  terms = Terms(
+    recon=recon,
+    kl=model.kl(posterior, z),
+    z=z,
+    posterior=posterior,
+    row_mask=row_mask,
+    kl_scale=model.kl_scale,
+  )
   return terms, {k: v for k, v in variables.items() if k != "params"}
 
 
@@ -65,15 +73,20 @@ def term_metrics(setup: Setup, terms: Terms, step) -> dict:
   the model's beta units (KL x kl_scale: per latent dim for the record VAE), 'kl_nats',
   per-field terms as 'field/<name>', and the model's `batch_metrics`."""
   kl = jnp.mean(terms.kl_total())
-  m = {"recon": jnp.mean(terms.recon.loss), "nll": jnp.mean(terms.recon.nll),
-       "kl": kl * terms.kl_scale, "kl_nats": kl,
-       **{"field/" + k: jnp.mean(v) for k, v in terms.recon.fields.items()}}
+  m = {
+    "recon": jnp.mean(terms.recon.loss),
+    "nll": jnp.mean(terms.recon.nll),
+    "kl": kl * terms.kl_scale,
+    "kl_nats": kl,
+    **{"field/" + k: jnp.mean(v) for k, v in terms.recon.fields.items()},
+  }
   m.update(setup.model.batch_metrics(terms.recon, step))
   return m
 
 
-def _level_loss(setup: Setup, step, shared_vars, level_vars, obj_state, x, row_mask, key,
-                level: Level):
+def _level_loss(
+  setup: Setup, step, shared_vars, level_vars, obj_state, x, row_mask, key, level: Level
+):
   variables = multiscale.merge_collections(shared_vars, level_vars)
   terms, new_state = level_terms(setup, variables, x, row_mask, key, step, train=True)
   loss, metrics = setup.objective.loss(obj_state, terms, step=step, level=level)
@@ -97,14 +110,17 @@ def loss_and_grads(setup: Setup, state: TrainState, level_batches, row_mask):
 
   def loss_fn(params):
     shared, per_level = multiscale.split_collections(state.variables(params), declared)
-    fn = multiscale.over_levels(functools.partial(_level_loss, setup, state.step), n,
-                                (None, 0, 0, 0, mask_axis, 0, 0))
-    losses, (metrics, new_state, terms) = fn(shared, per_level, state.objective_state,
-                                             level_batches, row_mask, keys, levels)
+    fn = multiscale.over_levels(
+      functools.partial(_level_loss, setup, state.step), n, (None, 0, 0, 0, mask_axis, 0, 0)
+    )
+    losses, (metrics, new_state, terms) = fn(
+      shared, per_level, state.objective_state, level_batches, row_mask, keys, levels
+    )
     return jnp.mean(losses), (metrics, new_state, terms)
 
   (loss, (metrics, new_state, terms)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-      state.params)
+    state.params
+  )
   # per-level updates of shared statistics are averaged; declared entries keep their level
   shared_new, level_new = multiscale.split_collections({"params": {}, **new_state}, declared)
   shared_new = multiscale.merge_shared_updates(shared_new)
@@ -113,8 +129,9 @@ def loss_and_grads(setup: Setup, state: TrainState, level_batches, row_mask):
   return (loss, (metrics, merged, terms)), grads
 
 
-def train_step(state: TrainState, batch: Any, *, setup: Setup, phase: str
-               ) -> tuple[TrainState, dict, dict]:
+def train_step(
+  state: TrainState, batch: Any, *, setup: Setup, phase: str
+) -> tuple[TrainState, dict, dict]:
   """One optimiser step (module doc).
 
   Returns:
@@ -124,13 +141,17 @@ def train_step(state: TrainState, batch: Any, *, setup: Setup, phase: str
   n = setup.levels.n
   level_batches = setup.levels.split(batch)
   gen = setup.levels.gen_level
-  decode = lambda z, key: setup.model.decode(level_variables(setup, state.variables(), gen),
-                                             z, key)
+  decode = lambda z, key: setup.model.decode(level_variables(setup, state.variables(), gen), z, key)
   level_batches, row_mask = setup.objective.prepare(
-      state.objective_state, level_batches, decode=decode,
-      key=step_key(state, Salt.PREPARE), phase=phase)
+    state.objective_state,
+    level_batches,
+    decode=decode,
+    key=step_key(state, Salt.PREPARE),
+    phase=phase,
+  )
   (loss, (metrics, new_model_state, terms)), grads = loss_and_grads(
-      setup, state, level_batches, row_mask)
+    setup, state, level_batches, row_mask
+  )
   grad_norm = optax.tree.norm(grads)
   # a non-finite loss poisons the gradients, so that the optimiser skips (and counts) the step
   # even where the bad value sits behind a zero gradient
@@ -141,9 +162,13 @@ def train_step(state: TrainState, batch: Any, *, setup: Setup, phase: str
   terms = jax.tree.map(jax.lax.stop_gradient, terms)
   update = functools.partial(setup.objective.update, step=state.step, phase=phase)
   new_obj, obj_metrics = multiscale.over_levels(
-      lambda s, t, k, lv: update(s, t, key=k, level=lv), n, (0, 0, 0, 0))(
-          state.objective_state, terms,
-          _level_keys(step_key(state, Salt.OBJECTIVE_UPDATE), n), setup.levels.level_args())
+    lambda s, t, k, lv: update(s, t, key=k, level=lv), n, (0, 0, 0, 0)
+  )(
+    state.objective_state,
+    terms,
+    _level_keys(step_key(state, Salt.OBJECTIVE_UPDATE), n),
+    setup.levels.level_args(),
+  )
 
   finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_obj)
   keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
@@ -152,23 +177,34 @@ def train_step(state: TrainState, batch: Any, *, setup: Setup, phase: str
   if ema is not None:
     ema = keep(optim.ema_update(ema, new_params, setup.ema_decay), ema)
   new_state = state.replace(
-      step=state.step + 1, data_position=state.data_position + 1,
-      params=new_params, opt_state=keep(new_opt, state.opt_state),
-      model_state=keep(new_model_state, state.model_state),
-      objective_state=keep(new_obj, state.objective_state), ema_params=ema,
-      bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step))
+    step=state.step + 1,
+    data_position=state.data_position + 1,
+    params=new_params,
+    opt_state=keep(new_opt, state.opt_state),
+    model_state=keep(new_model_state, state.model_state),
+    objective_state=keep(new_obj, state.objective_state),
+    ema_params=ema,
+    bad_step=jnp.where(~finite & (state.bad_step < 0), state.step, state.bad_step),
+  )
   out = {k: jnp.mean(v) for k, v in {**metrics, **obj_metrics}.items()}
   out["loss"] = loss
   out["grad_norm"] = grad_norm
-  if n > 1:   # the two ends of the level axis
+  if n > 1:  # the two ends of the level axis
     for name in ("kl", "recon"):
       out[f"{name}/level0"] = metrics[name][0]
       out[f"{name}/level{n - 1}"] = metrics[name][-1]
   return new_state, out, {"z": terms.z, "mu": terms.posterior.mean}
 
 
-def eval_terms(setup: Setup, state: TrainState, batch: Any, key: jax.Array, *,
-               level: int | None = None, params: Any = None) -> tuple[jax.Array, dict]:
+def eval_terms(
+  setup: Setup,
+  state: TrainState,
+  batch: Any,
+  key: jax.Array,
+  *,
+  level: int | None = None,
+  params: Any = None,
+) -> tuple[jax.Array, dict]:
   """The objective's loss and the terms' metrics of a batch at one level (default: the
   generation level), without updating any statistics. `params`: e.g. the EMA parameters."""
   lv = setup.levels.gen_level if level is None else level
@@ -178,4 +214,3 @@ def eval_terms(setup: Setup, state: TrainState, batch: Any, key: jax.Array, *,
   obj_state = multiscale.level_slice(state.objective_state, lv)
   loss, metrics = setup.objective.loss(obj_state, terms, step=state.step, level=levels)
   return loss, {**term_metrics(setup, terms, state.step), **metrics, "loss": loss}
-

@@ -43,8 +43,8 @@ class Trainer:
   def phase_step(self, phase: str):
     if phase not in self._steps:
       self._steps[phase] = jax.jit(
-          functools.partial(step_lib.train_step, setup=self.setup, phase=phase),
-          donate_argnums=0)
+        functools.partial(step_lib.train_step, setup=self.setup, phase=phase), donate_argnums=0
+      )
     return self._steps[phase]
 
   def compiled_phases(self) -> dict[str, Any]:
@@ -57,14 +57,16 @@ class Trainer:
     the latents of the raw parameters)."""
     if params is None and state.ema_params is not None:
       params = state.ema_params
-    return state_lib.level_variables(self.setup, state.variables(params),
-                                     self.levels.gen_level if level is None else level)
+    return state_lib.level_variables(
+      self.setup, state.variables(params), self.levels.gen_level if level is None else level
+    )
 
   def _eval_loss(self, state: TrainState, batch, salt) -> dict:
     """Objective loss and metrics of a batch at the generation level under the current
     schedules, without updating any statistics (EMA parameters when kept)."""
-    _, metrics = step_lib.eval_terms(self.setup, state, batch, state_lib.step_key(state, salt),
-                                     params=state.ema_params)
+    _, metrics = step_lib.eval_terms(
+      self.setup, state, batch, state_lib.step_key(state, salt), params=state.ema_params
+    )
     return metrics
 
   def _generate(self, variables, key, n: int, greedy: bool):

@@ -22,6 +22,7 @@ def get_config(arg=None):
   c.train.checkpoint_every = 1000
   if arg == "smoke":
     from alala_jax import config as base
+
     base.smoke(c)
   elif arg:
     raise ValueError(f"unknown config argument {arg!r}: use 'smoke'")

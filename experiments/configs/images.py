@@ -24,24 +24,24 @@ from alala_jax.data import images as image_data
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   args = [a for a in (arg or "").split(",") if a]
   c = base.base_config()
-  c.task = "images"                     # alala_jax.tasks: records | images
+  c.task = "images"  # alala_jax.tasks: records | images
   c.data = image_data.default_config()
   c.model = ml_collections.ConfigDict()
-  c.model.latent_dim = 50               # IWAE's one-stochastic-layer MNIST model
-  c.model.hidden = (200, 200)           # deterministic hidden layers (encoder; reversed in
-                                        # the decoder)
+  c.model.latent_dim = 50  # IWAE's one-stochastic-layer MNIST model
+  c.model.hidden = (200, 200)  # deterministic hidden layers (encoder; reversed in
+  # the decoder)
   c.model.activation = "tanh"
   c.objective.name = "beta"
   c.objective.beta_schedule = "constant"
-  c.objective.beta_end = 1.0            # beta = 1: the ELBO (kl_scale 1 for images)
+  c.objective.beta_end = 1.0  # beta = 1: the ELBO (kl_scale 1 for images)
   c.objective.geco = ml_collections.ConfigDict()
-  c.objective.geco.constraints = "pixels<=20"   # GECO: -log p(x|z) per image <= tolerance
+  c.objective.geco.constraints = "pixels<=20"  # GECO: -log p(x|z) per image <= tolerance
   c.objective.geco.alpha = 0.99
   c.objective.geco.nu = 1e-3
   c.objective.geco.lambda_init = 1.0
   c.objective.geco.log_lambda_min = -10.0
   c.objective.geco.log_lambda_max = 10.0
-  c.optim.learning_rate = 1e-3          # Adam 1e-3 (IWAE: 1e-3 with decay over passes)
+  c.optim.learning_rate = 1e-3  # Adam 1e-3 (IWAE: 1e-3 with decay over passes)
   c.optim.decay_rate = 1.0
   c.optim.clip_norm = 0.0
   c.train.batch_size = 100
@@ -50,11 +50,11 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.eval_every = 1000
   c.train.checkpoint_every = 1000
   c.eval = ml_collections.ConfigDict()
-  c.eval.iw_samples = 1000              # importance samples of the IW-NLL (BIVA: 1000)
-  c.eval.iw_chunk = 100                 # samples per chunk (memory O(chunk x batch))
-  c.eval.batch_size = 100               # test images per evaluation batch
-  c.eval.num_test = 0                   # 0 = the whole test set
-  c.eval.num_samples_png = 100          # samples in samples.png
+  c.eval.iw_samples = 1000  # importance samples of the IW-NLL (BIVA: 1000)
+  c.eval.iw_chunk = 100  # samples per chunk (memory O(chunk x batch))
+  c.eval.batch_size = 100  # test images per evaluation batch
+  c.eval.num_test = 0  # 0 = the whole test set
+  c.eval.num_samples_png = 100  # samples in samples.png
   for a in args:
     if a == "mnist":
       c.data.source = "binarized_mnist"
@@ -78,6 +78,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     elif a == "ema":
       c.optim.ema_decay = 0.999
     else:
-      raise ValueError(f"unknown config argument {a!r}: mnist, smoke, steps=N, objective=NAME, "
-                       "ema")
+      raise ValueError(f"unknown config argument {a!r}: mnist, smoke, steps=N, objective=NAME, ema")
   return c

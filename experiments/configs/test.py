@@ -31,5 +31,5 @@ def get_config(arg=None):
   c.objective.augmented.p_min = 0.1
   c.objective.multiscale.n_levels = 2
   c.model.string_scan = "grouped"
-  c.model.gru_remat = "none"    # compile time as measured; tests/test_model.py checks the remat
+  c.model.gru_remat = "none"  # compile time as measured; tests/test_model.py checks the remat
   return c

@@ -18,9 +18,11 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
-os.environ["XLA_FLAGS"] = ("--xla_backend_optimization_level=0 "
-                           "--xla_llvm_disable_expensive_passes=true "
-                           "--xla_cpu_experimental_ynn_fusion_type=")
+os.environ["XLA_FLAGS"] = (
+  "--xla_backend_optimization_level=0 "
+  "--xla_llvm_disable_expensive_passes=true "
+  "--xla_cpu_experimental_ynn_fusion_type="
+)
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -77,11 +79,12 @@ def main():
     p = prep.programs
     b0 = batching.batch_at(prep.train_arrays, 0, 16, 0)
     state = p.create_state(0, b0)
-    state = state.replace(step=state.step + 3)     # schedules mid-run (beta > 0, p < 1)
+    state = state.replace(step=state.step + 3)  # schedules mid-run (beta > 0, p < 1)
     flat(f"{name}/state0", state, out)
     flat(f"{name}/batch0", b0, out)
     (loss, (terms, stats, vout)), grads = jax.jit(
-        lambda s, b: p.loss_and_grads(s, p.levels.split(b)))(state, b0)
+      lambda s, b: p.loss_and_grads(s, p.levels.split(b))
+    )(state, b0)
     out[f"{name}/loss"] = np.asarray(loss)
     flat(f"{name}/grads", grads, out)
     flat(f"{name}/stats_after_loss", stats, out)
