@@ -60,7 +60,7 @@ class ModelConfig:
     return dict(self.max_items)[sc.path_name(path)]
 
 
-class Ctx(NamedTuple):
+class DecodeContext(NamedTuple):
   """Decoding context: ground-truth probabilities at the Tuple and String levels."""
 
   p_tuple: Any
@@ -166,7 +166,7 @@ class StringField(nn.Module):
     del mask, train
     return self._lit().encode(data["chars"], data["length"])
 
-  def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
+  def decode(self, emb, target, enc, ctx: DecodeContext) -> DecodeOut:
     del enc
     loss, nats, sample = self._lit().decode(
       emb, target, self.cfg.steps(self.node.path), ctx.p_string, ctx.greedy
@@ -186,7 +186,7 @@ class FloatsField(nn.Module):
   def encode(self, data, mask, train):
     return self.st.encode(data, mask, train)
 
-  def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
+  def decode(self, emb, target, enc, ctx: DecodeContext) -> DecodeOut:
     del enc, ctx
     loss, nll, pred = self.st.decode(emb, target)
     z = _zeros_like_batch(emb)
@@ -218,7 +218,7 @@ class OptionalField(nn.Module):
     emb = self.enc_out(jnp.concatenate([child["emb"] * present[:, None], present[:, None]], -1))
     return {"emb": emb, "child": child}
 
-  def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
+  def decode(self, emb, target, enc, ctx: DecodeContext) -> DecodeOut:
     logit = self.presence(emb)[:, 0]
     out = self.child.decode(
       emb, None if target is None else target["value"], None if enc is None else enc["child"], ctx
@@ -297,7 +297,7 @@ class ListField(nn.Module):
     h, _ = self.enc_scan(h0, (jnp.swapaxes(x, 0, 1), active.T > 0))
     return {"emb": self.enc_out(h), "child": child}
 
-  def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
+  def decode(self, emb, target, enc, ctx: DecodeContext) -> DecodeOut:
     b = emb.shape[0]
     n = self.cfg.items(self.node.path)
     if enc is None:
@@ -417,7 +417,7 @@ class Tuple(nn.Module):
       hb = self.bwd[-1 - k](hb, embs[-1 - k])
     return {"emb": self.enc_out(jnp.concatenate([hf, hb], -1)), "children": kids}
 
-  def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
+  def decode(self, emb, target, enc, ctx: DecodeContext) -> DecodeOut:
     b = emb.shape[0]
     h = self.dec_h0(emb)
     k_total = len(self.kids)
@@ -447,7 +447,7 @@ class Tuple(nn.Module):
         fields.update(out.fields)
     return DecodeOut(loss, nats, chars, samples, fields, nll)
 
-  def _decode_group(self, g: list[int], es, target, ctx: Ctx, outs: list) -> None:
+  def _decode_group(self, g: list[int], es, target, ctx: DecodeContext, outs: list) -> None:
     """Decodes the string children `g` in one padded scan; fills `outs[k]` for k in g."""
     steps = max(self._steps(k) for k in g)
     keys = [self.node.children[k].key for k in g]
@@ -490,7 +490,7 @@ class Single(nn.Module):
     enc = self.kid.encode(data[self.node.children[0].key], mask, train)
     return {"emb": enc["emb"], "children": [enc]}
 
-  def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
+  def decode(self, emb, target, enc, ctx: DecodeContext) -> DecodeOut:
     key = self.node.children[0].key
     out = self.kid.decode(
       emb, None if target is None else target[key], None if enc is None else enc["children"][0], ctx
@@ -515,7 +515,7 @@ class SimpleTuple(nn.Module):
     kids = [kid.encode(data[c.key], mask, train) for kid, c in zip(self.kids, self.node.children)]
     return {"emb": self.enc_out(jnp.concatenate([e["emb"] for e in kids], -1)), "children": kids}
 
-  def decode(self, emb, target, enc, ctx: Ctx) -> DecodeOut:
+  def decode(self, emb, target, enc, ctx: DecodeContext) -> DecodeOut:
     z = _zeros_like_batch(emb)
     loss, nats, chars, samples, fields, nll = z, z, z, {}, {}, z
     for k, (kid, c) in enumerate(zip(self.kids, self.node.children)):

@@ -76,7 +76,7 @@ class RecordVAE(nn.Module):
 
   def decode(self, z, target=None, enc=None, p_tuple=0.0, p_string=0.0, greedy=False):
     """Decodes z [B, D]; with target/enc also computes the losses (see tree.DecodeOut)."""
-    return self.body.decode(z, target, enc, tree.Ctx(p_tuple, p_string, greedy))
+    return self.body.decode(z, target, enc, tree.DecodeContext(p_tuple, p_string, greedy))
 
   def __call__(
     self,

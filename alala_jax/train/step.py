@@ -153,12 +153,6 @@ def train_step(
     setup, state, level_batches, row_mask
   )
   grad_norm = optax.tree.norm(grads)
-  # a non-finite loss poisons the gradients, so that the optimiser skips (and counts) the step
-  # even where the bad value sits behind a zero gradient
-  grads = jax.tree.map(lambda g: jnp.where(jnp.isfinite(loss), g, jnp.nan), grads)
-  updates, new_opt = setup.tx.update(grads, state.opt_state, state.params)
-  new_params = optax.apply_updates(state.params, updates)
-
   terms = jax.tree.map(jax.lax.stop_gradient, terms)
   update = functools.partial(setup.objective.update, step=state.step, phase=phase)
   new_obj, obj_metrics = multiscale.over_levels(
@@ -169,8 +163,15 @@ def train_step(
     _level_keys(step_key(state, Salt.OBJECTIVE_UPDATE), n),
     setup.levels.level_args(),
   )
+  # a non-finite loss or objective state poisons the gradients, so that the optimiser skips
+  # (and counts) the step even where the bad value sits behind a zero gradient; its state then
+  # stays as it was (optax.apply_if_finite), consistent with the parameters
+  ok = jnp.isfinite(loss) & _all_finite(new_obj)
+  grads = jax.tree.map(lambda g: jnp.where(ok, g, jnp.nan), grads)
+  updates, new_opt = setup.tx.update(grads, state.opt_state, state.params)
+  new_params = optax.apply_updates(state.params, updates)
 
-  finite = jnp.isfinite(loss) & _all_finite(grads) & _all_finite(new_obj)
+  finite = ok & _all_finite(grads)
   keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
   new_params = keep(new_params, state.params)
   ema = state.ema_params
@@ -180,7 +181,7 @@ def train_step(
     step=state.step + 1,
     data_position=state.data_position + 1,
     params=new_params,
-    opt_state=keep(new_opt, state.opt_state),
+    opt_state=new_opt,
     model_state=keep(new_model_state, state.model_state),
     objective_state=keep(new_obj, state.objective_state),
     ema_params=ema,
