@@ -59,6 +59,12 @@ class Level(NamedTuple):
   p_sampled: Any = 0.2  # [] augmented training's re-initialisation probability (App K)
 
 
+def no_state(key: jax.Array) -> dict:
+  """`init` of an objective without state."""
+  del key
+  return {}
+
+
 def _identity_prepare(state, x, *, decode, key, phase):
   del state, decode, key, phase
   return x, None

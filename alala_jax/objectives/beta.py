@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from alala_jax.objectives import schedules
-from alala_jax.objectives.base import Objective, Terms, register
+from alala_jax.objectives.base import Objective, Terms, no_state, register
 
 
 def beta_from_config(config):
@@ -40,16 +40,12 @@ def beta_from_config(config):
 def _stateless(name: str, per_example, beta, **kw) -> Objective:
   """An objective without state from per_example(terms, beta_i, level) -> [B]."""
 
-  def init(key):
-    del key
-    return {}
-
   def loss(state, terms: Terms, *, step, level):
     del state
     b = beta(step)
     return jnp.mean(per_example(terms, b * level.beta_scale, level)), {"beta": b}
 
-  return Objective(name=name, init=init, loss=loss, **kw)
+  return Objective(name=name, init=no_state, loss=loss, **kw)
 
 
 @register("beta")

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from alala_jax.nn.moments import weighted_moments
-from alala_jax.objectives.base import Objective, Terms, register
+from alala_jax.objectives.base import Objective, Terms, no_state, register
 from alala_jax.objectives.beta import beta_from_config
 
 EIG_FLOOR = 1e-6  # sqrt'(0) is infinite: eigenvalues are floored (a rank-deficient batch)
@@ -47,10 +47,6 @@ def make_wae(config, model) -> Objective:
   del model
   beta = beta_from_config(config)
 
-  def init(key):
-    del key
-    return {}
-
   def loss(state, terms: Terms, *, step, level):
     del state
     b = beta(step)
@@ -58,5 +54,10 @@ def make_wae(config, model) -> Objective:
     return jnp.mean(terms.recon.loss) + b * level.beta_scale * w2, {"beta": b, "wae/w2": w2}
 
   return Objective(
-    name="wae", init=init, loss=loss, deterministic=True, latent_label="wae/w2", single_level=True
+    name="wae",
+    init=no_state,
+    loss=loss,
+    deterministic=True,
+    latent_label="wae/w2",
+    single_level=True,
   )
