@@ -29,7 +29,7 @@ mmap'ed and unmapped again, so each step page-faults its temporary space back in
   that XLA's threads now contend for one malloc lock. Kept as an option for other machines.
 * 'default': glibc's own settings.
 
-The numbers come from `python3 experiments/bench_train.py --malloc=compare`, one process per
+The numbers come from `python -m experiments.bench_train --malloc=compare`, one process per
 mode, on a noisy 2-core machine (BUILD_NOTES, "Performance work").
 
 Call `setup()` at the start of a program, before JAX starts its backend (the experiment mains

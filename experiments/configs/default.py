@@ -3,7 +3,7 @@ on the embedded synthetic addresses, sized to finish in under 5 minutes on a 2-c
 (3000 steps x batch 128, latent 64, lr 1e-3: ~1 min compile + ~4 min training + 16 s eval).
 
 Command:
-  python experiments/train.py --config=experiments/configs/default.py --workdir=/tmp/alala
+  python -m experiments.train --config=experiments/configs/default.py --workdir=/tmp/alala
 Prints the p-value mean/median/std of 10,000 generated records, d_Lev, train/test/generated loss.
 Smoke check: --config=experiments/configs/default.py:smoke
 """

@@ -2,7 +2,7 @@
 
   --config=experiments/configs/paper.py:TABLE/ROW[,vermont][,smoke][,steps=N][,seed=S]
 
-e.g. ``paper.py:t6/ss_tf_1.28_0.64,vermont``. ``python experiments/sweep.py --list`` prints every
+e.g. ``paper.py:t6/ss_tf_1.28_0.64,vermont``. ``python -m experiments.sweep --list`` prints every
 row with its paper numbers. Each row states the paper's result (p-value mean / median / std,
 d_Lev where given) and is built from the same scaled-down CPU budget (`BUDGET`), with every
 schedule period expressed as a fraction of the run, so that the paper's 2M-step proportions
@@ -451,7 +451,7 @@ def parse_arg(arg: str | None) -> dict:
   if not arg:
     raise ValueError(
       "name a row: --config=experiments/configs/paper.py:TABLE/ROW[,vermont]"
-      "[,smoke][,steps=N][,seed=S]; `python experiments/sweep.py --list` lists "
+      "[,smoke][,steps=N][,seed=S]; `python -m experiments.sweep --list` lists "
       "them"
     )
   head, *opts = arg.split(",")

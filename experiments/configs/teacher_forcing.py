@@ -1,9 +1,9 @@
 """Paper 000 Table 1 row "Teacher Forcing": beta 0 -> 0.384 and the schemes ramped over the run.
 
 Command (embedded synthetic data, ~4 min on a 2-core CPU):
-  python experiments/train.py --config=experiments/configs/teacher_forcing.py --workdir=/tmp/teacher_forcing
+  python -m experiments.train --config=experiments/configs/teacher_forcing.py --workdir=/tmp/teacher_forcing
 On the Vermont CSV (needs ../shared/data):
-  python experiments/train.py --config=experiments/configs/teacher_forcing.py:vermont --workdir=/tmp/vt_teacher_forcing
+  python -m experiments.train --config=experiments/configs/teacher_forcing.py:vermont --workdir=/tmp/vt_teacher_forcing
 Smoke check (< 1 min): append ':smoke'.
 
 Paper (2M steps x 256 x 32 workers, Vermont), p-value mean / median / std: 0.0178 / 0 / 0.0970, d_Lev 0.0961.

@@ -1,9 +1,9 @@
 """Paper 000 Table 1 row "Tuple AS + String TF": beta 0 -> 0.384 and the schemes ramped over the run.
 
 Command (embedded synthetic data, ~4 min on a 2-core CPU):
-  python experiments/train.py --config=experiments/configs/tuple_as_string_tf.py --workdir=/tmp/tuple_as_string_tf
+  python -m experiments.train --config=experiments/configs/tuple_as_string_tf.py --workdir=/tmp/tuple_as_string_tf
 On the Vermont CSV (needs ../shared/data):
-  python experiments/train.py --config=experiments/configs/tuple_as_string_tf.py:vermont --workdir=/tmp/vt_tuple_as_string_tf
+  python -m experiments.train --config=experiments/configs/tuple_as_string_tf.py:vermont --workdir=/tmp/vt_tuple_as_string_tf
 Smoke check (< 1 min): append ':smoke'.
 
 Paper (2M steps x 256 x 32 workers, Vermont), p-value mean / median / std: 0.240-0.249 / 0.0448-0.0505 / 0.317-0.322, d_Lev 0.184-0.149.
