@@ -153,6 +153,19 @@ def test_special_terms_and_missing_field():
     jax.jit(lambda s, t: obj.loss(s, t, step=0, level=base.Level()))(state, t)
 
 
+def test_constraints_are_measured_on_the_real_rows():
+  """Augmented training appends generated variants (row_mask 0): C_hat averages the real
+  rows only, while the KL term keeps every row."""
+  obj = geco_lib.geco([geco_lib.Constraint("p", "postcode", 1.0)])
+  state = obj.init(jax.random.key(0))
+  kl = jnp.array([1.0, 2.0, 3.0, 30.0])
+  t = _terms({"postcode": jnp.array([1.0, 2.0, 3.0, 100.0])}, kl)
+  t = t.replace(row_mask=jnp.array([1.0, 1.0, 1.0, 0.0]))
+  loss, m = obj.loss(state, t, step=0, level=base.Level())
+  np.testing.assert_allclose(m["geco/c/p"], 2.0 - 1.0, rtol=1e-6)
+  np.testing.assert_allclose(loss, np.mean(kl) + 1.0 * (2.0 - 1.0), rtol=1e-6)
+
+
 # ------------------------------------------------------------------------------------------
 # 2. A linear-Gaussian VAE with a closed-form constrained optimum
 

@@ -125,10 +125,17 @@ def _term(terms: base.Terms, c: Constraint) -> jax.Array:
 
 
 def batch_constraints(constraints: Sequence[Constraint], terms: base.Terms) -> jax.Array:
-  """C_hat [K]: batch mean of each constrained term minus its tolerance (float32)."""
-  return jnp.stack(
-    [jnp.mean(_term(terms, c).astype(jnp.float32)) - jnp.float32(c.tolerance) for c in constraints]
-  )
+  """C_hat [K]: batch mean of each constrained term minus its tolerance (float32).
+
+  The mean is over the real rows (`terms.row_mask`) when the batch holds generated variants
+  (augmented training): a constraint is on the data, not on the model's own samples."""
+  w = None if terms.row_mask is None else terms.row_mask.astype(jnp.float32)
+
+  def mean(v):
+    v = v.astype(jnp.float32)
+    return jnp.mean(v) if w is None else jnp.sum(w * v) / jnp.maximum(jnp.sum(w), 1.0)
+
+  return jnp.stack([mean(_term(terms, c)) - jnp.float32(c.tolerance) for c in constraints])
 
 
 def geco(
