@@ -442,3 +442,10 @@ def test_single_level_step_traces_with_constant_schedules(small_core):
   setup = state_lib.Setup(model=model, objective=obj, tx=optax.identity())
   out = jax.eval_shape(lambda s, b: step_lib.loss_and_grads(setup, s, b, None), state1, batch1)
   chex.assert_shape(out[0][1][0]["p_string"], (1,))
+
+
+def test_one_level_capacity_is_c_min():
+  """The 'capacity' objective on one level uses C_0 = c_min (App J, Eq 9), not 0."""
+  ms = ml_collections.ConfigDict(dict(n_levels=1, c_min=10.0, c_inc=0.5))
+  np.testing.assert_allclose(multiscale.Levels.from_config(ms).level_args().capacity, [10.0])
+  np.testing.assert_allclose(multiscale.Levels.from_config(None).level_args().capacity, [0.0])
