@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from flax import struct
 
 ENCODER, DECODER = "encoder", "decoder"  # parameter partition labels (optax.multi_transform)
-LEVEL_INIT_SALT = 6  # `init_levels`' default keys (train.state.Salt.INIT_LEVELS)
+LEVEL_INIT_SALT = 6  # `init_levels`' default keys; listed with a run's salts as Salt.INIT_LEVELS
 
 
 @struct.dataclass

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from alala_jax.models.base import VAEModel
+from alala_jax.models.base import LEVEL_INIT_SALT, VAEModel
 from alala_jax.objectives import multiscale
 from alala_jax.objectives.base import Objective
 from alala_jax.train import optim
@@ -32,7 +32,7 @@ class Salt(enum.IntEnum):
   OBJECTIVE_UPDATE = 3  # an objective's update (augmented re-draw, discriminator step)
   PREPARE = 4  # decoding augmented variants
   INIT_OBJECTIVE = 5  # an objective's initial state (from the run's key, not a step's)
-  INIT_LEVELS = 6  # the per-level entries' initial values (models.base.LEVEL_INIT_SALT)
+  INIT_LEVELS = LEVEL_INIT_SALT  # per-level initial values (VAEModel.init_levels)
   EVAL_LOSS = 1000  # + batch index: train / test loss
   GENERATED_LOSS = 2000  # + 2 x batch index: generated loss (and + 1 for its eval loss)
 

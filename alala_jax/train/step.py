@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from alala_jax.models.base import non_params
 from alala_jax.objectives import multiscale
 from alala_jax.objectives.base import Level, Terms
 from alala_jax.train import optim
@@ -65,7 +66,7 @@ def level_terms(
     row_mask=row_mask,
     kl_scale=model.kl_scale,
   )
-  return terms, {k: v for k, v in variables.items() if k != "params"}
+  return terms, non_params(variables)
 
 
 def term_metrics(setup: Setup, terms: Terms, step) -> dict:
@@ -122,10 +123,8 @@ def loss_and_grads(setup: Setup, state: TrainState, level_batches, row_mask):
     state.params
   )
   # per-level updates of shared statistics are averaged; declared entries keep their level
-  shared_new, level_new = multiscale.split_collections({"params": {}, **new_state}, declared)
-  shared_new = multiscale.merge_shared_updates(shared_new)
-  merged = multiscale.merge_collections(shared_new, level_new)
-  merged.pop("params")
+  shared_new, level_new = multiscale.split_collections(new_state, declared)
+  merged = multiscale.merge_collections(multiscale.merge_shared_updates(shared_new), level_new)
   return (loss, (metrics, merged, terms)), grads
 
 
