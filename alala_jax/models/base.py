@@ -13,7 +13,8 @@ returns arrays, never mutates anything.
                                                           encoder (teacher forcing, skew
                                                           targets); held fixed under refinement
   reparameterize(variables, q, key) -> z [B, D]
-  recon(variables, x, z, aux, *, key, step) -> Recon      per-example terms [B]
+  recon(variables, x, z, aux, *, key, step, train) -> Recon   per-example terms [B]; train:
+                                                          the training step (dropout)
   kl(posterior, z)                  -> [B] or per stochastic layer [L, B], nats
   track_latents(variables, z, row_mask) -> model_state    the generation prior's statistics
   decode(variables, z, key)         -> x                  g(z)
@@ -135,8 +136,10 @@ class VAEModel(abc.ABC):
     *,
     key: jax.Array | None,
     step: jax.Array | int = 0,
+    train: bool = False,
   ) -> Recon:
-    """Per-example reconstruction terms of x given z (decoder schedules may depend on step)."""
+    """Per-example reconstruction terms of x given z (decoder schedules may depend on step;
+    `train` is True in the training step only: dropout, never in evaluation)."""
 
   def kl(self, posterior: Any, z: jax.Array) -> jax.Array:
     """KL(q(z | x) || p(z)): [B], or [L, B] for a hierarchy of L stochastic layers."""
@@ -160,6 +163,11 @@ class VAEModel(abc.ABC):
   def sample(self, variables: dict, key: jax.Array, n: int, *, greedy: bool = False):
     k_z, k_x = jax.random.split(key)
     return self.decode(variables, self.sample_latents(variables, k_z, n), k_x, greedy=greedy)
+
+  def units(self, recon: Recon) -> jax.Array:
+    """[B] what a per-unit loss divides by: 1 per example by default, tokens for text (paper
+    001's aggressive training compares per-word losses)."""
+    return jnp.ones_like(recon.nll)
 
   def batch_metrics(self, recon: Recon, step) -> dict:
     """Scalar metrics of a batch a task reports beyond the generic ones (e.g. BPC)."""

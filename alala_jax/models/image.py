@@ -184,9 +184,10 @@ class DenseImageVAE(base.VAEModel):
     *,
     key: jax.Array | None,
     step: jax.Array | int = 0,
+    train: bool = False,
   ) -> base.Recon:
     """-log p(x | z) summed over pixels [B] (nats); loss = nll; fields {'pixels': nll}."""
-    del aux, key, step
+    del aux, key, step, train
     nll = bernoulli_nll(self.logits(variables, z), self._check_x(x))
     return base.Recon(nll=nll, loss=nll, fields={"pixels": nll})
 

@@ -128,7 +128,8 @@ class RecordModel(base.VAEModel):
       rngs={"latent": key},
     )
 
-  def recon(self, variables, x, z, aux, *, key, step=0) -> base.Recon:
+  def recon(self, variables, x, z, aux, *, key, step=0, train=False) -> base.Recon:
+    del train  # no dropout; decoding follows the schedules at `step` in training and evaluation
     dec = self.module.apply(
       variables,
       z,

@@ -2,13 +2,14 @@
 
 records   paper 000's record VAE on a dataclass schema (default)
 images    a dense Bernoulli VAE on binary images (embedded synthetic set or binarized MNIST)
+text      the LSTM text VAE of papers 001 / 004 (embedded corpus, PTB, synthetic oracles)
 """
 
 from __future__ import annotations
 
 from alala_jax.tasks.base import Task
 
-TASKS = ("records", "images")
+TASKS = ("records", "images", "text")
 
 
 def build(config, workdir: str | None = None) -> Task:
@@ -22,6 +23,10 @@ def build(config, workdir: str | None = None) -> Task:
     from alala_jax.tasks.images import ImageTask
 
     return ImageTask.from_config(config, workdir)
+  if name == "text":
+    from alala_jax.tasks.text import TextTask
+
+    return TextTask.from_config(config, workdir)
   raise ValueError(f"unknown config.task {name!r}: expected one of {TASKS}")
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import abc
 from typing import Any
 
+import jax
+
 from alala_jax.data import batching
-from alala_jax.train.state import TrainState
+from alala_jax.train.state import Salt, TrainState
 from alala_jax.train.trainer import Trainer
 
 
@@ -46,6 +48,29 @@ class Task(abc.ABC):
   @abc.abstractmethod
   def summary(self, res: dict[str, Any]) -> str:
     """The human-readable report of `final_eval`'s result."""
+
+  def heldout_arrays(self) -> Any:
+    """Held-out data for training decisions: the validation split if the task has one,
+    else the test split."""
+    valid = getattr(self, "valid_arrays", None)
+    return self.test_arrays if valid is None else valid
+
+  def heldout_mi(self, state: TrainState, config) -> float:
+    """I_q(x; z) on held-out data with paper 001's reference estimator (minibatch aggregate
+    posterior, batch-size-weighted mean over `config.train.batch_size` batches; what
+    aggressive training's stopping rule reads)."""
+    from alala_jax.metrics import latent
+
+    seed = int(config.seed)
+    return float(
+      latent.mi_reference(
+        self.trainer.model,
+        self.trainer.variables(state),
+        self.heldout_arrays(),
+        jax.random.fold_in(jax.random.key(seed), int(Salt.HELDOUT_MI)),
+        batch_size=int(config.train.batch_size),
+      )["mi"]
+    )
 
   def progress_extra(self, metrics: dict[str, float]) -> str:
     """Task-specific fields of the progress line."""

@@ -45,7 +45,12 @@ class ImageTask(Task):
         activation=mc.get("activation", "tanh"),
       )
     )
-    setup = state_lib.make_setup(self.model, objectives.build(config, self.model), config)
+    setup = state_lib.make_setup(
+      self.model,
+      objectives.build(config, self.model),
+      config,
+      steps_per_epoch=len(data.train) // config.train.batch_size,
+    )
     self.trainer = Trainer(setup)
     self.train_arrays = np.asarray(data.train, np.float32)
     self.test_arrays = np.asarray(data.test, np.float32)

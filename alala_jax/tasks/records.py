@@ -72,7 +72,8 @@ class RecordTask(Task):
   ):
     self.config, self.root, self.spec, self.data = config, root, spec, data
     model = make_model(root, spec, config)
-    setup = state_lib.make_setup(model, objectives.build(config, model), config)
+    epoch = len(data.train) // config.train.batch_size if data is not None else 0
+    setup = state_lib.make_setup(model, objectives.build(config, model), config, epoch)
     self.trainer = Trainer(setup)
     self.model, self.levels = model, setup.levels
     self._reconstruct = jax.jit(

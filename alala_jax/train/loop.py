@@ -152,25 +152,35 @@ def train(
         f"in {mngr.directory}"
       )
 
+  def batch_at(pos: int):
+    batch = batching.batch_at(task.train_arrays, pos, tc.batch_size, config.seed)
+    return batch if mesh is None else jax.device_put(batch, sharding.batch_sharding(mesh))
+
+  strategy = trainer.setup.strategy
+  host = strategy.host_state(state)
   step = start
   end = tc.num_steps if stop_at is None else min(stop_at, tc.num_steps)
   phase = None
   while step < end:
-    batch = batching.batch_at(task.train_arrays, position, tc.batch_size, config.seed)
-    if mesh is not None:
-      batch = jax.device_put(batch, sharding.batch_sharding(mesh))
     if trainer.phase_at(step) != phase:
       phase = trainer.phase_at(step)
       if step > start:
         log(f"step {step}: phase '{phase}' starts; compiling its step")
-    state, metrics, _ = trainer.step_fn(step)(state, batch)
-    step, position = step + 1, position + 1
+    state, metrics, position = strategy.advance(trainer, state, step, position, batch_at, host)
+    step += 1
     if step == start + 1 and step > 0:
       jax.block_until_ready(state)
       log(f"first step (compilation included) took {time.time() - t_compile:.1f} s")
+    was = dict(host)
+    state, host, strategy_metrics = strategy.after_step(task, state, step, host, config)
+    if strategy_metrics:
+      writer.write(step, "strategy", strategy_metrics)
+      if host != was and host.get("aggressive") is False and was.get("aggressive"):
+        log(f"step {step}: held-out MI stopped rising; leaving aggressive training")
     if step % tc.log_every == 0 or step == tc.num_steps:
       check_finite(state)
       m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+      m["data_position"] = position
       writer.write(step, "train", m)
       extra = task.progress_extra(m)
       if step % tc.eval_every == 0 or step == tc.num_steps:

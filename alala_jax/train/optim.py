@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from alala_jax.models import base
@@ -54,24 +56,33 @@ def base_optimizer(cfg) -> optax.GradientTransformation:
   return _clipped(cfg, named_optimizer(cfg))
 
 
-def make_optimizer(cfg, labels: Any = None) -> optax.GradientTransformation:
+def make_optimizer(
+  cfg, labels: Any = None, *, separate: bool = False
+) -> optax.GradientTransformation:
   """The optimiser of `config.optim`.
 
   Args:
     cfg: `config.optim` (name, learning_rate, decay_rate, decay_steps, clip_norm, and
-      optionally b1, b2, eps, momentum, update).
+      optionally b1, b2, eps, momentum, update, separate).
     labels: the model's `partition(params)` (or a function of params returning it); needed
-      when `cfg.update` is 'encoder' or 'decoder'.
+      when `cfg.update` is 'encoder' or 'decoder', or with separate states.
+    separate: one optimiser state (and lr schedule) per half of the partition
+      (`optax.multi_transform`), so that a step can update one half alone (`restrict_update`;
+      aggressive training). For a joint step this is the same optimiser: every named one acts
+      per parameter. Also `cfg.separate`.
   """
   tx = named_optimizer(cfg)
   update = cfg.get("update", "all")
   if update not in UPDATES:
     raise ValueError(f"unknown optim.update {update!r}: expected one of {UPDATES}")
+  separate = separate or bool(cfg.get("separate", False))
+  if (update != "all" or separate) and labels is None:
+    raise ValueError("optim.update / separate states need the model's parameter partition")
   if update != "all":
-    if labels is None:
-      raise ValueError(f"optim.update {update!r} needs the model's parameter partition")
     other = base.DECODER if update == base.ENCODER else base.ENCODER
     tx = optax.multi_transform({update: tx, other: optax.set_to_zero()}, labels)
+  elif separate:
+    tx = optax.multi_transform({base.ENCODER: tx, base.DECODER: named_optimizer(cfg)}, labels)
   # the clip sees every gradient, also when only one half steps (paper 001's reference code)
   return optax.apply_if_finite(_clipped(cfg, tx), MAX_SKIPPED)
 
@@ -79,3 +90,38 @@ def make_optimizer(cfg, labels: Any = None) -> optax.GradientTransformation:
 def ema_update(ema_params: Any, params: Any, decay: float) -> Any:
   """The new EMA: decay * ema_params + (1 - decay) * params (BIVA evaluates with 0.9995)."""
   return optax.incremental_update(new_tensors=params, old_tensors=ema_params, step_size=1.0 - decay)
+
+
+def _is_multi(x) -> bool:
+  return isinstance(x, optax.MultiTransformState)
+
+
+def restrict_update(
+  updates: Any, new_opt_state: Any, old_opt_state: Any, labels: Any, half: str
+) -> tuple[Any, Any]:
+  """Keeps only `half`'s step: the other half's updates become zero and its optimiser state
+  (moments, step count, lr schedule) stays `old_opt_state`'s.
+
+  Needs separate states (`make_optimizer(..., separate=True)`). The global-norm clip has
+  already seen both halves' gradients (paper 001's reference code clips them jointly).
+
+  Raises:
+    ValueError: half is not 'encoder' or 'decoder', or the state is not partitioned.
+  """
+  if half not in (base.ENCODER, base.DECODER):
+    raise ValueError(f"half must be {base.ENCODER!r} or {base.DECODER!r}, got {half!r}")
+  other = base.DECODER if half == base.ENCODER else base.ENCODER
+  if not any(_is_multi(x) for x in jax.tree.leaves(new_opt_state, is_leaf=_is_multi)):
+    raise ValueError(
+      "an encoder- or decoder-only step needs one optimiser state per half: build the "
+      "optimiser with separate=True (config.optim.separate)"
+    )
+
+  def keep_other(new, old):
+    if _is_multi(new):
+      return new._replace(inner_states={**new.inner_states, other: old.inner_states[other]})
+    return new
+
+  opt_state = jax.tree.map(keep_other, new_opt_state, old_opt_state, is_leaf=_is_multi)
+  updates = jax.tree.map(lambda u, lab: u if lab == half else jnp.zeros_like(u), updates, labels)
+  return updates, opt_state

@@ -35,6 +35,7 @@ class Salt(enum.IntEnum):
   INIT_LEVELS = LEVEL_INIT_SALT  # per-level initial values (VAEModel.init_levels)
   EVAL_LOSS = 1000  # + batch index: train / test loss
   GENERATED_LOSS = 2000  # + 2 x batch index: generated loss (and + 1 for its eval loss)
+  HELDOUT_MI = 3000  # held-out mutual information (aggressive training's checks)
 
 
 @struct.dataclass
@@ -49,6 +50,8 @@ class TrainState:
   ema_params: Any  # EMA of params for evaluation (None when off)
   key: jax.Array  # [2] uint32 raw key data; wrap with wrap_key_data
   bad_step: jax.Array  # [] int32 first step with a non-finite loss/gradient, -1 if none
+  strategy_state: Any = None  # the strategy's host-loop state (train/strategies.py), e.g.
+  # aggressive training's {'aggressive': [] bool, 'best_mi': [], 'stale': [] int32}
 
   def variables(self, params: Any = None) -> dict:
     """{'params': params (default: self.params), **model_state} (levels still stacked)."""
@@ -64,6 +67,7 @@ class Setup:
   tx: optax.GradientTransformation
   levels: multiscale.Levels = multiscale.Levels()
   ema_decay: float = 0.0  # 0: no EMA parameters
+  strategy: Any = None  # which compiled step runs next (train/strategies.py; None: plain)
 
 
 def step_key(state: TrainState, salt) -> jax.Array:
@@ -104,6 +108,7 @@ def init_state(setup: Setup, key: jax.Array, example_batch: Any) -> TrainState:
     ema_params=params if setup.ema_decay > 0 else None,
     key=jax.random.key_data(key),
     bad_step=jnp.full((), -1, jnp.int32),
+    strategy_state=None if setup.strategy is None else setup.strategy.init_state(),
   )
 
 
@@ -118,17 +123,23 @@ def create_state(setup: Setup, seed: int, example_batch: Any) -> TrainState:
   return jax.device_put(state, jax.sharding.SingleDeviceSharding(jax.devices()[0]))
 
 
-def make_setup(model: VAEModel, objective: Objective, config) -> Setup:
-  """The Setup of an experiment config for a model and objective (optimiser, levels, EMA)."""
+def make_setup(model: VAEModel, objective: Objective, config, steps_per_epoch: int = 0) -> Setup:
+  """The Setup of an experiment config for a model and objective (optimiser, levels, EMA,
+  strategy; `steps_per_epoch`: the training set's batches, the default interval of aggressive
+  training's checks)."""
   levels = multiscale.Levels.from_config(
     config.objective.get("multiscale"), config.objective.get("augmented")
   )
   levels.per_level_batch(config.train.batch_size)  # raises on an uneven split over levels
-  tx = optim.make_optimizer(config.optim, model.partition)
+  from alala_jax.train import strategies  # strategies import this module
+
+  strategy = strategies.from_config(config, steps_per_epoch)
+  tx = optim.make_optimizer(config.optim, model.partition, separate=strategy.separate_states)
   return Setup(
     model=model,
     objective=objective,
     tx=tx,
     levels=levels,
     ema_decay=float(config.optim.get("ema_decay", 0.0)),
+    strategy=strategy,
   )

@@ -15,8 +15,10 @@
    `state.bad_step` records the first such step. The loop stops the run at its next check
    (every `log_every` steps); steps between a bad step and that check train normally.
 
-`phase` ('train', 'augmented', ...) is static: each phase is one compiled program, and the
-objective's `phase_at(step)` tells the loop which to run (`Trainer.step_fn`).
+`phase` ('train', 'augmented', ...) and `update` ('all', 'encoder', 'decoder') are static: each
+is one compiled program. The objective's `phase_at(step)` and the run's strategy
+(`train/strategies.py`: plain, or aggressive training's encoder-only inner loop) tell the loop
+which to run.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from alala_jax.models.base import non_params
+from alala_jax.models.base import DECODER, ENCODER, non_params
 from alala_jax.objectives import multiscale
 from alala_jax.objectives.base import Level, Terms
 from alala_jax.train import optim
@@ -57,7 +59,7 @@ def level_terms(
     z = model.reparameterize(variables, posterior, k_z)
   if train:
     variables = {**variables, **model.track_latents(variables, z, row_mask)}
-  recon = model.recon(variables, x, z, aux, key=k_recon, step=step)
+  recon = model.recon(variables, x, z, aux, key=k_recon, step=step, train=train)
   terms = Terms(
     recon=recon,
     kl=model.kl(posterior, z),
@@ -72,6 +74,7 @@ def level_terms(
 def term_metrics(setup: Setup, terms: Terms, step) -> dict:
   """Batch means of a level's terms: 'recon' (the training reconstruction), 'nll', 'kl' in
   the model's beta units (KL x kl_scale: per latent dim for the record VAE), 'kl_nats',
+  'units' (the model's loss units per row: 1, or tokens for text),
   per-field terms as 'field/<name>', and the model's `batch_metrics`."""
   kl = jnp.mean(terms.kl_total())
   m = {
@@ -79,6 +82,7 @@ def term_metrics(setup: Setup, terms: Terms, step) -> dict:
     "nll": jnp.mean(terms.recon.nll),
     "kl": kl * terms.kl_scale,
     "kl_nats": kl,
+    "units": jnp.mean(setup.model.units(terms.recon)),
     **{"field/" + k: jnp.mean(v) for k, v in terms.recon.fields.items()},
   }
   m.update(setup.model.batch_metrics(terms.recon, step))
@@ -99,14 +103,15 @@ def _level_keys(key: jax.Array, n: int) -> jax.Array:
   return key[None] if n == 1 else jax.random.split(key, n)
 
 
-def loss_and_grads(setup: Setup, state: TrainState, level_batches, row_mask):
-  """The level-mean loss and its gradients w.r.t. the parameters (traceable).
+def loss_and_grads(setup: Setup, state: TrainState, level_batches, row_mask, key=None):
+  """The level-mean loss and its gradients w.r.t. the parameters (traceable); `key` defaults
+  to the step's `Salt.LOSS` key.
 
   Returns ((loss, (per-level metrics [n], new model_state, per-level Terms [n])), grads)."""
   n = setup.levels.n
   declared = setup.model.level_collections
   levels = setup.levels.level_args()
-  keys = jax.random.split(step_key(state, Salt.LOSS), n)
+  keys = jax.random.split(step_key(state, Salt.LOSS) if key is None else key, n)
   mask_axis = None if row_mask is None else 0
 
   def loss_fn(params):
@@ -128,38 +133,63 @@ def loss_and_grads(setup: Setup, state: TrainState, level_batches, row_mask):
   return (loss, (metrics, merged, terms)), grads
 
 
+UPDATES = {"all": (1, 1), ENCODER: (0, 1), DECODER: (1, 0)}  # update -> (step, position) +=
+
+
+def _keys(state: TrainState, update: str):
+  """salt -> the step's key; an encoder-only step (many per `step`) also folds in the data
+  position, so that every inner step of aggressive training draws its own latents."""
+  if update == ENCODER:
+    return lambda salt: jax.random.fold_in(step_key(state, salt), state.data_position)
+  return lambda salt: step_key(state, salt)
+
+
 def train_step(
-  state: TrainState, batch: Any, *, setup: Setup, phase: str
+  state: TrainState, batch: Any, *, setup: Setup, phase: str, update: str = "all"
 ) -> tuple[TrainState, dict, dict]:
   """One optimiser step (module doc).
+
+  Args:
+    state: the TrainState (donated by the Trainer's jit).
+    batch: the step's batch [B, ...].
+    setup: model, objective, optimiser, levels (static).
+    phase: the objective's phase (static).
+    update: 'all'; 'encoder' or 'decoder' updates that half of the model's partition alone,
+      keeping the other half's optimiser state (needs separate states, `optim.restrict_update`).
+      Counters (`UPDATES`): 'all' advances step and data_position; 'encoder' (an inner step of
+      aggressive training) consumes a batch without counting a step; 'decoder' counts the step
+      on the batch its inner loop started with. EMA parameters follow counted steps only.
 
   Returns:
     (new state, scalar metrics, aux) with aux = {'z': latents [n, rows, D], 'mu': posterior
     means [n, rows, D]} of the rows trained on (left on device).
   """
+  if update not in UPDATES:
+    raise ValueError(f"unknown update {update!r}: expected one of {tuple(UPDATES)}")
+  key = _keys(state, update)
   n = setup.levels.n
   level_batches = setup.levels.split(batch)
   gen = setup.levels.gen_level
-  decode = lambda z, key: setup.model.decode(level_variables(setup, state.variables(), gen), z, key)
+  decode = lambda z, k: setup.model.decode(level_variables(setup, state.variables(), gen), z, k)
   level_batches, row_mask = setup.objective.prepare(
     state.objective_state,
     level_batches,
     decode=decode,
-    key=step_key(state, Salt.PREPARE),
+    key=key(Salt.PREPARE),
     phase=phase,
   )
   (loss, (metrics, new_model_state, terms)), grads = loss_and_grads(
-    setup, state, level_batches, row_mask
+    setup, state, level_batches, row_mask, key(Salt.LOSS)
   )
   grad_norm = optax.tree.norm(grads)
   terms = jax.tree.map(jax.lax.stop_gradient, terms)
-  update = functools.partial(setup.objective.update, step=state.step, phase=phase)
+  obj_update = functools.partial(setup.objective.update, step=state.step, phase=phase)
   new_obj, obj_metrics = multiscale.over_levels(
-    lambda s, t, k, lv: update(s, t, key=k, level=lv), n, (0, 0, 0, 0)
+    lambda s, t, k, lv: obj_update(s, t, key=k, level=lv), n, (0, 0, 0, 0)
   )(
     state.objective_state,
     terms,
-    _level_keys(step_key(state, Salt.OBJECTIVE_UPDATE), n),
+    _level_keys(key(Salt.OBJECTIVE_UPDATE), n),
     setup.levels.level_args(),
   )
   # a non-finite loss or objective state poisons the gradients, so that the optimiser skips
@@ -168,17 +198,21 @@ def train_step(
   ok = jnp.isfinite(loss) & _all_finite(new_obj)
   grads = jax.tree.map(lambda g: jnp.where(ok, g, jnp.nan), grads)
   updates, new_opt = setup.tx.update(grads, state.opt_state, state.params)
+  if update != "all":
+    labels = setup.model.partition(state.params)
+    updates, new_opt = optim.restrict_update(updates, new_opt, state.opt_state, labels, update)
   new_params = optax.apply_updates(state.params, updates)
 
   finite = ok & _all_finite(grads)
   keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
   new_params = keep(new_params, state.params)
   ema = state.ema_params
-  if ema is not None:
+  d_step, d_position = UPDATES[update]
+  if ema is not None and d_step:
     ema = keep(optim.ema_update(ema, new_params, setup.ema_decay), ema)
   new_state = state.replace(
-    step=state.step + 1,
-    data_position=state.data_position + 1,
+    step=state.step + d_step,
+    data_position=state.data_position + d_position,
     params=new_params,
     opt_state=new_opt,
     model_state=keep(new_model_state, state.model_state),

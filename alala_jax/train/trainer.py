@@ -40,12 +40,15 @@ class Trainer:
     """The compiled step for `step` (the objective's phase then), compiled on first use."""
     return self.phase_step(self.phase_at(step))
 
-  def phase_step(self, phase: str):
-    if phase not in self._steps:
-      self._steps[phase] = jax.jit(
-        functools.partial(step_lib.train_step, setup=self.setup, phase=phase), donate_argnums=0
+  def phase_step(self, phase: str, update: str = "all"):
+    """The compiled step of `phase` updating `update` ('all', 'encoder', 'decoder')."""
+    name = phase if update == "all" else f"{phase}/{update}"
+    if name not in self._steps:
+      self._steps[name] = jax.jit(
+        functools.partial(step_lib.train_step, setup=self.setup, phase=phase, update=update),
+        donate_argnums=0,
       )
-    return self._steps[phase]
+    return self._steps[name]
 
   def compiled_phases(self) -> dict[str, Any]:
     return dict(self._steps)

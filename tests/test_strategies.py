@@ -1,0 +1,182 @@
+"""Strategies (train/strategies.py): aggressive training's inner loop against a transcription of
+paper 001's reference loop, its exit rule, encoder-/decoder-only steps on the text VAE, and a
+resume in the middle of an aggressive phase (data_position != step)."""
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from alala_jax.data import batching
+from alala_jax.models.base import DECODER, ENCODER
+from alala_jax.train import loop, strategies
+from alala_jax.train.state import TrainState
+from experiments.configs import text as text_config
+
+
+def _reference_inner_steps(losses, window, cap):
+  """vae-lagging-encoder text.py's inner loop (sub_iter from 1, `while sub_iter < 100`, window
+  check after the step with per-word losses), transcribed: returns the steps it runs."""
+  sub_iter, pre, cur, words, steps = 1, 1e4, 0.0, 0, 0
+  it = iter(losses)
+  while sub_iter < cap:
+    loss, n = next(it)
+    steps += 1
+    words += n
+    cur += loss * n
+    if sub_iter % window == 0:
+      cur = cur / words
+      if pre - cur < 0:
+        break
+      pre, cur, words = cur, 0.0, 0
+    sub_iter += 1
+  return steps
+
+
+class _FakeTrainer:
+  """Steps that return scripted (loss per unit, units) pairs and record what ran."""
+
+  def __init__(self, losses):
+    self.losses, self.calls = list(losses), []
+
+  def phase_at(self, step):
+    return "train"
+
+  def phase_step(self, phase, update="all"):
+    def run(state, batch):
+      self.calls.append((update, batch))
+      if update == ENCODER:
+        loss, units = self.losses[len([c for c in self.calls if c[0] == ENCODER]) - 1]
+        return state, {"loss": loss * units, "units": units}, None
+      return state, {"loss": 0.0}, None
+
+    return run
+
+  def step_fn(self, step):
+    return self.phase_step(self.phase_at(step))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_inner_loop_matches_the_reference_loop(seed):
+  rng = np.random.default_rng(seed)
+  # losses that fall, then plateau with noise: windows stop improving at a random point
+  t = np.arange(200)
+  per_unit = 5 * np.exp(-t / rng.uniform(5, 60)) + 0.05 * rng.standard_normal(200) + 1
+  units = rng.integers(5, 30, 200).astype(float)
+  losses = list(zip(per_unit, units))
+  window, cap = int(rng.choice([3, 5, 15])), int(rng.choice([20, 100]))
+  agg = strategies.Aggressive(check_every=10, window=window, max_inner=cap)
+  trainer = _FakeTrainer(losses)
+  host = {"aggressive": True}
+  _, metrics, position = agg.advance(trainer, None, 0, 40, lambda p: p, host)
+  want = _reference_inner_steps(losses, window, cap)
+  kinds = [c[0] for c in trainer.calls]
+  assert kinds == [ENCODER] * want + [DECODER]
+  assert metrics["inner_steps"] == want and position == 40 + want
+  # the first inner step and the decoder step share the batch at the starting position;
+  # later inner steps read the following batches of the stream
+  assert [c[1] for c in trainer.calls] == list(range(40, 40 + want)) + [40]
+
+
+def test_not_aggressive_is_one_joint_step():
+  trainer = _FakeTrainer([])
+  agg = strategies.Aggressive(check_every=10)
+  _, _, position = agg.advance(trainer, None, 5, 7, lambda p: p, {"aggressive": False})
+  assert trainer.calls == [("all", 7)] and position == 8
+
+
+class _FakeTask:
+  def __init__(self, mis):
+    self.mis = iter(mis)
+
+  def heldout_mi(self, state, config):
+    return next(self.mis)
+
+
+@pytest.mark.parametrize(
+  "mis, patience, left_after",
+  [
+    ([0.1, 0.3, 0.5, 0.4, 0.9], 1, 4),  # text: the first drop
+    ([0.1, 0.3, 0.3, 0.2], 1, 4),  # equal is not a drop (reference: cur - pre < 0)
+    ([0.5, 0.4, 0.6, 0.5, 0.5, 0.55, 0.58], 3, 6),  # images-style patience: 3 without a best
+  ],
+)
+def test_leaves_aggressive_mode_when_heldout_mi_stops_rising(mis, patience, left_after):
+  agg = strategies.Aggressive(check_every=2, patience=patience)
+  state = TrainState(
+    *([jax.numpy.zeros((), "int32")] * 2), None, None, None, None, None, None, None
+  )
+  state = state.replace(strategy_state=agg.init_state())
+  host, task = agg.host_state(state), _FakeTask(mis)
+  checks = 0
+  for step in range(1, 2 * len(mis) + 1):
+    state, host, logged = agg.after_step(task, state, step, host, None)
+    if step % 2:
+      assert logged == {}
+      continue
+    if not logged:  # left aggressive mode: no more checks
+      break
+    checks += 1
+    assert host == agg.host_state(state)  # the checkpointed state follows the host mirror
+  assert checks == left_after and not host["aggressive"]
+
+
+@pytest.fixture(scope="module")
+def text_setup():
+  config = text_config.get_config("smoke,aggressive")
+  config.train.num_steps = 10
+  config.train.aggressive.check_every = 100  # stays aggressive through the whole run
+  task = loop.prepare(config)
+  return config, task
+
+
+def _changed(a, b):
+  return jax.tree.map(lambda x, y: bool(np.any(np.asarray(x) != np.asarray(y))), a, b)
+
+
+def test_encoder_and_decoder_only_steps(text_setup):
+  config, task = text_setup
+  trainer = task.trainer
+  batch = batching.batch_at(task.train_arrays, 0, config.train.batch_size, 0)
+  s0 = trainer.create_state(0, batch)
+  snap = lambda s: jax.tree.map(np.array, (s.params, s.opt_state))
+  p0, o0 = snap(s0)
+  s1, _, aux1 = trainer.phase_step("train", ENCODER)(s0, batch)
+  p1, o1 = snap(s1)
+  assert (int(s1.step), int(s1.data_position)) == (0, 1)
+  changed = _changed(p0, p1)
+  assert all(jax.tree.leaves(changed["encoder"])) and not any(jax.tree.leaves(changed["decoder"]))
+  inner = lambda o: o.inner_state[1].inner_states  # apply_if_finite(chain(clip, partition))
+  assert not any(jax.tree.leaves(_changed(inner(o0)[DECODER], inner(o1)[DECODER])))
+  assert any(jax.tree.leaves(_changed(inner(o0)[ENCODER], inner(o1)[ENCODER])))
+  # a second inner step at the same `step` draws other latents (the key folds the position)
+  s2, _, aux2 = trainer.phase_step("train", ENCODER)(s1, batch)
+  assert not np.allclose(
+    np.asarray(aux1["z"]) - np.asarray(aux1["mu"]), np.asarray(aux2["z"]) - np.asarray(aux2["mu"])
+  )
+  p2, o2 = snap(s2)
+  s3, _, _ = trainer.phase_step("train", DECODER)(s2, batch)
+  p3, o3 = snap(s3)
+  assert (int(s3.step), int(s3.data_position)) == (1, 2)
+  changed = _changed(p2, p3)
+  assert all(jax.tree.leaves(changed["decoder"])) and not any(jax.tree.leaves(changed["encoder"]))
+  assert not any(jax.tree.leaves(_changed(inner(o2)[ENCODER], inner(o3)[ENCODER])))
+
+
+def test_resume_inside_an_aggressive_phase_is_bit_identical(text_setup, tmp_path):
+  config, task = text_setup
+  straight, _ = loop.train(config, str(tmp_path / "a"), task)
+  loop.train(config, str(tmp_path / "b"), task, stop_at=4)
+  logs = []
+  resumed, _ = loop.train(config, str(tmp_path / "b"), task, log=logs.append)
+  assert any("resumed from checkpoint at step 4" in s for s in logs)
+  assert int(resumed.step) == config.train.num_steps
+  # inner steps consumed batches without counting steps
+  assert int(resumed.data_position) > int(resumed.step)
+  assert int(straight.data_position) == int(resumed.data_position)
+  assert bool(resumed.strategy_state["aggressive"])
+  chex.assert_trees_all_equal(straight.params, resumed.params)
+  chex.assert_trees_all_equal(straight.opt_state, resumed.opt_state)
+  chex.assert_trees_all_equal(straight.strategy_state, resumed.strategy_state)
+  # the plain step never ran: every counted step was an aggressive one
+  assert set(task.trainer.compiled_phases()) == {"train/encoder", "train/decoder"}
