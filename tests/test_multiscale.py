@@ -311,7 +311,7 @@ def test_vmapped_loss_equals_python_loop_over_levels(small_core, name):
     batch = multiscale.level_slice(batches, i)
 
     def f(p):
-      t, new_vars = step_lib.level_terms(
+      t, new_vars, _ = step_lib.level_terms(
         setup, {**v, "params": p}, batch, None, keys[i], st.step, train=True
       )
       lv = multiscale.level_slice(level_args, i)

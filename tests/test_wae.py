@@ -126,7 +126,7 @@ def test_wae_on_the_record_model_is_deterministic_with_batch_w2(small_core):
 
   @jax.jit
   def f(key):
-    terms, _ = step_lib.level_terms(setup, v, batch, None, key, 0, train=True)
+    terms, _, _ = step_lib.level_terms(setup, v, batch, None, key, 0, train=True)
     loss, m = setup.objective.loss({}, terms, step=0, level=Level())
     return loss, m, terms
 
@@ -142,7 +142,7 @@ def test_wae_on_the_record_model_is_deterministic_with_batch_w2(small_core):
   beta = state_lib.Setup(
     model=model, objective=objectives.make("beta", _config(), model), tx=optax.identity()
   )
-  tb, _ = jax.jit(lambda k: step_lib.level_terms(beta, v, batch, None, k, 0, train=True))(
+  tb, _, _ = jax.jit(lambda k: step_lib.level_terms(beta, v, batch, None, k, 0, train=True))(
     jax.random.key(0)
   )
   assert not np.allclose(np.asarray(tb.z), np.asarray(tb.posterior.mean))

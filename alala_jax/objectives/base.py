@@ -45,6 +45,9 @@ class Terms:
   posterior: Any  # q(z | x) (e.g. DiagGaussian)
   row_mask: jax.Array | None  # [B] 1 for real rows, 0 for generated variants (None: all real)
   kl_scale: float = struct.field(pytree_node=False, default=1.0)  # the model's beta units
+  encoder_loss: jax.Array | None = None  # [B] what trains the encoder when a refinement
+  # decouples it from the refined posterior (alala_jax/refine.py: VAE+SVI, VAE+SVI+KL);
+  # the train step adds its batch mean to the objective's loss
 
   def kl_total(self) -> jax.Array:
     """[B]: the KL summed over stochastic layers."""

@@ -100,7 +100,7 @@ class ImageTask(Task):
       {
         f"test/{k}": v
         for k, v in likelihood.evaluate_images(
-          self.model,
+          self.trainer.eval_model,
           variables,
           self.test_arrays[:n_test],
           jax.random.fold_in(key, 1),

@@ -127,7 +127,7 @@ class TextTask(Task):
       "params": "ema" if state.ema_params is not None else "raw",
     }
     out = latent.evaluate_latent(
-      self.model,
+      self.trainer.eval_model,
       variables,
       data,
       jax.random.fold_in(key, 1),

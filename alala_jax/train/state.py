@@ -68,6 +68,7 @@ class Setup:
   levels: multiscale.Levels = multiscale.Levels()
   ema_decay: float = 0.0  # 0: no EMA parameters
   strategy: Any = None  # which compiled step runs next (train/strategies.py; None: plain)
+  refinement: Any = None  # alala_jax.refine.Refinement between encode and recon (None: off)
 
 
 def step_key(state: TrainState, salt) -> jax.Array:
@@ -135,6 +136,8 @@ def make_setup(model: VAEModel, objective: Objective, config, steps_per_epoch: i
 
   strategy = strategies.from_config(config, steps_per_epoch)
   tx = optim.make_optimizer(config.optim, model.partition, separate=strategy.separate_states)
+  from alala_jax import refine
+
   return Setup(
     model=model,
     objective=objective,
@@ -142,4 +145,5 @@ def make_setup(model: VAEModel, objective: Objective, config, steps_per_epoch: i
     levels=levels,
     ema_decay=float(config.optim.get("ema_decay", 0.0)),
     strategy=strategy,
+    refinement=refine.from_config(config),
   )

@@ -46,13 +46,27 @@ def _all_finite(tree_) -> jax.Array:
 
 def level_terms(
   setup: Setup, variables: dict, x: Any, row_mask, key: jax.Array, step, *, train: bool
-) -> tuple[Terms, dict]:
-  """The model's terms on one level's batch, and its updated non-gradient collections."""
+) -> tuple[Terms, dict, dict]:
+  """The model's terms on one level's batch, its updated non-gradient collections and the
+  refinement's metrics (SVI losses; {} without refinement). With a refinement the posterior
+  is the refined q_K (alala_jax/refine.py)."""
   model = setup.model
   k_z, k_recon = jax.random.split(key)
   if train:
     variables = {**variables, **model.update_stats(variables, x, row_mask)}
   posterior, aux = model.encode(variables, x)
+  encoder_loss, refine_metrics = None, {}
+  if setup.refinement is not None:  # SA-VAE & co (alala_jax/refine.py); its own key
+    posterior, encoder_loss, refine_metrics = setup.refinement.apply(
+      model,
+      variables,
+      x,
+      aux,
+      posterior,
+      jax.random.fold_in(key, REFINE_SALT),
+      step=step,
+      train=train,
+    )
   if setup.objective.deterministic:
     z = posterior.mean
   else:
@@ -67,8 +81,9 @@ def level_terms(
     posterior=posterior,
     row_mask=row_mask,
     kl_scale=model.kl_scale,
+    encoder_loss=encoder_loss,
   )
-  return terms, non_params(variables)
+  return terms, non_params(variables), refine_metrics
 
 
 def term_metrics(setup: Setup, terms: Terms, step) -> dict:
@@ -93,9 +108,15 @@ def _level_loss(
   setup: Setup, step, shared_vars, level_vars, obj_state, x, row_mask, key, level: Level
 ):
   variables = multiscale.merge_collections(shared_vars, level_vars)
-  terms, new_state = level_terms(setup, variables, x, row_mask, key, step, train=True)
+  terms, new_state, refine_metrics = level_terms(
+    setup, variables, x, row_mask, key, step, train=True
+  )
   loss, metrics = setup.objective.loss(obj_state, terms, step=step, level=level)
-  return loss, ({**term_metrics(setup, terms, step), **metrics, "loss": loss}, new_state, terms)
+  metrics = {**term_metrics(setup, terms, step), **metrics, **refine_metrics}
+  if terms.encoder_loss is not None:
+    enc = jnp.mean(terms.encoder_loss)
+    loss, metrics = loss + enc, {**metrics, "encoder_loss": enc}
+  return loss, ({**metrics, "loss": loss}, new_state, terms)
 
 
 def _level_keys(key: jax.Array, n: int) -> jax.Array:
@@ -134,6 +155,7 @@ def loss_and_grads(setup: Setup, state: TrainState, level_batches, row_mask, key
 
 
 UPDATES = {"all": (1, 1), ENCODER: (0, 1), DECODER: (1, 0)}  # update -> (step, position) +=
+REFINE_SALT = 7  # the refinement's key: fold_in(the level's loss key, REFINE_SALT)
 
 
 def _keys(state: TrainState, update: str):
@@ -243,8 +265,10 @@ def eval_terms(
   generation level), without updating any statistics. `params`: e.g. the EMA parameters."""
   lv = setup.levels.gen_level if level is None else level
   variables = level_variables(setup, state.variables(params), lv)
-  terms, _ = level_terms(setup, variables, batch, None, key, state.step, train=False)
+  terms, _, refine_metrics = level_terms(
+    setup, variables, batch, None, key, state.step, train=False
+  )
   levels = jax.tree.map(lambda a: a[lv], setup.levels.level_args())
   obj_state = multiscale.level_slice(state.objective_state, lv)
   loss, metrics = setup.objective.loss(obj_state, terms, step=state.step, level=levels)
-  return loss, {**term_metrics(setup, terms, state.step), **metrics, "loss": loss}
+  return loss, {**term_metrics(setup, terms, state.step), **metrics, **refine_metrics, "loss": loss}

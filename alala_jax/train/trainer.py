@@ -12,6 +12,7 @@ from typing import Any
 
 import jax
 
+from alala_jax import refine
 from alala_jax.train import state as state_lib
 from alala_jax.train import step as step_lib
 from alala_jax.train.state import Salt, Setup, TrainState
@@ -23,6 +24,11 @@ class Trainer:
   def __init__(self, setup: Setup):
     self.setup = setup
     self.model, self.objective, self.levels = setup.model, setup.objective, setup.levels
+    ref = setup.refinement
+    # what the likelihood metrics evaluate: the refined posterior when SVI runs at evaluation
+    self.eval_model = (
+      refine.RefinedModel(self.model, ref) if ref is not None and ref.config.at_eval else self.model
+    )
     self._steps: dict[str, Any] = {}
     self.eval_loss = jax.jit(self._eval_loss)
     self.generated_loss = jax.jit(self._generated_loss, static_argnums=2)
