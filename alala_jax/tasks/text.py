@@ -22,6 +22,7 @@ from alala_jax import objectives
 from alala_jax.data import batching
 from alala_jax.data import text as text_data
 from alala_jax.metrics import latent
+from alala_jax.models.oracle import OracleDecoderVAE
 from alala_jax.models.text import TextVAE, TextVAEConfig
 from alala_jax.tasks.base import Task
 from alala_jax.train import state as state_lib
@@ -61,9 +62,14 @@ class TextTask(Task):
 
   name = "text"
 
-  def __init__(self, config, data: text_data.TextData):
+  def __init__(self, config, data: text_data.TextData, oracle=None):
     self.config, self.data = config, data
-    self.model = TextVAE(model_config(config.model, data.vocab_size), data.max_tokens)
+    if oracle is not None:  # paper 004's oracle-generator rows: only the encoder trains
+      self.model = OracleDecoderVAE(
+        model_config(config.model, data.vocab_size), oracle, data.max_tokens - 2
+      )
+    else:
+      self.model = TextVAE(model_config(config.model, data.vocab_size), data.max_tokens)
     n_train = batching.num_rows(data.train)
     setup = state_lib.make_setup(
       self.model,
@@ -76,14 +82,39 @@ class TextTask(Task):
     self.valid_arrays = data.valid
     self.workdir: str | None = None
 
+  def num_tokens(self, batch) -> np.ndarray:
+    """Scored tokens per sentence: n words + </s> (n for the oracle decoder, which has no
+    end token)."""
+    n = num_tokens(batch)
+    return n - 1 if isinstance(self.model, OracleDecoderVAE) else n
+
   @classmethod
   def from_config(cls, config, workdir: str | None = None) -> "TextTask":
-    task = cls(config, text_data.load(config.data))
+    """Loads the data; `config.model.decoder` 'oracle' (with an oracle source) makes the
+    oracle that generated the data the fixed decoder (`models/oracle.py`)."""
+    decoder = config.model.get("decoder", "lstm")
+    if decoder == "oracle":
+      source, dc = config.data.source, config.data
+      makers = {
+        "oracle_001": (text_data.oracle_001, 20000),
+        "oracle_004": (text_data.oracle_004, 7000),
+      }
+      if source not in makers:
+        raise ValueError(f"model.decoder 'oracle' needs an oracle data source, got {source!r}")
+      make, default_n = makers[source]
+      data, oracle = make(int(dc.get("seed", 0)), int(dc.get("num_sequences", 0)) or default_n)
+      task = cls(config, data, oracle)
+    elif decoder == "lstm":
+      task = cls(config, text_data.load(config.data))
+    else:
+      raise ValueError(f"unknown model.decoder {decoder!r}: expected 'lstm' or 'oracle'")
     task.workdir = workdir
     return task
 
   def notes(self) -> list[str]:
-    d, c = self.data, self.model.config
+    d = self.data
+    c = getattr(self.model, "config", None) or self.model.encoder_config
+    decoder = "the fixed oracle" if isinstance(self.model, OracleDecoderVAE) else "LSTM"
     sizes = ", ".join(
       f"{name} {batching.num_rows(a)}"
       for name, a in (("train", d.train), ("valid", d.valid), ("test", d.test))
@@ -92,7 +123,7 @@ class TextTask(Task):
     return [
       f"data: {d.source}: {d.notes}",
       f"  sentences: {sizes}; vocabulary {d.vocab_size}; {d.max_tokens} tokens per row",
-      f"model: LSTM VAE, embeddings {c.embed_dim}, encoder {c.enc_hidden}, decoder "
+      f"model: LSTM VAE, embeddings {c.embed_dim}, encoder {c.enc_hidden}, decoder {decoder} "
       f"{c.dec_hidden}, latent {c.latent_dim}, dropout {c.dec_dropout_in}/{c.dec_dropout_out}; "
       f"objective {self.trainer.objective.name}; strategy {self.trainer.setup.strategy.name}",
     ]
@@ -134,7 +165,7 @@ class TextTask(Task):
       batch_size=int(ec.get("batch_size", 100)),
       iw_samples=int(ec.get("iw_samples", 500)),
       iw_chunk=int(ec.get("iw_chunk", 50)),
-      num_tokens_fn=num_tokens,
+      num_tokens_fn=self.num_tokens,
     )
     res.update({f"test/{k}": v for k, v in out.items() if k != "au_variances"})
     n = int(ec.get("num_samples_txt", 10))

@@ -13,8 +13,11 @@ beta = 1: the model's kl_scale is 1), optionally with aggressive inference-netwo
                               model.* overrides and say so
 
 Arguments (comma-separated): synthetic, ptb, aggressive (train.strategy), anneal (KL weight
-0.1 -> 1 linearly over the first 10 epochs, paper 001 App B), smoke, steps=N, epochs=N (the
-run's length in epochs of the training set), objective=NAME. Prints the test ELBO, IW-NLL
+0.1 -> 1 linearly over the first 10 epochs, paper 001 App B), savae | vae_svi | vae_svi_kl |
+svi (paper 004's refinement variants, K = 20 steps; k=N, fd for finite-difference HVPs),
+synthetic004 (paper 004's synthetic data and generator architecture), oracle_decoder (that
+oracle as the fixed decoder: the table's oracle-generator row), smoke,
+steps=N, epochs=N (the run's length in epochs of the training set), objective=NAME. Prints the test ELBO, IW-NLL
 (k = eval.iw_samples; papers 001/004: 500), PPL, KL, MI (both estimators, named) and active
 units, and writes samples.txt to the workdir.
 
@@ -40,6 +43,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.model.dec_hidden = 128
   c.model.dec_dropout_in = 0.5  # paper 001 App B: 0.5 on the decoder's input embeddings
   c.model.dec_dropout_out = 0.5  # ... and on its outputs
+  c.model.decoder = "lstm"  # lstm | oracle (the data's oracle as a fixed decoder, paper 004)
   c.objective.name = "beta"
   c.objective.beta_schedule = "constant"
   c.objective.beta_start = 1.0
@@ -60,6 +64,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.aggressive.max_inner = 100  # `while sub_iter < 100`
   c.train.aggressive.patience = 1  # text: leave on the first epoch the held-out MI drops
   c.train.aggressive.check_every = 0  # counted steps between MI checks (0 = one epoch)
+  c.refine = ml_collections.ConfigDict()  # semi-amortized refinement (alala_jax/refine.py)
+  c.refine.name = "none"  # none | svi
+  c.refine.variant = "savae"  # savae | vae_svi | vae_svi_kl | svi
+  c.refine.steps = 20  # K (paper 004: 20; paper 001's SA-VAE runs: 10)
+  c.refine.lr = 1.0
+  c.refine.momentum = 0.5
+  c.refine.clip = 5.0
+  c.refine.mode = "reference"  # reference (batch mean, tensor clip) | per_example
+  c.refine.gradient = "exact"  # exact (autodiff through the loop) | fd (reference HVPs)
+  c.refine.at_eval = True  # the K steps also run at evaluation
   c.eval = ml_collections.ConfigDict()
   c.eval.iw_samples = 500  # papers 001 / 004: 500 importance samples
   c.eval.iw_chunk = 50  # samples per chunk (memory O(chunk x batch x T x V))
@@ -74,6 +88,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.model.latent_dim = 1  # a scalar latent: the posterior mean space (App A)
       c.model.embed_dim = c.model.enc_hidden = c.model.dec_hidden = 50
       epochs = epochs or 50
+    elif a == "synthetic004":  # paper 004 Sec 5.1: an LSTM generator conditioned on z1, z2
+      c.data.source = "oracle_004"
+      c.model.latent_dim, c.model.embed_dim = 2, 100
+      c.model.enc_hidden = c.model.dec_hidden = 100
+      c.model.z_to_h0, c.model.z_in_input = False, True  # the oracle's wiring
+      c.model.dec_dropout_in = c.model.dec_dropout_out = 0.0
+      epochs = epochs or 30
+    elif a == "oracle_decoder":  # the generator is the oracle itself; only the encoder trains
+      c.model.decoder = "oracle"
     elif a == "ptb":
       c.data.source = "ptb"
       c.model.latent_dim, c.model.embed_dim = 32, 512
@@ -91,6 +114,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.train.eval_batches = 1
       c.train.aggressive.window, c.train.aggressive.max_inner = 3, 8
       c.train.aggressive.check_every = 4
+      c.refine.steps = 3
       c.eval.iw_samples, c.eval.iw_chunk, c.eval.batch_size = 10, 5, 10
       c.eval.num_test, c.eval.num_samples_txt = 20, 3
       if c.data.source == "ptb":
@@ -101,11 +125,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       epochs = None
     elif a.startswith("epochs="):
       epochs = int(a.split("=", 1)[1])
+    elif a in ("savae", "vae_svi", "vae_svi_kl", "svi"):
+      c.refine.name, c.refine.variant = "svi", a
+    elif a.startswith("k="):
+      c.refine.steps = int(a.split("=", 1)[1])
+    elif a == "fd":
+      c.refine.gradient = "fd"
     elif a.startswith("objective="):
       c.objective.name = a.split("=", 1)[1]
     else:
       raise ValueError(
-        f"unknown config argument {a!r}: synthetic, ptb, aggressive, anneal, smoke, steps=N, "
+        f"unknown config argument {a!r}: synthetic, synthetic004, oracle_decoder, ptb, "
+        "aggressive, anneal, savae, vae_svi, vae_svi_kl, svi, k=N, fd, smoke, steps=N, "
         "epochs=N, objective=NAME"
       )
   if epochs:
