@@ -105,11 +105,14 @@ def _clip_rows(g: jax.Array, clip: float) -> jax.Array:
   return g * jnp.minimum(1.0, clip / (norm + 1e-6))
 
 
-def per_example_loss(model, variables, x, aux, lam, eps, kl_weight, *, key, train) -> jax.Array:
-  """L_k per example [B]: recon(x, mu + sigma eps).loss + w kl_scale KL(q_lambda || N(0, I))."""
+def per_example_loss(
+  model, variables, x, aux, lam, eps, kl_weight, *, key, train, step=0
+) -> jax.Array:
+  """L_k per example [B]: recon(x, mu + sigma eps).loss + w kl_scale KL(q_lambda || N(0, I))
+  (the decoder's schedules at the training `step`)."""
   q = to_posterior(lam)
   z = q.mean + q.scale * eps
-  rec = model.recon(variables, x, z, aux, key=key, train=train)
+  rec = model.recon(variables, x, z, aux, key=key, step=step, train=train)
   kl = model.kl(q, z)
   kl = kl if kl.ndim == 1 else jnp.sum(kl, 0)
   return rec.loss + kl_weight * model.kl_scale * kl
@@ -118,22 +121,25 @@ def per_example_loss(model, variables, x, aux, lam, eps, kl_weight, *, key, trai
 class _Problem:
   """The SVI objective of one batch: L_k(lambda, params) and its gradients."""
 
-  def __init__(self, model, variables, x, aux, kl_weight, cfg: SVIConfig, train: bool):
-    self.model, self.x, self.aux, self.w, self.cfg, self.train = (
-      model,
-      x,
-      aux,
-      kl_weight,
-      cfg,
-      train,
-    )
+  def __init__(self, model, variables, x, aux, kl_weight, cfg: SVIConfig, train: bool, step=0):
+    self.model, self.x, self.aux, self.w, self.cfg = model, x, aux, kl_weight, cfg
+    self.train, self.step = train, step
     self.rest = base.non_params(variables)
 
   def loss(self, lam, params, eps, key):
     """The scalar whose gradient the step follows (module doc: batch mean or scaled sum)."""
     variables = {"params": params, **self.rest}
     ell = per_example_loss(
-      self.model, variables, self.x, self.aux, lam, eps, self.w, key=key, train=self.train
+      self.model,
+      variables,
+      self.x,
+      self.aux,
+      lam,
+      eps,
+      self.w,
+      key=key,
+      train=self.train,
+      step=self.step,
     )
     if self.cfg.mode == "reference":
       return jnp.mean(ell)
@@ -230,10 +236,10 @@ class Refinement:
   config: SVIConfig
   kl_weight: Callable[[Any], Any] = lambda step: 1.0
 
-  def svi(self, model, variables, x, aux, lam0, key, *, kl_weight, train, through=True):
+  def svi(self, model, variables, x, aux, lam0, key, *, kl_weight, train, through=True, step=0):
     """(lambda_K, per-step losses [K]); `through`: gradients flow through the K steps."""
     cfg = self.config
-    problem = _Problem(model, variables, x, aux, kl_weight, cfg, train)
+    problem = _Problem(model, variables, x, aux, kl_weight, cfg, train, step)
     params = variables["params"]
     eps, keys = _step_inputs(key, lam0[0].shape, cfg.steps)
     if not through:
@@ -270,7 +276,7 @@ class Refinement:
     lam0 = self.initial(q0, k_init, train=train)
     through = train and cfg.variant == "savae"
     lam, losses = self.svi(
-      model, variables, x, aux, lam0, k_svi, kl_weight=w, train=train, through=through
+      model, variables, x, aux, lam0, k_svi, kl_weight=w, train=train, through=through, step=step
     )
     if not through:
       lam = jax.lax.stop_gradient(lam)
@@ -280,7 +286,7 @@ class Refinement:
     if train and cfg.variant == "vae_svi":
       frozen = _freeze_decoder(model, variables)
       z0 = q0.sample(k_enc)
-      rec = model.recon(frozen, x, z0, aux, key=k_enc, train=True)
+      rec = model.recon(frozen, x, z0, aux, key=k_enc, step=step, train=True)
       kl = model.kl(q0, z0)
       kl = kl if kl.ndim == 1 else jnp.sum(kl, 0)
       enc_loss = rec.loss + w * model.kl_scale * kl

@@ -54,7 +54,16 @@ def run_one(name: str, workdir: str) -> dict:
   model, trainer = task.trainer.model, task.trainer
   valid = task.heldout_arrays()
   points = batching.take(valid, np.arange(min(_POINTS.value, batching.num_rows(valid))))
-  pms = jax.jit(lambda v, x: latent.posterior_mean_space(model, v, x, None))
+  # grid chunk x points x T x V logits: 64 x 100 x 11 x 1004 floats = 0.3 GB per call
+  pms_batch = jax.jit(lambda v, x: latent.posterior_mean_space(model, v, x, None, chunk=64))
+
+  def pms(v, x):
+    n = batching.num_rows(x)
+    parts = [
+      pms_batch(v, batching.take(x, np.arange(i, min(i + 100, n)))) for i in range(0, n, 100)
+    ]
+    return tuple(np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(2))
+
   stages = sorted({int(round(float(f) * config.train.num_steps)) for f in _STAGES.value})
   out: dict = {"config": arg, "num_steps": config.train.num_steps, "stages": []}
   by_stage = {}
