@@ -49,6 +49,21 @@ class Task(abc.ABC):
   def summary(self, res: dict[str, Any]) -> str:
     """The human-readable report of `final_eval`'s result."""
 
+  def test_loss_means(
+    self, state: TrainState, config, names: tuple[str, ...] = ("loss", "nll", "kl")
+  ) -> dict[str, float]:
+    """{'test/<name>': mean over `config.train.eval_batches` fixed test batches} of the
+    trainer's evaluation metrics (objective loss, -log p(x|z), KL by default)."""
+    acc: dict[str, list[float]] = {}
+    batches = batching.eval_batches(
+      self.test_arrays, config.train.batch_size, config.train.eval_batches, config.seed
+    )
+    for i, b in enumerate(batches):
+      m = jax.device_get(self.trainer.eval_loss(state, b, Salt.EVAL_LOSS + i))
+      for k in names:
+        acc.setdefault(f"test/{k}", []).append(float(m[k]))
+    return {k: float(sum(v) / len(v)) for k, v in acc.items()}
+
   def heldout_arrays(self) -> Any:
     """Held-out data for training decisions: the validation split if the task has one,
     else the test split."""

@@ -17,13 +17,11 @@ import jax
 import numpy as np
 
 from alala_jax import image_grid, objectives
-from alala_jax.data import batching
 from alala_jax.data import images as image_data
 from alala_jax.metrics import likelihood
 from alala_jax.models.image import DenseImageVAE, ImageVAEConfig
 from alala_jax.tasks.base import Task
 from alala_jax.train import state as state_lib
-from alala_jax.train.state import Salt
 from alala_jax.train.trainer import Trainer
 
 SAMPLES_PNG = "samples.png"
@@ -76,15 +74,7 @@ class ImageTask(Task):
 
   def periodic_eval(self, state, config) -> dict[str, float]:
     """Mean objective loss, -log p(x|z) and KL over `eval_batches` test batches."""
-    acc: dict[str, list[float]] = {}
-    batches = batching.eval_batches(
-      self.test_arrays, config.train.batch_size, config.train.eval_batches, config.seed
-    )
-    for i, b in enumerate(batches):
-      m = jax.device_get(self.trainer.eval_loss(state, b, Salt.EVAL_LOSS + i))
-      for k in ("loss", "nll", "kl"):
-        acc.setdefault(f"test/{k}", []).append(float(m[k]))
-    return {k: float(np.mean(v)) for k, v in acc.items()}
+    return self.test_loss_means(state, config)
 
   def final_eval(self, state, config) -> dict[str, Any]:
     """Test-set ELBO and IW-NLL (nats per image), KL, and a PNG grid of samples."""
