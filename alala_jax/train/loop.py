@@ -183,6 +183,8 @@ def train(
       m["data_position"] = position
       writer.write(step, "train", m)
       extra = task.progress_extra(m)
+      if "inner_steps" in m:  # aggressive training: encoder steps before this decoder step
+        extra += f"  inner {int(m['inner_steps'])} (batches {position})"
       if step % tc.eval_every == 0 or step == tc.num_steps:
         losses = task.periodic_eval(state, config)
         writer.write(step, "eval", losses)
