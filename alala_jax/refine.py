@@ -245,6 +245,11 @@ class Refinement:
     if not through:
       lam0, params = jax.lax.stop_gradient((lam0, params))
     if cfg.gradient == "fd" and through:
+      if aux is not None:
+        raise ValueError(
+          "refine.gradient 'fd' needs a model whose encoder passes no aux to the decoder (the "
+          "finite-difference backward does not carry gradients through aux); use 'exact'"
+        )
       losses = jax.lax.stop_gradient(_forward(problem, lam0, params, eps, keys)[1])
       return _fd_refine(problem, lam0, params, eps, keys), losses
     lam, losses, _ = _forward(problem, lam0, params, eps, keys)

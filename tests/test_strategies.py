@@ -190,6 +190,7 @@ def _other_model_config(name):
 
   c = image_config.get_config("smoke") if name == "images" else test_config.get_config()
   c.train.strategy = "aggressive"
+  c.optim.decay_rate = 1.0  # per-half schedules would count inner steps (make_setup refuses)
   c.train.aggressive = ml_collections.ConfigDict(
     dict(window=2, max_inner=5, patience=1, check_every=100)
   )
@@ -221,3 +222,16 @@ def test_aggressive_and_savae_run_on_every_model(name):
   changed = jax.tree.leaves(_changed(before, jax.tree.map(np.array, state.params)))
   assert any(c for c, lab in zip(changed, jax.tree.leaves(labels)) if lab == ENCODER)
   assert any(c for c, lab in zip(changed, jax.tree.leaves(labels)) if lab == DECODER)
+
+
+def test_aggressive_refuses_a_decaying_lr_and_fd_refuses_aux():
+  config = _other_model_config("images")
+  config.optim.decay_rate = 0.99
+  with pytest.raises(ValueError, match="decay_rate"):
+    loop.prepare(config)
+  from alala_jax import refine
+
+  r = refine.Refinement(refine.SVIConfig(steps=1, gradient="fd"))
+  lam = (jax.numpy.zeros((2, 3)),) * 2
+  with pytest.raises(ValueError, match="aux"):
+    r.svi(None, {"params": {}}, None, {"enc": 1}, lam, jax.random.key(0), kl_weight=1.0, train=True)

@@ -135,6 +135,11 @@ def make_setup(model: VAEModel, objective: Objective, config, steps_per_epoch: i
   from alala_jax.train import strategies  # strategies import this module
 
   strategy = strategies.from_config(config, steps_per_epoch)
+  if strategy.separate_states and float(config.optim.get("decay_rate", 1.0)) != 1.0:
+    raise ValueError(
+      "optim.decay_rate != 1 with train.strategy 'aggressive': each half's lr schedule counts "
+      "its own updates, so the encoder's would decay up to ~100x faster; set decay_rate = 1"
+    )
   tx = optim.make_optimizer(config.optim, model.partition, separate=strategy.separate_states)
   from alala_jax import refine
 

@@ -113,8 +113,9 @@ def _level_loss(
   )
   loss, metrics = setup.objective.loss(obj_state, terms, step=step, level=level)
   metrics = {**term_metrics(setup, terms, step), **metrics, **refine_metrics}
-  if terms.encoder_loss is not None:
-    enc = jnp.mean(terms.encoder_loss)
+  if terms.encoder_loss is not None:  # over the real rows (augmented variants excluded)
+    mask = jnp.ones_like(terms.encoder_loss) if row_mask is None else row_mask
+    enc = jnp.sum(terms.encoder_loss * mask) / jnp.maximum(jnp.sum(mask), 1.0)
     loss, metrics = loss + enc, {**metrics, "encoder_loss": enc}
   return loss, ({**metrics, "loss": loss}, new_state, terms)
 
