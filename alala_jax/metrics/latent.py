@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alala_jax.data.batching import num_examples, padded_batches
 from alala_jax.metrics import likelihood
 from alala_jax.models.base import DiagGaussian, VAEModel, standard_normal_log_prob
 
@@ -53,56 +54,6 @@ MINIBATCH, DATASET = "minibatch", "dataset"  # the two MI estimators (module doc
 # paper 001 App A: the interval [-20, 20] with stride 0.01 (the reference's toy.py uses
 # torch.arange(zmin, zmax, dz), which leaves out zmax, with a default dz of 0.1)
 DEFAULT_GRID = (-20.0, 20.0, 4001)
-
-
-# --------------------------------------------------------------------------- batching
-
-
-def num_examples(data: Any) -> int:
-  """N, the leading dimension every leaf of the data pytree shares.
-
-  Raises:
-    ValueError: no leaves, a scalar leaf, or leaves of different lengths.
-  """
-  leaves = jax.tree.leaves(data)
-  if not leaves:
-    raise ValueError("the data pytree has no arrays")
-  lengths = {np.shape(a)[0] if np.ndim(a) else None for a in leaves}
-  if None in lengths or len(lengths) != 1:
-    shapes = [np.shape(a) for a in leaves]
-    raise ValueError(f"every leaf of the data needs the same leading dimension, got {shapes}")
-  return lengths.pop()
-
-
-def padded_batches(data: Any, batch_size: int) -> Iterator[tuple[int, Any, int]]:
-  """(i, batch, real) for the fixed-size batches of a data set (module doc).
-
-  Args:
-    data: a pytree of [N, ...] arrays, N >= 1.
-    batch_size: rows per batch (clipped to N).
-
-  Yields:
-    i: the batch index; batch: a pytree of numpy [min(batch_size, N), ...] arrays whose first
-    `real` rows are data rows start .. start + real - 1 and whose remaining rows copy row 0.
-
-  Raises:
-    ValueError: an empty data set or batch_size below 1.
-  """
-  n = num_examples(data)
-  if n < 1 or batch_size < 1:
-    raise ValueError(
-      f"need a non-empty data set and batch_size >= 1, got N={n}, batch_size={batch_size}"
-    )
-  data = jax.tree.map(np.asarray, data)
-  bs = min(batch_size, n)
-  for i, start in enumerate(range(0, n, bs)):
-    real = min(bs, n - start)
-
-    def take(a, start=start, real=real):
-      rows = a[start : start + real]
-      return rows if real == bs else np.concatenate([rows, np.repeat(a[:1], bs - real, 0)])
-
-    yield i, jax.tree.map(take, data), real
 
 
 def _row_mask(real: int, size: int) -> np.ndarray:

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alala_jax.data import batching
 from alala_jax.models.base import DiagGaussian, VAEModel, standard_normal_log_prob
 
 
@@ -176,9 +177,9 @@ def evaluate_images(
 ) -> dict[str, float]:
   """Mean ELBO, KL and IW-NLL of a data set, in fixed-size batches.
 
-  Every batch has min(batch_size, N) rows (the last one padded with zero rows that are left out
-  of the means), so the batch program compiles once per (model, shapes, num_samples, chunk)
-  and is reused across calls. Batch i's ELBO uses k_elbo and its IW-NLL k_iw, where
+  Every batch has min(batch_size, N) rows (`data.batching.padded_batches`: the last one padded
+  with copies of row 0 that are left out of the means), so the batch program compiles once per
+  (model, shapes, num_samples, chunk) and is reused across calls. Batch i's ELBO uses k_elbo and its IW-NLL k_iw, where
   `k_elbo, k_iw = jax.random.split(jax.random.fold_in(key, i))`.
 
   Args:
@@ -194,19 +195,9 @@ def evaluate_images(
     {'elbo': mean one-sample ELBO, 'recon': mean -log p(x | z), 'kl': mean analytic KL,
      'iw_nll': mean IW-NLL (nats per example), 'num_examples': N, 'num_samples': k}.
   """
-  data_x = np.asarray(data_x)
-  n = len(data_x)
-  if n < 1 or batch_size < 1:
-    raise ValueError(
-      f"need a non-empty data set and batch_size >= 1, got N={n}, batch_size={batch_size}"
-    )
-  bs = min(batch_size, n)
+  n = batching.num_examples(data_x)
   sums = {"recon": 0.0, "kl": 0.0, "iw_nll": 0.0}
-  for i, start in enumerate(range(0, n, bs)):
-    xb = data_x[start : start + bs]
-    real = len(xb)
-    if real < bs:
-      xb = np.concatenate([xb, np.zeros((bs - real,) + xb.shape[1:], xb.dtype)])
+  for i, xb, real in batching.padded_batches(np.asarray(data_x), batch_size):
     out = _eval_batch(
       variables,
       jnp.asarray(xb),
