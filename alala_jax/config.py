@@ -120,6 +120,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.zip_field = "postcode"  # field holding the zip code ('' = no p-value)
   c.eval.coord_fields = "lat,long"  # the two coordinate fields
   c.eval.lev_field = "street"  # field for the Levenshtein metric ('' = none)
+  c.eval.pair_fields = "city,postcode"  # fields whose generated combination is checked against
+  # the training records ('' = none)
+  # Generation priors (alala_jax/latent_priors.py), a comma list: the first generates the
+  # headline numbers, each other one is scored too ('prior/<name>/...'). 'tracked' = the
+  # paper's moving N(mean, cov) of the sampled training latents; 'gaussian' / 'gmm' /
+  # 'aggregate' are fitted on the final model's q(z|x) of training records after training.
+  c.eval.generation_prior = "tracked"
+  c.eval.prior_records = 20000  # training records encoded for the fitted priors (0 = all)
+  c.eval.prior_heldout = 0.1  # share of them held out to score the priors / choose K
+  c.eval.gmm_components = "1,2,4,8,16,32,64"  # candidate mixture sizes
+  c.eval.gmm_iters = 100  # EM iterations per candidate
+  c.eval.prior_fit_on = "samples"  # Gaussian / GMM fitted to z ~ q(z|x) or to the means
+  c.eval.prior_temperature = 1.0  # scales the fitted priors' spread when sampling
   return c
 
 
@@ -138,4 +151,7 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.eval.num_reconstructed = 100
   c.eval.chunk = 100
   c.eval.loss_batches = 1
+  c.eval.prior_records = 200
+  c.eval.gmm_components = "1,2"
+  c.eval.gmm_iters = 10
   return c

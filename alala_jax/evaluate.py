@@ -21,9 +21,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from alala_jax import latent_priors
 from alala_jax.data import batching, datasets, text_format
 from alala_jax.generate import generate_records, reconstruct_records, string_key
-from alala_jax.metrics import pvalue, text
+from alala_jax.metrics import pvalue, realism, text
 from alala_jax.train.state import Salt
 
 
@@ -53,8 +54,10 @@ def loss_report(
 
 
 def evaluate(
-  task, state, train_records, test_records, train_arrays, test_arrays, config
+  task, state, train_records, test_records, train_arrays, test_arrays, config, priors=None
 ) -> dict[str, Any]:
+  """Every metric of the module docstring for one state; `priors` = the result of
+  `fit_generation_priors` (fitted here when None)."""
   ec = config.eval
   root = task.root
   key = jax.random.key(config.seed + 7)
@@ -64,11 +67,34 @@ def evaluate(
       task, state, train_arrays, test_arrays, config.train.batch_size, ec.loss_batches, config.seed
     )
   )
-  gen = generate_records(
-    task, state, ec.num_generated, jax.random.fold_in(key, 1), ec.chunk, ec.greedy
-  )
-  if ec.zip_field:
-    res.update(pvalue_report(train_records, gen, config))
+  kinds = latent_priors.parse_kinds(ec.get("generation_prior", "tracked"))
+  res["zip_field"] = ec.zip_field
+  if priors is None:
+    priors = fit_generation_priors(task, state, train_arrays, config)
+  priors, fit = priors
+  res["generation_prior"] = kinds[0]
+  if fit is not None:
+    res.update({f"prior_heldout_log_prob/{k}": v for k, v in fit.heldout_log_prob.items()})
+    res.update({f"gmm_heldout_log_prob/{k}": v for k, v in fit.gmm_scores.items()})
+    res["prior_fit_records"], res["prior_heldout_records"] = fit.num_fit, fit.num_heldout
+    if "gmm" in priors:
+      res["gmm_components"] = priors["gmm"].num_components
+  train_keys = [string_key(r, root) for r in train_records]
+  key_set = set(train_keys)
+  res["train_duplicate_rate"] = 1.0 - len(key_set) / len(train_keys)
+  for j, kind in enumerate(kinds):
+    gen = generate_records(
+      task,
+      state,
+      ec.num_generated,
+      jax.random.fold_in(key, 1),
+      ec.chunk,
+      ec.greedy,
+      prior=priors.get(kind),
+      temperature=ec.get("prior_temperature", 1.0),
+    )
+    part = generation_report(root, train_records, gen, key_set, config)
+    res.update(part if j == 0 else {f"prior/{kind}/{k}": v for k, v in part.items()})
   rng = np.random.default_rng(config.seed + 11)
   idx = rng.choice(len(train_records), min(ec.num_reconstructed, len(train_records)), replace=False)
   originals = [train_records[i] for i in idx]
@@ -85,20 +111,90 @@ def evaluate(
     res["d_lev"] = text.levenshtein_per_char(
       [getattr(o, ec.lev_field) for o in originals], [getattr(r, ec.lev_field) for r in recons]
     )
-    train_values = {getattr(r, ec.lev_field) for r in train_records}
-    res[f"generated_{ec.lev_field}_in_train"] = float(
-      np.mean([getattr(g, ec.lev_field) in train_values for g in gen])
-    )
-  train_keys = [string_key(r, root) for r in train_records]
-  key_set = set(train_keys)
-  res["exact_copy_rate"] = text.exact_copy_rate([string_key(g, root) for g in gen], key_set)
-  res["train_duplicate_rate"] = 1.0 - len(key_set) / len(train_keys)
   return res
 
 
-def pvalue_report(train_records, gen, config) -> dict[str, float]:
-  """Zip-coordinate p-value stats of generated records; text lines are parsed first and a
-  malformed line scores 0 (App F)."""
+def fit_generation_priors(task, state, train_arrays, config):
+  """The generation priors of `config.eval.generation_prior`, fitted on the final model.
+
+  'tracked' maps to None (the model's own generation path, bit-identical to runs before the
+  fitted priors existed). The others are fitted to q(z | x) of `eval.prior_records` random
+  training records, `eval.prior_heldout` of which are held out to score every prior and to
+  choose the mixture's size.
+
+  Returns:
+    ({kind: prior or None}, latent_priors.FitReport or None when only 'tracked' is asked for).
+  """
+  ec = config.eval
+  kinds = latent_priors.parse_kinds(ec.get("generation_prior", "tracked"))
+  if kinds == ("tracked",):
+    return {"tracked": None}, None
+  variables = task.variables(state)
+  n = batching.num_rows(train_arrays)
+  m = min(ec.prior_records or n, n)
+  idx = np.random.default_rng([config.seed, 13]).choice(n, m, replace=False)
+  n_held = int(round(m * ec.prior_heldout))
+  if n_held < 1 or n_held >= m:
+    raise ValueError(
+      f"eval.prior_heldout={ec.prior_heldout} of eval.prior_records={m} training records "
+      "leaves no fitting or no held-out records"
+    )
+  k_enc, k_fit = jax.random.split(jax.random.fold_in(jax.random.key(config.seed + 7), 3))
+  post = latent_priors.encode_posteriors(
+    lambda b: task.encode_posterior(variables, b),
+    batching.take(train_arrays, idx),
+    ec.chunk,
+    k_enc,
+  )
+  split = lambda a, s: type(a)(*(x[s] for x in a))
+  mean, cov = task.prior_moments(variables)
+  priors, report = latent_priors.fit_priors(
+    kinds,
+    split(post, slice(n_held, None)),
+    split(post, slice(0, n_held)),
+    k_fit,
+    tracked=latent_priors.gaussian(mean, cov),
+    components=[int(c) for c in str(ec.gmm_components).split(",") if c.strip()],
+    iters=ec.gmm_iters,
+    fit_on=ec.get("prior_fit_on", "samples"),
+  )
+  priors["tracked"] = None
+  return priors, report
+
+
+def generation_report(root, train_records, gen, train_key_set, config) -> dict[str, float]:
+  """Every number about a set of generated records: the zip-coordinate p-value, the realism
+  checks (blank zips, KS against U(0, 1), values and pairs seen in training), the exact-copy
+  rate and the share of `lev_field` values seen in training. Text-format lines (App F) are
+  parsed first; malformed ones score p = 0 and are left out of the realism checks."""
+  ec = config.eval
+  out: dict[str, float] = {}
+  if ec.zip_field:
+    p, parsed_train, parsed_gen, extra = pvalues(train_records, gen, config)
+    out.update(extra)
+    ok = [i for i, g in enumerate(parsed_gen) if g is not None]
+    pairs = tuple(f.strip() for f in ec.get("pair_fields", "").split(",") if f.strip())
+    out.update(
+      realism.realism_report([parsed_gen[i] for i in ok], parsed_train, ec.zip_field, p[ok], pairs)
+    )
+  if ec.lev_field:
+    train_values = {getattr(r, ec.lev_field) for r in train_records}
+    out[f"generated_{ec.lev_field}_in_train"] = float(
+      np.mean([getattr(g, ec.lev_field) in train_values for g in gen])
+    )
+  out["exact_copy_rate"] = text.exact_copy_rate([string_key(g, root) for g in gen], train_key_set)
+  return out
+
+
+def pvalues(train_records, gen, config):
+  """Zip-coordinate p-values [n] of generated records (Sec 2.2), text lines parsed first (a
+  malformed line scores 0, App F).
+
+  Returns:
+    (p [n], the training records and the generated records as parsed records (None for a
+    malformed line), {'pvalue/mean', ..., 'pvalue/zip_unseen', and for text
+    'malformed_count' / 'malformed_rate'}).
+  """
   ec = config.eval
   fmt = text_format.from_config(config.data, datasets.import_schema(config.data.schema))
   out = {}
@@ -122,18 +218,45 @@ def pvalue_report(train_records, gen, config) -> dict[str, float]:
   out["pvalue/zip_unseen"] = float(
     np.mean([g is not None and getattr(g, ec.zip_field) not in zs.index for g in gen])
   )
-  return out
+  return p, train_records, gen, out
+
+
+def pvalue_report(train_records, gen, config) -> dict[str, float]:
+  """The p-value summary of `pvalues` (mean, median, std, zip unseen, malformed lines)."""
+  return pvalues(train_records, gen, config)[3]
 
 
 def format_summary(res: dict[str, Any]) -> str:
   """The human-readable end-of-run report."""
   lines = [f"evaluation at step {res['step']}"]
+  prior = res.get("generation_prior", "tracked")
+  held = {k.split("/", 1)[1]: v for k, v in res.items() if k.startswith("prior_heldout_log_prob/")}
+  lines.append(
+    f"  generation prior: {prior}"
+    + (f" ({res['gmm_components']} components)" if prior == "gmm" else "")
+    + (
+      "; held-out mean log q-sample density: "
+      + ", ".join(f"{k} {v:.2f}" for k, v in held.items())
+      + f" ({res['prior_heldout_records']} held-out records)"
+      if held
+      else ""
+    )
+  )
   if "pvalue/mean" in res:
     lines.append(
       f"  zip-coordinate p-value: mean {res['pvalue/mean']:.4f}  median "
       f"{res['pvalue/median']:.4f}  std {res['pvalue/std']:.4f}   (ideal 0.5 / 0.5 / "
       f"0.289; zip unseen in training: {res['pvalue/zip_unseen']:.2%})"
     )
+  lines.extend(realism.format_realism(res, res.get("zip_field", "zip")))
+  for other in sorted({k.split("/")[1] for k in res if k.startswith("prior/")}):
+    r = {k[len(f"prior/{other}/") :]: v for k, v in res.items() if k.startswith(f"prior/{other}/")}
+    if "pvalue/mean" in r:
+      lines.append(
+        f"  prior {other}: p-value mean {r['pvalue/mean']:.4f}  median {r['pvalue/median']:.4f}"
+        f"  KS {r.get('ks_stat', float('nan')):.3f}  blank zips {r.get('blank_share', 0):.2%}"
+        f"  exact copies {r['exact_copy_rate']:.4f}"
+      )
   if "malformed_rate" in res:
     lines.append(
       f"  malformed generated lines (p = 0): {res['malformed_count']:.0f} "

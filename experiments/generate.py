@@ -3,12 +3,15 @@ r"""Generates N records from a trained workdir to CSV or JSON lines.
   python -m experiments.generate --workdir=/tmp/alala --num=1000 --output=/tmp/fake.csv
   python -m experiments.generate --workdir=/tmp/alala --num=10 --output=- --format=jsonl --greedy
 
-Sampling from the decoder is the default (paper 000 Sec 2.1); --greedy decodes by argmax.
+Sampling from the decoder is the default (paper 000 Sec 2.1); --greedy decodes by argmax. The
+latents come from the generation prior the run's evaluation fitted (eval.generation_prior,
+saved as generation_prior.npz) unless --prior=tracked asks for the paper's tracked Gaussian.
 A comma-separated text model (data.format 'text', App F) writes its lines parsed back into
 records of the schema; malformed lines are dropped and counted on stderr.
 """
 
 import json
+import os
 import sys
 
 from absl import app, flags, logging
@@ -23,6 +26,14 @@ _FORMAT = flags.DEFINE_enum(
 )
 _GREEDY = flags.DEFINE_bool("greedy", False, "Argmax decoding instead of sampling.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_PRIOR = flags.DEFINE_enum(
+  "prior",
+  "fitted",
+  ["fitted", "tracked"],
+  "Latents to decode: 'fitted' = the prior the run's evaluation fitted and saved "
+  "(workdir/generation_prior.npz; the model's tracked Gaussian when the run saved none), "
+  "'tracked' = the model's moving N(mean, cov) of the training latents (paper 000).",
+)
 
 
 def main(argv):
@@ -32,14 +43,26 @@ def main(argv):
 
   import jax
 
-  from alala_jax import cli, generate
+  from alala_jax import cli, generate, latent_priors
   from alala_jax.data import csv_io, datasets, text_format
+  from alala_jax.tasks import records
   from alala_jax.train import loop
 
   config = cli.load_workdir_config(_WORKDIR.value)
   state, task = loop.load_model(_WORKDIR.value, config)
+  prior_path = os.path.join(_WORKDIR.value, records.PRIOR_FILE)
+  prior = None
+  if _PRIOR.value == "fitted" and os.path.exists(prior_path):
+    prior = latent_priors.load(prior_path)
+    print(f"latents from {latent_priors.describe('the fitted prior', prior)}", file=sys.stderr)
   recs = generate.generate_records(
-    task, state, _NUM.value, jax.random.key(_SEED.value), config.eval.chunk, _GREEDY.value
+    task,
+    state,
+    _NUM.value,
+    jax.random.key(_SEED.value),
+    config.eval.chunk,
+    _GREEDY.value,
+    prior=prior,
   )
   cls = task.root.cls
   text = text_format.from_config(config.data, datasets.import_schema(config.data.schema))

@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import pytest
 
-from alala_jax import cli, generate
+from alala_jax import cli, generate, latent_priors
 from alala_jax.data import batching, codec, csv_io
 from alala_jax.train import loop
 from experiments.configs import test as test_config
@@ -35,6 +35,26 @@ def test_train_step_compiles_once(config, prepared):
   assert int(state.step) == 3 and int(state.data_position) == 3
   assert int(state.bad_step) == -1
   assert np.isfinite(float(m["loss"]))
+
+
+def test_restores_a_checkpoint_written_before_strategy_state_existed(config, prepared, tmp_path):
+  import dataclasses
+
+  import orbax.checkpoint as ocp
+
+  p = prepared.trainer
+  state = p.create_state(1, batching.batch_at(prepared.train_arrays, 0, 16, 0))
+  assert state.strategy_state is None  # plain training
+  old = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+  del old["strategy_state"]  # the TrainState layout of runs before the strategies
+  mngr = loop.checkpoint_manager(str(tmp_path), 2)
+  mngr.save(7, args=ocp.args.StandardSave(old))
+  mngr.wait_until_finished()
+  template = p.create_state(0, batching.batch_at(prepared.train_arrays, 0, 16, 0))
+  back = loop.restore_latest(loop.checkpoint_manager(str(tmp_path), 2), template)
+  chex.assert_trees_all_equal(back.params, state.params)
+  chex.assert_trees_all_equal(back.opt_state, state.opt_state)
+  assert back.strategy_state is None and int(back.step) == int(state.step)
 
 
 def test_resume_after_interrupt_equals_uninterrupted(config, prepared, tmp_path):
@@ -86,9 +106,21 @@ def test_non_finite_loss_skips_the_update_and_stops_the_run(config, prepared, tm
 @pytest.mark.slow
 def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
   workdir = str(tmp_path / "run")
+  config = copy.deepcopy(config)  # evaluation settings only: the prepared trainer still fits
+  config.eval.generation_prior = "aggregate,tracked,gmm"
+  config.eval.prior_records, config.eval.gmm_components, config.eval.gmm_iters = 60, "1,2", 5
   res = loop.train_and_evaluate(config, workdir, log=lambda s: None, task=prepared)
   for k in (
     "pvalue/mean",
+    "prior/tracked/pvalue/mean",
+    "prior/gmm/pvalue/mean",
+    "prior_heldout_log_prob/aggregate",
+    "prior_heldout_log_prob/tracked",
+    "ks_stat",
+    "blank_share",
+    "in_train/street",
+    "pair_in_train/city+postcode",
+    "prior/tracked/exact_copy_rate",
     "pvalue/median",
     "pvalue/std",
     "d_lev",
@@ -114,6 +146,16 @@ def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
   chex.assert_trees_all_equal(state2.params, state.params)
   recs = generate.generate_records(task2, state2, 40, jax.random.key(0), 32)
   assert len(recs) == 40
+  # the headline prior was fitted on q(z|x) of 54 training records and saved for generation
+  assert res["generation_prior"] == "aggregate" and res["prior_fit_records"] == 54
+  prior = latent_priors.load(os.path.join(workdir, "generation_prior.npz"))
+  assert isinstance(prior, latent_priors.Aggregate) and prior.means.shape == (
+    54,
+    config.model.latent_dim,
+  )
+  from_prior = generate.generate_records(task2, state2, 40, jax.random.key(0), 32, prior=prior)
+  assert len(from_prior) == 40 and from_prior != recs
+  assert "generation prior: aggregate" in prep.summary(res)
   path = str(tmp_path / "gen.csv")
   csv_io.write_csv(path, recs, prep.data.cls)
   back, report = csv_io.read_csv(path, prep.data.cls)

@@ -160,6 +160,11 @@ class VAEModel(abc.ABC):
     del variables
     return jax.random.normal(key, (n, self.latent_dim))
 
+  def prior_moments(self, variables: dict) -> tuple[jax.Array, jax.Array]:
+    """Mean [D] and covariance [D, D] of the Gaussian `sample_latents` draws from."""
+    del variables
+    return jnp.zeros((self.latent_dim,)), jnp.eye(self.latent_dim)
+
   def sample(self, variables: dict, key: jax.Array, n: int, *, greedy: bool = False):
     k_z, k_x = jax.random.split(key)
     return self.decode(variables, self.sample_latents(variables, k_z, n), k_x, greedy=greedy)

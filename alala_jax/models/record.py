@@ -161,6 +161,10 @@ class RecordModel(base.VAEModel):
   def sample_latents(self, variables, key, n):
     return self.module.apply(variables, n, method=RecordVAE.sample_latents, rngs={"latent": key})
 
+  def prior_moments(self, variables):
+    """The moving mean and covariance of the sampled training latents (Sec 2.4)."""
+    return self.module.apply(variables, method=lambda m: m.latent_moments())
+
   def reconstruct(self, variables, x, key, *, greedy=False):
     """g(mu(x)): decodes the posterior means of a batch (App E, the Levenshtein metric)."""
     return self.module.apply(

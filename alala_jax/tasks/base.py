@@ -37,6 +37,10 @@ class Task(abc.ABC):
     """Writes what reloading the model needs without the data (e.g. a vocabulary)."""
     del workdir
 
+  def save_final(self, workdir: str) -> None:
+    """Writes what `final_eval` fitted and generation reuses (e.g. a fitted latent prior)."""
+    del workdir
+
   @abc.abstractmethod
   def periodic_eval(self, state: TrainState, config) -> dict[str, float]:
     """Cheap metrics logged every `train.eval_every` steps (test loss, generated loss)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 
-from alala_jax import evaluate, objectives
+from alala_jax import evaluate, latent_priors, objectives
 from alala_jax import schema as schema_lib
 from alala_jax.data import codec, datasets
 from alala_jax.models.record import RecordModel
@@ -24,6 +24,7 @@ from alala_jax.train import state as state_lib
 from alala_jax.train.trainer import Trainer
 
 SPEC_FILE = "spec.json"
+PRIOR_FILE = "generation_prior.npz"
 
 
 def model_config(spec: codec.DataSpec, model_cfg) -> tree.ModelConfig:
@@ -79,6 +80,7 @@ class RecordTask(Task):
     self._reconstruct = jax.jit(
       lambda v, k, b, g: model.reconstruct(v, b, k, greedy=g), static_argnums=3
     )
+    self.generation_priors = ({}, None)  # (priors, FitReport) of the last final_eval
     self.train_arrays = self.test_arrays = None
     self.train_report = self.test_report = codec.EncodeReport()
     if data is not None:
@@ -120,6 +122,14 @@ class RecordTask(Task):
 
   def encode_mean(self, variables, batch):
     return self.trainer.encode_mean(variables, batch)
+
+  def encode_posterior(self, variables, batch):
+    """q(z | x) of a batch (a DiagGaussian)."""
+    return self.trainer.encode_posterior(variables, batch)
+
+  def prior_moments(self, variables):
+    """Mean and covariance of the model's own (tracked) generation Gaussian."""
+    return self.model.prior_moments(variables)
 
   def decode_latents(self, variables, z, key, greedy: bool = False):
     return self.trainer.decode_latents(variables, z, key, greedy)
@@ -174,9 +184,28 @@ class RecordTask(Task):
     )
 
   def final_eval(self, state, config) -> dict[str, Any]:
+    self.generation_priors = evaluate.fit_generation_priors(self, state, self.train_arrays, config)
     return evaluate.evaluate(
-      self, state, self.data.train, self.data.test, self.train_arrays, self.test_arrays, config
+      self,
+      state,
+      self.data.train,
+      self.data.test,
+      self.train_arrays,
+      self.test_arrays,
+      config,
+      self.generation_priors,
     )
+
+  def save_final(self, workdir: str) -> None:
+    """Writes the headline generation prior fitted by `final_eval` (if it is a fitted one) to
+    workdir/generation_prior.npz, which `experiments/generate.py` samples from."""
+    priors, fit = self.generation_priors
+    prior = priors.get(fit.kind) if fit is not None else None
+    path = os.path.join(workdir, PRIOR_FILE)
+    if prior is not None:
+      latent_priors.save(path, prior)
+    elif os.path.exists(path):
+      os.remove(path)  # a stale prior of an earlier evaluation must not outlive it
 
   def summary(self, res: dict[str, Any]) -> str:
     return evaluate.format_summary(res)

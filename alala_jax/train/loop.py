@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -87,7 +88,17 @@ def restore_latest(mngr: ocp.CheckpointManager, template: TrainState) -> TrainSt
   if step is None:
     return None
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
-  return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+  try:
+    return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+  except ValueError as e:
+    if "strategy_state" not in str(e) or template.strategy_state is not None:
+      raise
+  # a checkpoint written before TrainState had `strategy_state` (plain training keeps None):
+  # restore the other fields as a dict
+  fields = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)}
+  del fields["strategy_state"]
+  restored = mngr.restore(step, args=ocp.args.StandardRestore(fields))
+  return template.replace(**restored)
 
 
 def prepare(config, workdir: str | None = None) -> Task:
@@ -212,6 +223,7 @@ def train_and_evaluate(config, workdir: str, log=print, task: Task | None = None
   t_eval = time.time()
   res = task.final_eval(state, config)
   res["eval_seconds"] = time.time() - t_eval
+  task.save_final(workdir)
   MetricWriter(os.path.join(workdir, "metrics.jsonl")).write(
     int(state.step), "final", {k: v for k, v in res.items() if isinstance(v, (int, float))}
   )

@@ -34,6 +34,7 @@ class Trainer:
     self.generated_loss = jax.jit(self._generated_loss, static_argnums=2)
     self.generate = jax.jit(self._generate, static_argnums=(2, 3))
     self.encode_mean = jax.jit(self._encode_mean)
+    self.encode_posterior = jax.jit(lambda variables, batch: self.model.encode(variables, batch)[0])
     self.decode_latents = jax.jit(self._decode_latents, static_argnums=3)
 
   def create_state(self, seed: int, example_batch) -> TrainState:

@@ -1,0 +1,183 @@
+"""Generation priors (alala_jax/latent_priors.py): densities against scipy and explicit loops,
+sampling moments, EM recovering a known mixture, held-out model selection, save/load, the
+fitting pass's errors."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import special, stats
+
+from alala_jax import latent_priors as lp
+from alala_jax.models.base import DiagGaussian
+
+
+def _random_mixture(rng, k=3, d=4) -> lp.Mixture:
+  a = rng.normal(size=(k, d, d))
+  covs = a @ a.transpose(0, 2, 1) + 0.5 * np.eye(d)
+  w = rng.dirichlet(np.ones(k))
+  return (
+    lp.Mixture(
+      jnp.log(jnp.asarray(w, jnp.float32)),
+      jnp.asarray(rng.normal(size=(k, d)) * 3, jnp.float32),
+      jnp.asarray(np.linalg.cholesky(covs), jnp.float32),
+    ),
+    w,
+    covs,
+  )
+
+
+def test_mixture_log_prob_matches_scipy():
+  rng = np.random.default_rng(0)
+  mix, w, covs = _random_mixture(rng)
+  z = rng.normal(size=(7, 4)) * 3
+  want = special.logsumexp(
+    [
+      np.log(w[k]) + stats.multivariate_normal(np.asarray(mix.means[k]), covs[k]).logpdf(z)
+      for k in range(3)
+    ],
+    axis=0,
+  )
+  chex.assert_trees_all_close(
+    np.asarray(mix.log_prob(jnp.asarray(z, jnp.float32))), want, rtol=1e-4
+  )
+
+
+def test_mixture_sampling_moments():
+  rng = np.random.default_rng(1)
+  mix, w, covs = _random_mixture(rng, k=2, d=3)
+  z = np.asarray(mix.sample(jax.random.key(0), 200_000))
+  chex.assert_shape(z, (200_000, 3))
+  means = np.asarray(mix.means)
+  want_mean = w @ means
+  want_cov = sum(w[k] * (covs[k] + np.outer(means[k], means[k])) for k in range(2)) - np.outer(
+    want_mean, want_mean
+  )
+  np.testing.assert_allclose(z.mean(0), want_mean, atol=0.05)
+  np.testing.assert_allclose(np.cov(z, rowvar=False), want_cov, rtol=0.03, atol=0.05)
+
+
+def test_aggregate_log_prob_matches_explicit_loop():
+  rng = np.random.default_rng(2)
+  means, scales = rng.normal(size=(5, 3)), rng.uniform(0.3, 2.0, size=(5, 3))
+  agg = lp.Aggregate(jnp.asarray(means, jnp.float32), jnp.asarray(scales, jnp.float32))
+  z = rng.normal(size=(6, 3))
+  want = np.array(
+    [
+      special.logsumexp([stats.norm(means[i], scales[i]).logpdf(x).sum() for i in range(5)])
+      - np.log(5)
+      for x in z
+    ]
+  )
+  chex.assert_trees_all_close(
+    np.asarray(agg.log_prob(jnp.asarray(z, jnp.float32))), want, rtol=1e-4
+  )
+
+
+def test_aggregate_samples_sit_on_their_records():
+  means = jnp.asarray([[0.0, 0.0], [100.0, 100.0]])
+  agg = lp.Aggregate(means, jnp.full((2, 2), 1e-3))
+  z = np.asarray(agg.sample(jax.random.key(3), 1000))
+  near = np.minimum(np.abs(z).max(1), np.abs(z - 100).max(1))
+  assert near.max() < 0.01
+  share_second = np.mean(z[:, 0] > 50)
+  assert 0.4 < share_second < 0.6  # records drawn uniformly
+
+
+def test_gaussian_is_one_component_mixture_with_sample_covariance():
+  rng = np.random.default_rng(4)
+  z = rng.normal(size=(500, 3)) @ np.array([[2.0, 0, 0], [1.0, 1.0, 0], [0, 0, 0.5]])
+  g = lp.fit_gaussian(jnp.asarray(z, jnp.float32))
+  assert g.num_components == 1
+  cov = np.asarray(g.chols[0] @ g.chols[0].T)
+  np.testing.assert_allclose(cov, np.cov(z, rowvar=False, ddof=1), rtol=1e-4, atol=1e-5)
+  want = stats.multivariate_normal(z.mean(0), np.cov(z, rowvar=False)).logpdf(z[:5])
+  np.testing.assert_allclose(
+    np.asarray(g.log_prob(jnp.asarray(z[:5], jnp.float32))), want, rtol=1e-4
+  )
+
+
+def _three_clusters(rng, n):
+  centres = np.array([[-6.0, 0.0], [6.0, 0.0], [0.0, 8.0]])
+  w = np.array([0.5, 0.3, 0.2])
+  c = rng.choice(3, n, p=w)
+  return (centres[c] + rng.normal(size=(n, 2)) * np.array([1.0, 0.5])).astype(np.float32), w
+
+
+def test_em_recovers_a_separated_mixture_and_selection_prefers_it():
+  rng = np.random.default_rng(5)
+  z_fit, w = _three_clusters(rng, 3000)
+  z_held, _ = _three_clusters(rng, 1000)
+  best, scores = lp.select_mixture(z_fit, z_held, jax.random.key(0), (1, 2, 3, 8), iters=60)
+  assert set(scores) == {1, 2, 3, 8}
+  assert scores[3] > scores[1] + 1.0 and scores[3] > scores[2] + 0.5
+  assert best.num_components in (3, 8)
+  assert scores[best.num_components] == max(scores.values())
+  mix3 = lp.fit_mixture(jnp.asarray(z_fit), jax.random.key(1), 3, 60)
+  np.testing.assert_allclose(np.sort(np.exp(np.asarray(mix3.log_weights))), np.sort(w), atol=0.03)
+  # the held-out density of the fit approaches the true density's
+  true = lp.Mixture(
+    jnp.log(jnp.asarray(w, jnp.float32)),
+    jnp.asarray([[-6.0, 0.0], [6.0, 0.0], [0.0, 8.0]]),
+    jnp.broadcast_to(jnp.diag(jnp.asarray([1.0, 0.5])), (3, 2, 2)),
+  )
+  assert abs(scores[3] - lp.mean_log_prob(true, z_held)) < 0.05
+
+
+def test_mixture_fit_is_finite_with_more_components_than_clusters():
+  rng = np.random.default_rng(6)
+  z, _ = _three_clusters(rng, 200)
+  mix = lp.fit_mixture(jnp.asarray(z), jax.random.key(0), 64, 30)
+  assert np.all(np.isfinite(np.asarray(mix.log_prob(jnp.asarray(z)))))
+  np.testing.assert_allclose(float(jnp.sum(jnp.exp(mix.log_weights))), 1.0, rtol=1e-4)
+
+
+def test_encode_posteriors_covers_every_row_once():
+  data = {"x": np.arange(23, dtype=np.float32)[:, None] * np.ones((1, 2), np.float32)}
+  encode = jax.jit(lambda b: DiagGaussian(b["x"] * 2.0, jnp.full_like(b["x"], 0.5)))
+  post = lp.encode_posteriors(encode, data, 10, jax.random.key(0))
+  chex.assert_shape([post.means, post.scales, post.samples], (23, 2))
+  np.testing.assert_array_equal(post.means[:, 0], np.arange(23) * 2.0)
+  eps = (post.samples - post.means) / post.scales
+  assert abs(eps.mean()) < 0.5 and 0.5 < eps.std() < 1.5
+
+
+def test_fit_priors_scores_every_kind_and_rejects_bad_requests():
+  rng = np.random.default_rng(7)
+  m = rng.normal(size=(120, 2)).astype(np.float32)
+  s = np.full_like(m, 0.1)
+  fit = lp.Posteriors(m[:100], s[:100], m[:100] + 0.1 * rng.normal(size=(100, 2)))
+  held = lp.Posteriors(m[100:], s[100:], m[100:] + 0.1 * rng.normal(size=(20, 2)))
+  tracked = lp.gaussian(jnp.zeros(2), 4.0 * jnp.eye(2))
+  priors, rep = lp.fit_priors(
+    ("gmm", "tracked", "gaussian", "aggregate"), fit, held, jax.random.key(0), tracked, (1, 2)
+  )
+  assert rep.kind == "gmm" and set(rep.heldout_log_prob) == set(priors)
+  assert set(rep.gmm_scores) == {1, 2}
+  # the data are N(0, I): the fitted Gaussian beats the too-wide tracked one on held-out data
+  assert rep.heldout_log_prob["gaussian"] > rep.heldout_log_prob["tracked"]
+  with pytest.raises(ValueError, match="unknown generation prior"):
+    lp.fit_priors(("mog",), fit, held, jax.random.key(0))
+  with pytest.raises(ValueError, match="tracked"):
+    lp.fit_priors(("tracked",), fit, held, jax.random.key(0))
+  with pytest.raises(ValueError, match="generation_prior"):
+    lp.parse_kinds("gmm,flow")
+  assert lp.parse_kinds(" gmm , tracked") == ("gmm", "tracked")
+
+
+@pytest.mark.parametrize("kind", ["mixture", "aggregate"])
+def test_save_load_round_trip(tmp_path, kind):
+  rng = np.random.default_rng(8)
+  prior = (
+    _random_mixture(rng)[0]
+    if kind == "mixture"
+    else lp.Aggregate(jnp.ones((4, 3)), jnp.full((4, 3), 0.2))
+  )
+  path = str(tmp_path / "p.npz")
+  lp.save(path, prior)
+  back = lp.load(path)
+  assert type(back) is type(prior)
+  chex.assert_trees_all_close(back, prior)
