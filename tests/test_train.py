@@ -240,3 +240,15 @@ def test_app_e_analyses_on_a_model(config, prepared, tmp_path):
     str(tmp_path / "i.png"),
   )
   assert (tmp_path / "r.png").stat().st_size > 1000 and (tmp_path / "i.png").stat().st_size > 1000
+
+
+def test_older_workdir_config_gets_new_eval_defaults_only(config, tmp_path):
+  saved = config.to_dict()
+  del saved["eval"]["prior_records"]  # an evaluation setting added after the run was trained
+  saved["eval"]["num_generated"] = 123
+  del saved["model"]["latent_dim"]
+  with open(tmp_path / "config.json", "w") as f:
+    json.dump(saved, f)
+  back = cli.load_workdir_config(str(tmp_path))
+  assert back.eval.prior_records == 20000 and back.eval.num_generated == 123
+  assert "latent_dim" not in back.model  # training settings are never filled in
