@@ -134,6 +134,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.gmm_components = "1,2,4,8,16,32,64"  # candidate mixture sizes
   c.eval.gmm_iters = 100  # EM iterations per candidate
   c.eval.prior_fit_on = "samples"  # Gaussian / GMM fitted to z ~ q(z|x) or to the means
+  c.eval.privacy_records = 2000  # records of the privacy audit: distance to the closest
+  # record against the test set as held-out baseline, membership-inference AUC (0 = off)
   c.eval.prior_temperature = 0.5  # scales the fitted priors' spread when sampling (0 decodes
   # posterior means of training records: higher p-values, but near-reconstructions)
   return c
@@ -157,4 +159,5 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.eval.prior_records = 200
   c.eval.gmm_components = "1,2"
   c.eval.gmm_iters = 10
+  c.eval.privacy_records = 100
   return c

@@ -16,6 +16,7 @@ is computed on the lines parsed back into records, a malformed line scores p = 0
 from __future__ import annotations
 
 import collections
+import dataclasses
 from typing import Any
 
 import jax
@@ -24,7 +25,7 @@ import numpy as np
 from alala_jax import latent_priors
 from alala_jax.data import batching, datasets, text_format
 from alala_jax.generate import generate_records, reconstruct_records, string_key
-from alala_jax.metrics import pvalue, realism, text
+from alala_jax.metrics import privacy, pvalue, realism, text
 from alala_jax.train.state import Salt
 
 
@@ -94,7 +95,11 @@ def evaluate(
       temperature=ec.get("prior_temperature", 1.0),
     )
     part = generation_report(root, train_records, gen, key_set, config)
+    if ec.get("privacy_records", 0):
+      part.update(dcr_audit(train_records, test_records, gen, config))
     res.update(part if j == 0 else {f"prior/{kind}/{k}": v for k, v in part.items()})
+  if ec.get("privacy_records", 0):
+    res.update(membership_auc(task, state, train_arrays, test_arrays, config))
   rng = np.random.default_rng(config.seed + 11)
   idx = rng.choice(len(train_records), min(ec.num_reconstructed, len(train_records)), replace=False)
   originals = [train_records[i] for i in idx]
@@ -186,6 +191,61 @@ def generation_report(root, train_records, gen, train_key_set, config) -> dict[s
   return out
 
 
+def _field_kinds(*record_lists) -> tuple[list[str], list[str]]:
+  """(string fields, finite float fields) of dataclass records: the top-level fields whose
+  value has that type in every record given (Optional, nested and list fields are left out)."""
+  records = [r for rs in record_lists for r in rs]
+  fields = [f.name for f in dataclasses.fields(records[0])]
+  is_float = lambda v: isinstance(v, float) and np.isfinite(v)
+  return (
+    [f for f in fields if all(isinstance(getattr(r, f), str) for r in records)],
+    [f for f in fields if all(is_float(getattr(r, f)) for r in records)],
+  )
+
+
+def dcr_audit(train_records, test_records, gen, config) -> dict[str, float]:
+  """Distance-to-closest-record audit (`metrics.privacy.dcr_report`) of up to
+  `eval.privacy_records` generated records against the training records, the test records
+  serving as the held-out baseline. Comma-separated text lines (App F) are compared as the one
+  string they are."""
+  if not dataclasses.is_dataclass(train_records[0]):
+    strings, floats = ["line"], []
+    wrap = lambda rs: [{"line": r} for r in rs]
+  else:
+    strings, floats = _field_kinds(train_records, test_records, gen)
+    wrap = lambda rs: rs
+  return privacy.dcr_report(
+    wrap(gen),
+    wrap(train_records),
+    wrap(test_records),
+    strings,
+    floats,
+    max_records=config.eval.privacy_records,
+    seed=config.seed,
+  )
+
+
+def membership_auc(task, state, train_arrays, test_arrays, config) -> dict[str, float]:
+  """Membership inference: the AUC with which the one-sample ELBO of a record (teacher-forced
+  decoding; `metrics.likelihood.elbo`) tells `eval.privacy_records` random training records from
+  as many test records (0.5 = no signal; a model that memorises gives its training records a
+  higher ELBO)."""
+  n = min(
+    config.eval.privacy_records, batching.num_rows(train_arrays), batching.num_rows(test_arrays)
+  )
+  rng = np.random.default_rng([config.seed, 17])
+  variables = task.variables(state)
+  key = jax.random.key(config.seed + 19)
+  scores = []
+  for arrays in (train_arrays, test_arrays):
+    idx = rng.choice(batching.num_rows(arrays), n, replace=False)
+    out = []
+    for i, batch, real in batching.padded_batches(batching.take(arrays, idx), config.eval.chunk):
+      out.append(np.asarray(task.elbo(variables, batch, jax.random.fold_in(key, i)))[:real])
+    scores.append(np.concatenate(out))
+  return {"mia/auc": privacy.auc(scores[0], scores[1]), "mia/records": float(n)}
+
+
 def pvalues(train_records, gen, config):
   """Zip-coordinate p-values [n] of generated records (Sec 2.2), text lines parsed first (a
   malformed line scores 0, App F).
@@ -249,6 +309,7 @@ def format_summary(res: dict[str, Any]) -> str:
       f"0.289; zip unseen in training: {res['pvalue/zip_unseen']:.2%})"
     )
   lines.extend(realism.format_realism(res, res.get("zip_field", "zip")))
+  lines.extend(privacy.format_privacy(res))
   for other in sorted({k.split("/")[1] for k in res if k.startswith("prior/")}):
     r = {k[len(f"prior/{other}/") :]: v for k, v in res.items() if k.startswith(f"prior/{other}/")}
     if "pvalue/mean" in r:
@@ -256,6 +317,11 @@ def format_summary(res: dict[str, Any]) -> str:
         f"  prior {other}: p-value mean {r['pvalue/mean']:.4f}  median {r['pvalue/median']:.4f}"
         f"  KS {r.get('ks_stat', float('nan')):.3f}  blank zips {r.get('blank_share', 0):.2%}"
         f"  exact copies {r['exact_copy_rate']:.4f}"
+        + (
+          f"  closer to train than held-out {r['dcr/share_closer_to_train']:.3f}"
+          if "dcr/share_closer_to_train" in r
+          else ""
+        )
       )
   if "malformed_rate" in res:
     lines.append(

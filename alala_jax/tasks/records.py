@@ -16,6 +16,7 @@ import jax
 from alala_jax import evaluate, latent_priors, objectives
 from alala_jax import schema as schema_lib
 from alala_jax.data import codec, datasets
+from alala_jax.metrics import likelihood
 from alala_jax.models.record import RecordModel
 from alala_jax.nn import tree
 from alala_jax.objectives import schedules
@@ -77,6 +78,7 @@ class RecordTask(Task):
     setup = state_lib.make_setup(model, objectives.build(config, model), config, epoch)
     self.trainer = Trainer(setup)
     self.model, self.levels = model, setup.levels
+    self.elbo = jax.jit(lambda v, b, k: likelihood.elbo(model, v, b, k))
     self._reconstruct = jax.jit(
       lambda v, k, b, g: model.reconstruct(v, b, k, greedy=g), static_argnums=3
     )

@@ -1,0 +1,419 @@
+"""Privacy audit of generated records: distance to closest record (DCR) and membership AUC.
+
+Realism metrics (`alala_jax.metrics.realism`) reward generated records that look like training
+records; they cannot tell a model that learned the distribution from one that copies its
+training set. This module measures the copying directly:
+
+* A distance between records (`record_distance_matrix`): the mean over the chosen fields of a
+  per-field distance in [0, 1]. A string field contributes the normalized Levenshtein distance
+  (edit distance / max of the two lengths; 0 for two empty strings), a float field contributes
+  min(|x - y| / scale, 1), capped so that one far-off coordinate cannot outweigh all the text.
+  `float_scales` picks the scale as the field's training standard deviation, so a difference of
+  one standard deviation or more counts as fully different. 0 means equal on every field.
+* `dcr_report`: the distance from each generated record to its closest training record, next to
+  the same distance for held-out real records, which were not trained on and so show how close
+  an honest sample of the distribution comes to the training set by chance (protocol in the
+  function's docstring).
+* `auc`: the ROC AUC of a membership-inference score (e.g. minus the per-record loss) for
+  training records against held-out ones; 0.5 means the score carries no membership signal.
+
+Records are objects with attributes (the dataclass instances of `alala_jax.data`) or dicts; field
+names are validated against the first record of each list. String fields must hold str values and
+float fields finite numbers (filter unparsable records out first). Pure numpy/scipy/rapidfuzz
+(the C Levenshtein of `rapidfuzz.process.cdist`), no JAX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
+from scipy import stats
+
+# Rows of the query side per block: a block holds chunk x len(reference) float64 values
+# (1024 x 2000 -> 16 MB).
+DEFAULT_CHUNK = 1024
+
+# Verdict thresholds of `format_privacy` (see there).
+SHARE_CLOSER_MAX = 0.55
+P05_RATIO_MIN = 0.8
+
+
+def _get(record: Any, field: str) -> Any:
+  return record[field] if isinstance(record, dict) else getattr(record, field)
+
+
+def _has(record: Any, field: str) -> bool:
+  return field in record if isinstance(record, dict) else hasattr(record, field)
+
+
+def _available(record: Any) -> list[str]:
+  """Field names of a record, for error messages."""
+  if isinstance(record, dict):
+    return list(record)
+  if dataclasses.is_dataclass(record):
+    return [f.name for f in dataclasses.fields(record)]
+  return sorted(vars(record)) if hasattr(record, "__dict__") else []
+
+
+def _check_spec(
+  string_fields: Sequence[str], float_fields: Sequence[str], float_scale: Mapping[str, float]
+) -> tuple[list[str], list[str]]:
+  sf, ff = list(string_fields), list(float_fields)
+  if not sf and not ff:
+    raise ValueError("need at least one string or float field, got none")
+  for f in sf + ff:
+    if not isinstance(f, str) or not f:
+      raise ValueError(f"field names must be non-empty strings, got {f!r}")
+  if len(set(sf + ff)) != len(sf) + len(ff):
+    raise ValueError(f"fields must be distinct and not both string and float: {sf} / {ff}")
+  for f in ff:
+    if f not in float_scale:
+      raise ValueError(
+        f"float_scale has no entry for float field {f!r}; it has {list(float_scale)}"
+      )
+    s = float(float_scale[f])
+    if not (math.isfinite(s) and s > 0):
+      raise ValueError(f"float_scale[{f!r}] must be positive and finite, got {s}")
+  return sf, ff
+
+
+@dataclasses.dataclass(frozen=True)
+class _Columns:
+  """The field values of `n` records, one column per field."""
+
+  n: int
+  strs: dict[str, list[str]]
+  floats: dict[str, np.ndarray]
+
+
+def _columns(records: Sequence[Any], sf: list[str], ff: list[str], name: str) -> _Columns:
+  """The field values of `records` as columns, validated: str for string fields, finite floats
+  for float fields."""
+  for i, r in enumerate(records):
+    if r is None:
+      raise ValueError(f"{name}[{i}] is None (a malformed text line?); filter it out first")
+  if records:
+    for f in sf + ff:
+      if not _has(records[0], f):
+        raise ValueError(
+          f"field {f!r} is not present on the {name} records; available fields: "
+          f"{_available(records[0])}"
+        )
+  strs = {}
+  for f in sf:
+    col = [_get(r, f) for r in records]
+    for i, v in enumerate(col):
+      if not isinstance(v, str):
+        raise ValueError(f"string field {f!r} of {name}[{i}] is {type(v).__name__} {v!r}, not str")
+    strs[f] = col
+  floats = {}
+  for f in ff:
+    try:
+      col = np.array([float(_get(r, f)) for r in records], np.float64)
+    except (TypeError, ValueError) as e:
+      raise ValueError(f"float field {f!r} of the {name} records is not numeric: {e}") from None
+    bad = np.flatnonzero(~np.isfinite(col))
+    if bad.size:
+      raise ValueError(
+        f"float field {f!r} of {name} has {bad.size} non-finite values (first at index "
+        f"{bad[0]}: {col[bad[0]]}); filter such records out first"
+      )
+    floats[f] = col
+  return _Columns(len(records), strs, floats)
+
+
+def _block(
+  ca: _Columns, cb: _Columns, rows: slice, scale: Mapping[str, float], workers: int
+) -> np.ndarray:
+  """Distance matrix of the records `rows` of `ca` against all of `cb` (float64)."""
+  acc = np.zeros((len(range(ca.n)[rows]), cb.n), np.float64)
+  for f, col in ca.strs.items():
+    acc += process.cdist(
+      col[rows],
+      cb.strs[f],
+      scorer=Levenshtein.normalized_distance,
+      dtype=np.float32,
+      workers=workers,
+    )
+  for f, col in ca.floats.items():
+    acc += np.minimum(np.abs(col[rows, None] - cb.floats[f][None, :]) / float(scale[f]), 1.0)
+  return acc / (len(ca.strs) + len(ca.floats))
+
+
+def _check_chunk(chunk: int) -> int:
+  if int(chunk) != chunk or chunk < 1:
+    raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+  return int(chunk)
+
+
+def record_distance_matrix(
+  a: Sequence[Any],
+  b: Sequence[Any],
+  string_fields: Sequence[str],
+  float_fields: Sequence[str],
+  float_scale: Mapping[str, float],
+  chunk: int = DEFAULT_CHUNK,
+  workers: int = 1,
+) -> np.ndarray:
+  """Distances between every record of `a` and every record of `b`: float32 [len(a), len(b)].
+
+  Distance = mean over fields of the per-field distance: normalized Levenshtein distance for a
+  string field (`rapidfuzz.distance.Levenshtein.normalized_distance`: edit distance divided by
+  the longer length, 0 for two empty strings), min(|x - y| / float_scale[field], 1) for a float
+  field. In [0, 1]; 0 exactly when all fields are equal. Rows of `a` are computed `chunk` at a
+  time (the float64 accumulator of a block is chunk x len(b)); `workers` is rapidfuzz's thread
+  count (-1 = all cores).
+  """
+  sf, ff = _check_spec(string_fields, float_fields, float_scale)
+  chunk = _check_chunk(chunk)
+  ca, cb = _columns(a, sf, ff, "a"), _columns(b, sf, ff, "b")
+  out = np.empty((len(a), len(b)), np.float32)
+  if not len(a) or not len(b):
+    return out
+  for i in range(0, len(a), chunk):
+    rows = slice(i, min(i + chunk, len(a)))
+    out[rows] = _block(ca, cb, rows, float_scale, workers)
+  return out
+
+
+def float_scales(train: Sequence[Any], float_fields: Sequence[str]) -> dict[str, float]:
+  """Per float field, the standard deviation (ddof=0) of its values over `train`: a difference
+  of one standard deviation or more counts as fully different in `record_distance_matrix`.
+
+  ValueError if `train` is empty or a standard deviation is 0 or non-finite.
+  """
+  ff = list(float_fields)
+  if not train:
+    raise ValueError("float_scales needs training records, got none")
+  cols = _columns(train, [], ff, "train").floats
+  out = {}
+  for f in ff:
+    s = float(np.std(cols[f]))
+    if not (math.isfinite(s) and s > 0):
+      raise ValueError(
+        f"float field {f!r} has standard deviation {s} over the training records; need a "
+        "positive finite spread to scale it (pass float_scale explicitly)"
+      )
+    out[f] = s
+  return out
+
+
+def _nearest(
+  cq: _Columns, cr: _Columns, scale: Mapping[str, float], chunk: int, workers: int
+) -> np.ndarray:
+  out = np.empty(cq.n, np.float32)
+  for i in range(0, cq.n, chunk):
+    rows = slice(i, min(i + chunk, cq.n))
+    out[rows] = _block(cq, cr, rows, scale, workers).astype(np.float32).min(axis=1)
+  return out
+
+
+def nearest_distances(
+  query: Sequence[Any],
+  reference: Sequence[Any],
+  string_fields: Sequence[str],
+  float_fields: Sequence[str],
+  float_scale: Mapping[str, float],
+  chunk: int = DEFAULT_CHUNK,
+  workers: int = 1,
+) -> np.ndarray:
+  """Distance of each query record to its closest reference record (DCR): float32 [len(query)],
+  equal to `record_distance_matrix(query, reference, ...).min(axis=1)` without holding the whole
+  matrix. ValueError if `reference` is empty."""
+  sf, ff = _check_spec(string_fields, float_fields, float_scale)
+  chunk = _check_chunk(chunk)
+  if not reference:
+    raise ValueError("nearest_distances needs at least one reference record, got none")
+  cq, cr = _columns(query, sf, ff, "query"), _columns(reference, sf, ff, "reference")
+  return _nearest(cq, cr, float_scale, chunk, workers)
+
+
+def _subset(c: _Columns, idx: np.ndarray) -> _Columns:
+  return _Columns(
+    len(idx),
+    {f: [col[int(i)] for i in idx] for f, col in c.strs.items()},
+    {f: col[idx] for f, col in c.floats.items()},
+  )
+
+
+def _share_closer(d_train: np.ndarray, d_hold: np.ndarray) -> float:
+  return float(np.mean((d_train < d_hold) + 0.5 * (d_train == d_hold)))
+
+
+def dcr_report(
+  generated: Sequence[Any],
+  train: Sequence[Any],
+  holdout: Sequence[Any],
+  string_fields: Sequence[str],
+  float_fields: Sequence[str],
+  max_records: int = 2000,
+  seed: int = 0,
+  float_scale: Mapping[str, float] | None = None,
+  chunk: int = DEFAULT_CHUNK,
+  workers: int = 1,
+) -> dict[str, float]:
+  """Distance-to-closest-record audit of `generated` against `train`, with a held-out baseline.
+
+  Protocol (all subsets drawn without replacement by `np.random.default_rng(seed)`):
+
+  1. The holdout records are shuffled and split into two disjoint parts: a reference part R_hold
+     of n_ref = min(len(train), len(holdout) // 2, max_records) records and a query part H_q
+     (the remaining holdout records, at most max_records of them). R_train is a random subset of
+     n_ref training records, so both references have the same size and closeness to one is
+     comparable with closeness to the other. G is a random subset of at most max_records
+     generated records.
+  2. For every g in G: d_train(g) = distance to the closest record of R_train, d_hold(g) =
+     distance to the closest record of R_hold. The same two distances for every h in H_q, which
+     is disjoint from R_hold and was never trained on, give the no-memorisation baseline.
+
+  Keys (distances as in `record_distance_matrix`, floats scaled by `float_scale`, default
+  `float_scales(train, float_fields)`):
+
+  * `dcr/generated_to_train_median`, `dcr/generated_to_train_p05`: median and 5th percentile of
+    d_train over G; `dcr/holdout_to_train_median`, `dcr/holdout_to_train_p05` the same over H_q.
+    Copies pull the generated percentiles below the held-out ones.
+  * `dcr/share_closer_to_train`: mean over G of [d_train < d_hold] + 0.5 [d_train == d_hold].
+    If train and holdout are a random split of the same data, R_train and R_hold are
+    exchangeable, so for any G drawn independently of the training records (no memorisation,
+    however good or bad the model) the share is 0.5 in expectation; memorisation moves it toward
+    1. Only copies of records in R_train move it, so its sensitivity to copying scales with
+    n_ref / len(train) (so do the d_train percentiles); `dcr/exact_match_share` checks all of train.
+    `dcr/holdout_share_closer_to_train` is the same over H_q: 0.5 up to sampling noise by
+    construction, a yardstick of that noise.
+  * `dcr/exact_match_share`: share of G equal on every field to some record of the whole
+    training set (d = 0 against all of `train`, found by hashing, so copies of records outside
+    R_train count too).
+  * `dcr/n_generated`, `dcr/n_holdout_query`, `dcr/n_reference`: |G|, |H_q|, n_ref.
+
+  ValueError if `generated` or `train` is empty, `holdout` has fewer than 2 records or
+  `max_records` < 1.
+  """
+  if int(max_records) != max_records or max_records < 1:
+    raise ValueError(f"max_records must be a positive integer, got {max_records!r}")
+  if not generated:
+    raise ValueError("dcr_report needs generated records, got none")
+  if not train:
+    raise ValueError("dcr_report needs training records, got none")
+  if len(holdout) < 2:
+    raise ValueError(
+      f"dcr_report needs at least 2 holdout records (a query and a reference part), got "
+      f"{len(holdout)}"
+    )
+  if float_scale is None:
+    float_scale = float_scales(train, float_fields)
+  sf, ff = _check_spec(string_fields, float_fields, float_scale)
+  chunk = _check_chunk(chunk)
+  max_records = int(max_records)
+
+  rng = np.random.default_rng(seed)
+  n_ref = min(len(train), len(holdout) // 2, max_records)
+  g_idx = rng.permutation(len(generated))[:max_records]
+  h_perm = rng.permutation(len(holdout))
+  r_hold_idx, hq_idx = h_perm[:n_ref], h_perm[n_ref:][:max_records]
+  r_train_idx = rng.permutation(len(train))[:n_ref]
+
+  # Validate each whole list once (error messages then index the caller's lists), then subset.
+  cgen, ct, ch = (
+    _columns(generated, sf, ff, "generated"),
+    _columns(train, sf, ff, "train"),
+    _columns(holdout, sf, ff, "holdout"),
+  )
+  cg, chq, crh, crt = (
+    _subset(cgen, g_idx),
+    _subset(ch, hq_idx),
+    _subset(ch, r_hold_idx),
+    _subset(ct, r_train_idx),
+  )
+  g_train = _nearest(cg, crt, float_scale, chunk, workers)
+  g_hold = _nearest(cg, crh, float_scale, chunk, workers)
+  q_train = _nearest(chq, crt, float_scale, chunk, workers)
+  q_hold = _nearest(chq, crh, float_scale, chunk, workers)
+
+  # Exact matches against the whole training set: hash the field tuples (float values as
+  # Python floats, so 1 and 1.0 or np.float64 values compare as numbers do).
+  seen = set(zip(*([ct.strs[f] for f in sf] + [ct.floats[f].tolist() for f in ff])))
+  keys = zip(*([cg.strs[f] for f in sf] + [cg.floats[f].tolist() for f in ff]))
+  exact = np.array([k in seen for k in keys], bool)
+
+  return {
+    "dcr/generated_to_train_median": float(np.median(g_train)),
+    "dcr/generated_to_train_p05": float(np.percentile(g_train, 5)),
+    "dcr/holdout_to_train_median": float(np.median(q_train)),
+    "dcr/holdout_to_train_p05": float(np.percentile(q_train, 5)),
+    "dcr/share_closer_to_train": _share_closer(g_train, g_hold),
+    "dcr/holdout_share_closer_to_train": _share_closer(q_train, q_hold),
+    "dcr/exact_match_share": float(exact.mean()),
+    "dcr/n_generated": float(cg.n),
+    "dcr/n_holdout_query": float(chq.n),
+    "dcr/n_reference": float(n_ref),
+  }
+
+
+def auc(member_scores: Any, nonmember_scores: Any) -> float:
+  """ROC AUC of "higher score means member": the probability that a random member scores above a
+  random non-member, ties counted 1/2 (the Mann-Whitney U statistic / (m n), from the mid-ranks
+  of `scipy.stats.rankdata`). For membership inference on per-record losses pass minus the loss.
+
+  ValueError if either side is empty or holds a non-finite score.
+  """
+  m = np.asarray(member_scores, np.float64).reshape(-1)
+  n = np.asarray(nonmember_scores, np.float64).reshape(-1)
+  for name, x in (("member_scores", m), ("nonmember_scores", n)):
+    if x.size == 0:
+      raise ValueError(f"auc needs at least one value in {name}, got none")
+    if not np.isfinite(x).all():
+      raise ValueError(f"auc needs finite scores; {int((~np.isfinite(x)).sum())} in {name} are not")
+  ranks = stats.rankdata(np.concatenate([m, n]))
+  u = ranks[: m.size].sum() - m.size * (m.size + 1) / 2
+  return float(u / (m.size * n.size))
+
+
+def format_privacy(res: Mapping[str, Any]) -> list[str]:
+  """Human-readable lines for the keys of `dcr_report` (and `mia/auc`, an `auc` of per-record
+  losses) present in `res`; missing keys are left out, no keys at all gives [].
+
+  The verdict line says "no closer" when share_closer_to_train <= 0.55 and the generated p05
+  distance is at least 0.8 x the held-out p05 distance, otherwise "closer" with the numbers; it
+  needs all three keys.
+  """
+  lines = []
+  for who, label in (("generated", "generated"), ("holdout", "held-out real")):
+    med, p05 = res.get(f"dcr/{who}_to_train_median"), res.get(f"dcr/{who}_to_train_p05")
+    parts = []
+    if med is not None:
+      parts.append(f"median {med:.3f}")
+    if p05 is not None:
+      parts.append(f"p05 {p05:.3f}")
+    if parts:
+      lines.append(f"  distance of {label} records to closest training record: " + ", ".join(parts))
+  share = res.get("dcr/share_closer_to_train")
+  if share is not None:
+    s = f"  generated records closer to train than to held-out: {share:.3f} (ideal 0.5"
+    base = res.get("dcr/holdout_share_closer_to_train")
+    if base is not None:
+      s += f"; held-out real records {base:.3f}"
+    lines.append(s + ")")
+  if "dcr/exact_match_share" in res:
+    lines.append(f"  exact copies of training records: {100 * res['dcr/exact_match_share']:.2f} %")
+  g05, h05 = res.get("dcr/generated_to_train_p05"), res.get("dcr/holdout_to_train_p05")
+  if share is not None and g05 is not None and h05 is not None:
+    if share <= SHARE_CLOSER_MAX and g05 >= P05_RATIO_MIN * h05:
+      lines.append(
+        "  memorisation: generated records are no closer to the training set than held-out "
+        "real records are"
+      )
+    else:
+      lines.append(
+        "  memorisation: generated records sit closer to the training set than held-out real "
+        f"records (share closer to train {share:.3f}, p05 distance {g05:.3f} vs {h05:.3f})"
+      )
+  if "mia/auc" in res:
+    lines.append(
+      f"  membership inference AUC (per-record loss): {res['mia/auc']:.3f} (0.5 = no signal)"
+    )
+  return lines
