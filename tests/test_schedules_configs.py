@@ -19,6 +19,7 @@ from alala_jax.data import codec, datasets
 from alala_jax.models.base import DiagGaussian, Recon
 from alala_jax.models.record import RecordModel
 from alala_jax.objectives import augmented as augmented_lib
+from alala_jax.objectives import geco as geco_lib
 from alala_jax.objectives import schedules
 from alala_jax.objectives.base import AUGMENTED, TRAIN, Level, Terms
 from alala_jax.tasks import records
@@ -268,3 +269,15 @@ def test_prepare_builds_the_test_config_task():
   assert t.objective.name == "beta+augmented" and t.levels.n == 2
   np.testing.assert_allclose(t.levels.p_sampled, [0.15, 0.2], rtol=1e-6)
   assert (t.phase_at(2), t.phase_at(3)) == (TRAIN, AUGMENTED)
+
+
+def test_default_job_is_geco_with_the_beta_vae_as_an_option():
+  mod = _load(os.path.join(CONFIG_DIR, "default.py"))
+  geco, beta = mod.get_config(), mod.get_config("beta")
+  assert geco.objective.name == "geco" and beta.objective.name == "beta"
+  cons = geco_lib.parse_constraints(geco.objective.geco.constraints)
+  assert [c.tolerance for c in cons] == [0.1, 0.02, 0.02]
+  both = mod.get_config("beta,smoke")
+  assert both.objective.name == "beta" and both.train.num_steps < beta.train.num_steps
+  assert geco.eval.generation_prior.split(",")[0] == "aggregate"
+  _build(mod.get_config("smoke"))
