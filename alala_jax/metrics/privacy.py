@@ -34,6 +34,8 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 from scipy import stats
 
+from alala_jax.metrics.realism import field_names, field_value, has_field
+
 # Rows of the query side per block: a block holds chunk x len(reference) float64 values
 # (1024 x 2000 -> 16 MB).
 DEFAULT_CHUNK = 1024
@@ -41,23 +43,6 @@ DEFAULT_CHUNK = 1024
 # Verdict thresholds of `format_privacy` (see there).
 SHARE_CLOSER_MAX = 0.55
 P05_RATIO_MIN = 0.8
-
-
-def _get(record: Any, field: str) -> Any:
-  return record[field] if isinstance(record, dict) else getattr(record, field)
-
-
-def _has(record: Any, field: str) -> bool:
-  return field in record if isinstance(record, dict) else hasattr(record, field)
-
-
-def _available(record: Any) -> list[str]:
-  """Field names of a record, for error messages."""
-  if isinstance(record, dict):
-    return list(record)
-  if dataclasses.is_dataclass(record):
-    return [f.name for f in dataclasses.fields(record)]
-  return sorted(vars(record)) if hasattr(record, "__dict__") else []
 
 
 def _check_spec(
@@ -99,14 +84,14 @@ def _columns(records: Sequence[Any], sf: list[str], ff: list[str], name: str) ->
       raise ValueError(f"{name}[{i}] is None (a malformed text line?); filter it out first")
   if records:
     for f in sf + ff:
-      if not _has(records[0], f):
+      if not has_field(records[0], f):
         raise ValueError(
           f"field {f!r} is not present on the {name} records; available fields: "
-          f"{_available(records[0])}"
+          f"{field_names(records[0])}"
         )
   strs = {}
   for f in sf:
-    col = [_get(r, f) for r in records]
+    col = [field_value(r, f) for r in records]
     for i, v in enumerate(col):
       if not isinstance(v, str):
         raise ValueError(f"string field {f!r} of {name}[{i}] is {type(v).__name__} {v!r}, not str")
@@ -114,7 +99,7 @@ def _columns(records: Sequence[Any], sf: list[str], ff: list[str], name: str) ->
   floats = {}
   for f in ff:
     try:
-      col = np.array([float(_get(r, f)) for r in records], np.float64)
+      col = np.array([float(field_value(r, f)) for r in records], np.float64)
     except (TypeError, ValueError) as e:
       raise ValueError(f"float field {f!r} of the {name} records is not numeric: {e}") from None
     bad = np.flatnonzero(~np.isfinite(col))

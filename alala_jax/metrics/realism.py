@@ -36,11 +36,11 @@ def is_blank(value: Any) -> bool:
   return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _get(record: Any, field: str) -> Any:
+def field_value(record: Any, field: str) -> Any:
   return record[field] if isinstance(record, dict) else getattr(record, field)
 
 
-def _available(record: Any) -> list[str]:
+def field_names(record: Any) -> list[str]:
   """Field names of a record, for error messages."""
   if isinstance(record, dict):
     return list(record)
@@ -49,7 +49,7 @@ def _available(record: Any) -> list[str]:
   return sorted(vars(record)) if hasattr(record, "__dict__") else []
 
 
-def _has(record: Any, field: str) -> bool:
+def has_field(record: Any, field: str) -> bool:
   return field in record if isinstance(record, dict) else hasattr(record, field)
 
 
@@ -67,10 +67,10 @@ def _check_fields(records: Sequence[Any], fields: Sequence[str], name: str) -> N
   if not records:
     return
   for f in fields:
-    if not isinstance(f, str) or not f or not _has(records[0], f):
+    if not isinstance(f, str) or not f or not has_field(records[0], f):
       raise ValueError(
         f"field {f!r} is not present on the {name} records; available fields: "
-        f"{_available(records[0])}"
+        f"{field_names(records[0])}"
       )
 
 
@@ -102,7 +102,7 @@ def blank_report(generated: Sequence[Any], zip_field: str, pvalues: Any) -> dict
   _check_records(generated, "generated")
   _check_fields(generated, [zip_field], "generated")
   p = _check_lengths(generated, pvalues)
-  blank = np.array([is_blank(_get(g, zip_field)) for g in generated], bool)
+  blank = np.array([is_blank(field_value(g, zip_field)) for g in generated], bool)
   n = len(generated)
   return {
     "blank_share": float(blank.mean()) if n else float("nan"),
@@ -139,8 +139,8 @@ def in_train_shares(
   _check_fields(train, fields, "training")
   out = {}
   for f in fields:
-    seen = {_get(r, f) for r in train}
-    hits = [_get(g, f) in seen for g in generated]
+    seen = {field_value(r, f) for r in train}
+    hits = [field_value(g, f) in seen for g in generated]
     out[f"in_train/{f}"] = float(np.mean(hits)) if hits else float("nan")
   return out
 
@@ -158,8 +158,8 @@ def pair_in_train_share(
   _check_records(train, "train")
   _check_fields(generated, fields, "generated")
   _check_fields(train, fields, "training")
-  seen = {tuple(_get(r, f) for f in fields) for r in train}
-  hits = [tuple(_get(g, f) for f in fields) in seen for g in generated]
+  seen = {tuple(field_value(r, f) for f in fields) for r in train}
+  hits = [tuple(field_value(g, f) for f in fields) in seen for g in generated]
   return float(np.mean(hits)) if hits else float("nan")
 
 
