@@ -26,6 +26,9 @@ _FORMAT = flags.DEFINE_enum(
 )
 _GREEDY = flags.DEFINE_bool("greedy", False, "Argmax decoding instead of sampling.")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_TEMPERATURE = flags.DEFINE_float(
+  "temperature", None, "Spread of the fitted prior (default: the run's eval.prior_temperature)."
+)
 _PRIOR = flags.DEFINE_enum(
   "prior",
   "fitted",
@@ -52,9 +55,14 @@ def main(argv):
   state, task = loop.load_model(_WORKDIR.value, config)
   prior_path = os.path.join(_WORKDIR.value, records.PRIOR_FILE)
   prior = None
+  temperature = config.eval.prior_temperature if _TEMPERATURE.value is None else _TEMPERATURE.value
   if _PRIOR.value == "fitted" and os.path.exists(prior_path):
     prior = latent_priors.load(prior_path)
-    print(f"latents from {latent_priors.describe('the fitted prior', prior)}", file=sys.stderr)
+    print(
+      f"latents from {latent_priors.describe('the fitted prior', prior)} at temperature "
+      f"{temperature:g}",
+      file=sys.stderr,
+    )
   recs = generate.generate_records(
     task,
     state,
@@ -63,6 +71,7 @@ def main(argv):
     config.eval.chunk,
     _GREEDY.value,
     prior=prior,
+    temperature=temperature,
   )
   cls = task.root.cls
   text = text_format.from_config(config.data, datasets.import_schema(config.data.schema))
