@@ -74,6 +74,7 @@ def evaluate(
     priors = fit_generation_priors(task, state, train_arrays, config)
   priors, fit = priors
   res["generation_prior"] = kinds[0]
+  res["prior_temperature"] = ec.get("prior_temperature", 1.0)
   if fit is not None:
     res.update({f"prior_heldout_log_prob/{k}": v for k, v in fit.heldout_log_prob.items()})
     res.update({f"gmm_heldout_log_prob/{k}": v for k, v in fit.gmm_scores.items()})
@@ -295,7 +296,12 @@ def format_summary(res: dict[str, Any]) -> str:
     f"  generation prior: {prior}"
     + (f" ({res['gmm_components']} components)" if prior == "gmm" else "")
     + (
-      "; held-out mean log q-sample density: "
+      f" at temperature {res.get('prior_temperature', 1.0):g} (tracked always at 1)"
+      if prior != "tracked" or len(held) > 1
+      else ""
+    )
+    + (
+      "; held-out mean log-density of q-samples under each prior at temperature 1: "
       + ", ".join(f"{k} {v:.2f}" for k, v in held.items())
       + f" ({res['prior_heldout_records']} held-out records)"
       if held

@@ -82,8 +82,9 @@ class Aggregate(NamedTuple):
   def log_prob(self, z: jax.Array) -> jax.Array:
     """[n], through matmuls: sum_d (z_d - m_d)^2 / s_d^2 expanded, never [n, N, D]."""
     prec = 1.0 / self.scales**2  # [N, D]
+    dot = functools.partial(jnp.matmul, precision=jax.lax.Precision.HIGHEST)  # no TF32 on GPU
     quad = (
-      (z**2) @ prec.T - 2.0 * z @ (self.means * prec).T + jnp.sum(self.means**2 * prec, 1)[None, :]
+      dot(z**2, prec.T) - 2.0 * dot(z, (self.means * prec).T) + jnp.sum(self.means**2 * prec, 1)
     )  # [n, N]
     log_norm = -jnp.sum(jnp.log(self.scales), 1) - 0.5 * z.shape[-1] * _LOG_2PI  # [N]
     n_rec = self.means.shape[0]
@@ -271,16 +272,24 @@ def describe(name: str, prior: Prior) -> str:
   return f"{name} ({k} Gaussian component{'s' if k > 1 else ''})"
 
 
-def save(path: str, prior: Prior) -> None:
-  """Writes a prior as an .npz file (its kind and arrays)."""
+def save(path: str, prior: Prior, step: int = -1, temperature: float = 1.0) -> None:
+  """Writes a prior as an .npz file: its kind, arrays, the training step of the model it was
+  fitted to and the temperature the run generated with."""
   kind = "aggregate" if isinstance(prior, Aggregate) else "mixture"
-  np.savez(path, kind=kind, **{k: np.asarray(v) for k, v in prior._asdict().items()})
+  arrays = {k: np.asarray(v) for k, v in prior._asdict().items()}
+  np.savez(path, kind=kind, step=step, temperature=temperature, **arrays)
 
 
 def load(path: str) -> Prior:
+  return load_with_meta(path)[0]
+
+
+def load_with_meta(path: str) -> tuple[Prior, dict[str, float]]:
+  """(prior, {'step': fitted model's step, 'temperature': the run's}) of a `save`d file."""
   with np.load(path) as f:
     cls = Aggregate if str(f["kind"]) == "aggregate" else Mixture
-    return cls(**{k: jnp.asarray(f[k]) for k in cls._fields})
+    meta = {k: float(f[k]) for k in ("step", "temperature") if k in f}
+    return cls(**{k: jnp.asarray(f[k]) for k in cls._fields}), meta
 
 
 def parse_kinds(spec: str) -> tuple[str, ...]:

@@ -57,7 +57,20 @@ def main(argv):
   prior = None
   temperature = config.eval.prior_temperature if _TEMPERATURE.value is None else _TEMPERATURE.value
   if _PRIOR.value == "fitted" and os.path.exists(prior_path):
-    prior = latent_priors.load(prior_path)
+    prior, meta = latent_priors.load_with_meta(prior_path)
+    if meta.get("step") != int(state.step):
+      print(
+        f"warning: {prior_path} was fitted to the model of step {meta.get('step')}, the "
+        f"checkpoint is step {int(state.step)}: using the tracked Gaussian instead (re-run "
+        "experiments.evaluate to refit)",
+        file=sys.stderr,
+      )
+      prior = None
+    elif _TEMPERATURE.value is None:
+      temperature = meta.get("temperature", temperature)
+  if prior is None:
+    print("latents from the model's tracked Gaussian (paper 000 Sec 2.4)", file=sys.stderr)
+  else:
     print(
       f"latents from {latent_priors.describe('the fitted prior', prior)} at temperature "
       f"{temperature:g}",

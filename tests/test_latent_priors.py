@@ -181,3 +181,10 @@ def test_save_load_round_trip(tmp_path, kind):
   back = lp.load(path)
   assert type(back) is type(prior)
   chex.assert_trees_all_close(back, prior)
+
+
+def test_saved_prior_records_its_model_step_and_temperature(tmp_path):
+  path = str(tmp_path / "p.npz")
+  lp.save(path, lp.Aggregate(jnp.ones((2, 3)), jnp.ones((2, 3))), step=300, temperature=0.5)
+  prior, meta = lp.load_with_meta(path)
+  assert isinstance(prior, lp.Aggregate) and meta == {"step": 300.0, "temperature": 0.5}

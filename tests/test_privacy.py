@@ -163,10 +163,18 @@ def test_dcr_copies_of_training_records():
   assert r["dcr/holdout_to_train_p05"] > 0
   lines = privacy.format_privacy(r)
   assert any("sit closer to the training set" in line for line in lines)
-  # Exact matches are found against the whole training set, also outside a smaller R_train.
+  # Copies of records outside a smaller R_train still show: exact matches and the distance
+  # percentiles use the whole training set, and the verdict says so.
   big = random_records(rng, 400)
   r = privacy.dcr_report(big[:50], big, holdout, SF, FF, max_records=60)
   assert r["dcr/n_reference"] == 60 and r["dcr/exact_match_share"] == 1.0
+  assert r["dcr/generated_to_train_p05"] == 0 and r["dcr/generated_below_holdout_p05"] == 1.0
+  assert any("sit closer to the training set" in line for line in privacy.format_privacy(r))
+  # near-copies (a float moved by a hair) are caught the same way, without exact matches
+  near_copies = [dataclasses.replace(x, lat=x.lat + 1e-4) for x in big[:50]]
+  r = privacy.dcr_report(near_copies, big, holdout, SF, FF, max_records=60)
+  assert r["dcr/exact_match_share"] == 0.0 and r["dcr/generated_below_holdout_p05"] == 1.0
+  assert any("sit closer to the training set" in line for line in privacy.format_privacy(r))
 
 
 def test_dcr_iid_records_are_half_closer_to_train():
@@ -203,10 +211,13 @@ def test_dcr_report_matches_explicit_protocol():
 
   g, rt, rh = [gen[i] for i in g_idx], [train[i] for i in r_train], [holdout[i] for i in r_hold]
   q = [holdout[i] for i in h_q]
-  dt, dh, qt = near(g, rt), near(g, rh), near(q, rt)
-  assert r["dcr/generated_to_train_median"] == pytest.approx(np.median(dt), abs=1e-6)
-  assert r["dcr/generated_to_train_p05"] == pytest.approx(np.percentile(dt, 5), abs=1e-6)
-  assert r["dcr/holdout_to_train_median"] == pytest.approx(np.median(qt), abs=1e-6)
+  dt, dh = near(g, rt), near(g, rh)
+  gf, qf = near(g, train), near(q, train)  # the percentiles use the whole training set
+  assert r["dcr/generated_to_train_median"] == pytest.approx(np.median(gf), abs=1e-6)
+  assert r["dcr/generated_to_train_p05"] == pytest.approx(np.percentile(gf, 5), abs=1e-6)
+  assert r["dcr/holdout_to_train_median"] == pytest.approx(np.median(qf), abs=1e-6)
+  below = np.mean(gf < np.percentile(qf, 5))
+  assert r["dcr/generated_below_holdout_p05"] == pytest.approx(below)
   share = np.mean([(a < b) + 0.5 * (a == b) for a, b in zip(dt, dh)])
   assert r["dcr/share_closer_to_train"] == pytest.approx(share)
 
@@ -259,7 +270,7 @@ def test_auc_matches_pairwise_loop():
 def test_format_privacy():
   assert privacy.format_privacy({}) == []
   assert privacy.format_privacy({"mia/auc": 0.5123}) == [
-    "  membership inference AUC (per-record loss): 0.512 (0.5 = no signal)"
+    "  membership inference AUC (per-record ELBO): 0.512 (0.5 = no signal)"
   ]
   base = {
     "dcr/share_closer_to_train": 0.5,

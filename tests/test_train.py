@@ -152,14 +152,17 @@ def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
   assert len(recs) == 40
   # the headline prior was fitted on q(z|x) of 54 training records and saved for generation
   assert res["generation_prior"] == "aggregate" and res["prior_fit_records"] == 54
-  prior = latent_priors.load(os.path.join(workdir, "generation_prior.npz"))
+  prior, meta = latent_priors.load_with_meta(os.path.join(workdir, "generation_prior.npz"))
+  assert meta == {"step": 6.0, "temperature": config.eval.prior_temperature}
   assert isinstance(prior, latent_priors.Aggregate) and prior.means.shape == (
     54,
     config.model.latent_dim,
   )
   from_prior = generate.generate_records(task2, state2, 40, jax.random.key(0), 32, prior=prior)
   assert len(from_prior) == 40 and from_prior != recs
-  assert "generation prior: aggregate" in prep.summary(res)
+  assert "generation prior: aggregate at temperature" in prep.summary(res)
+  prep.save(workdir)  # what training does first: the prior of the old model must go
+  assert not os.path.exists(os.path.join(workdir, "generation_prior.npz"))
   path = str(tmp_path / "gen.csv")
   csv_io.write_csv(path, recs, prep.data.cls)
   back, report = csv_io.read_csv(path, prep.data.cls)
@@ -248,11 +251,13 @@ def test_app_e_analyses_on_a_model(config, prepared, tmp_path):
 
 def test_older_workdir_config_gets_new_eval_defaults_only(config, tmp_path):
   saved = config.to_dict()
-  del saved["eval"]["prior_records"]  # an evaluation setting added after the run was trained
+  del saved["eval"]["prior_records"]  # evaluation settings added after the run was trained
+  del saved["eval"]["generation_prior"]
   saved["eval"]["num_generated"] = 123
   del saved["model"]["latent_dim"]
   with open(tmp_path / "config.json", "w") as f:
     json.dump(saved, f)
   back = cli.load_workdir_config(str(tmp_path))
   assert back.eval.prior_records == 20000 and back.eval.num_generated == 123
+  assert back.eval.generation_prior == "tracked"  # what a run of that time generated from
   assert "latent_dim" not in back.model  # training settings are never filled in

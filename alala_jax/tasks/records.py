@@ -173,6 +173,9 @@ class RecordTask(Task):
   def save(self, workdir: str) -> None:
     with open(os.path.join(workdir, SPEC_FILE), "w") as f:
       f.write(self.spec.to_json())
+    prior = os.path.join(workdir, PRIOR_FILE)
+    if os.path.exists(prior):  # fitted to a model that training is about to change
+      os.remove(prior)
 
   def periodic_eval(self, state, config) -> dict[str, float]:
     return evaluate.loss_report(
@@ -187,6 +190,7 @@ class RecordTask(Task):
 
   def final_eval(self, state, config) -> dict[str, Any]:
     self.generation_priors = evaluate.fit_generation_priors(self, state, self.train_arrays, config)
+    self._prior_meta = {"step": int(state.step), "temperature": config.eval.prior_temperature}
     return evaluate.evaluate(
       self,
       state,
@@ -205,7 +209,7 @@ class RecordTask(Task):
     prior = priors.get(fit.kind) if fit is not None else None
     path = os.path.join(workdir, PRIOR_FILE)
     if prior is not None:
-      latent_priors.save(path, prior)
+      latent_priors.save(path, prior, **self._prior_meta)
     elif os.path.exists(path):
       os.remove(path)  # a stale prior of an earlier evaluation must not outlive it
 

@@ -30,6 +30,7 @@ def get_config(arg=None):
   c.train.log_every = 100
   c.train.eval_every = 1000
   c.train.checkpoint_every = 1000
+  c.eval.generation_prior = "aggregate,tracked"  # the library's default (table1 sets the paper's)
   if "beta" not in args:
     c.objective.name = "geco"
     c.objective.geco.constraints = "loss<=0.1,(lat,long)<=0.02,postcode<=0.02"

@@ -435,6 +435,7 @@ def build(
   c.train.log_every = 100
   c.train.eval_every = max(100, c.train.num_steps // 10)
   c.train.checkpoint_every = 500
+  c.eval.generation_prior = "tracked,aggregate"  # the paper's generation is the headline
   find(table, row).build(c)
   if vermont:
     c.data.csv = VERMONT_CSV
