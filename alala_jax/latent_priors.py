@@ -163,7 +163,9 @@ def select_mixture(
   iters: int = 100,
 ) -> tuple[Mixture, dict[int, float]]:
   """The mixture whose number of components (from `components`, those below the number of
-  fitting points) has the best held-out mean log-likelihood, and that score for each K."""
+  fitting points) has the best held-out mean log-likelihood, and that score for each K.
+  (`fit_priors` reports the chosen K's score on the same held-out set, so the GMM's reported
+  score is optimistic by the selection among the candidates.)"""
   scores: dict[int, float] = {}
   best: Mixture | None = None
   best_score = -math.inf
