@@ -68,13 +68,13 @@ def evaluate(
       task, state, train_arrays, test_arrays, config.train.batch_size, ec.loss_batches, config.seed
     )
   )
-  kinds = latent_priors.parse_kinds(ec.get("generation_prior", "tracked"))
+  kinds = latent_priors.parse_kinds(ec.generation_prior)
   res["zip_field"] = ec.zip_field
   if priors is None:
     priors = fit_generation_priors(task, state, train_arrays, config)
   priors, fit = priors
   res["generation_prior"] = kinds[0]
-  res["prior_temperature"] = ec.get("prior_temperature", 1.0)
+  res["prior_temperature"] = ec.prior_temperature
   if fit is not None:
     res.update({f"prior_heldout_log_prob/{k}": v for k, v in fit.heldout_log_prob.items()})
     res.update({f"gmm_heldout_log_prob/{k}": v for k, v in fit.gmm_scores.items()})
@@ -93,13 +93,13 @@ def evaluate(
       ec.chunk,
       ec.greedy,
       prior=priors.get(kind),
-      temperature=ec.get("prior_temperature", 1.0),
+      temperature=ec.prior_temperature,
     )
     part = generation_report(root, train_records, gen, key_set, config)
-    if ec.get("privacy_records", 0):
+    if ec.privacy_records:
       part.update(dcr_audit(train_records, test_records, gen, config))
     res.update(part if j == 0 else {f"prior/{kind}/{k}": v for k, v in part.items()})
-  if ec.get("privacy_records", 0):
+  if ec.privacy_records:
     res.update(membership_auc(task, state, train_arrays, test_arrays, config))
   rng = np.random.default_rng(config.seed + 11)
   idx = rng.choice(len(train_records), min(ec.num_reconstructed, len(train_records)), replace=False)
@@ -132,7 +132,7 @@ def fit_generation_priors(task, state, train_arrays, config):
     ({kind: prior or None}, latent_priors.FitReport or None when only 'tracked' is asked for).
   """
   ec = config.eval
-  kinds = latent_priors.parse_kinds(ec.get("generation_prior", "tracked"))
+  kinds = latent_priors.parse_kinds(ec.generation_prior)
   if kinds == ("tracked",):
     return {"tracked": None}, None
   variables = task.variables(state)
@@ -162,7 +162,7 @@ def fit_generation_priors(task, state, train_arrays, config):
     tracked=latent_priors.gaussian(mean, cov),
     components=[int(c) for c in str(ec.gmm_components).split(",") if c.strip()],
     iters=ec.gmm_iters,
-    fit_on=ec.get("prior_fit_on", "samples"),
+    fit_on=ec.prior_fit_on,
   )
   priors["tracked"] = None
   return priors, report
@@ -179,7 +179,7 @@ def generation_report(root, train_records, gen, train_key_set, config) -> dict[s
     p, parsed_train, parsed_gen, extra = pvalues(train_records, gen, config)
     out.update(extra)
     ok = [i for i, g in enumerate(parsed_gen) if g is not None]
-    pairs = tuple(f.strip() for f in ec.get("pair_fields", "").split(",") if f.strip())
+    pairs = tuple(f.strip() for f in ec.pair_fields.split(",") if f.strip())
     out.update(
       realism.realism_report([parsed_gen[i] for i in ok], parsed_train, ec.zip_field, p[ok], pairs)
     )

@@ -148,11 +148,14 @@ def fit_mixture(z: jax.Array, key: jax.Array, num_components: int, iters: int = 
 def mean_log_prob(prior: Prior, z: jax.Array, chunk: int = 1000) -> float:
   """Mean log-density of z [n, D] under the prior, in chunks of `chunk` rows."""
   z = np.asarray(z, np.float32)
-  fn = jax.jit(lambda p, x: p.log_prob(x))
   total = 0.0
   for _, part, real in batching.padded_batches(z, chunk):
-    total += float(jnp.sum(fn(prior, part)[:real]))
+    total += float(jnp.sum(_log_prob(prior, part)[:real]))
   return total / len(z)
+
+
+# one compiled program per prior type and shape (a jit of a fresh lambda per call recompiled)
+_log_prob = jax.jit(lambda prior, z: prior.log_prob(z))
 
 
 def select_mixture(

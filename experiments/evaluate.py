@@ -2,7 +2,8 @@ r"""Evaluates a trained workdir (all metrics of the end of training) without tra
 
   python -m experiments.evaluate --workdir=/tmp/alala [--num_generated=10000] [--greedy]
 
-Writes workdir/eval_metrics.json and prints the summary.
+Writes workdir/eval_metrics.json (and the refitted generation prior, generation_prior.npz)
+and prints the summary.
 """
 
 import json
@@ -30,6 +31,7 @@ def main(argv):
     config.eval.greedy = _GREEDY.value
   state, task = loop.load_trained(_WORKDIR.value, config)
   res = task.final_eval(state, config)
+  task.save_final(_WORKDIR.value)  # the refitted generation prior, for experiments.generate
   with open(os.path.join(_WORKDIR.value, "eval_metrics.json"), "w") as f:
     json.dump(res, f, indent=1, sort_keys=True)
   print(task.summary(res))

@@ -83,6 +83,7 @@ class RecordTask(Task):
       lambda v, k, b, g: model.reconstruct(v, b, k, greedy=g), static_argnums=3
     )
     self.generation_priors = ({}, None)  # (priors, FitReport) of the last final_eval
+    self._prior_meta = {}  # the model step and temperature those priors belong to
     self.train_arrays = self.test_arrays = None
     self.train_report = self.test_report = codec.EncodeReport()
     if data is not None:
