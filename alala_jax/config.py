@@ -20,6 +20,10 @@ def base_config() -> ml_collections.ConfigDict:
   # data.text_fields comma-separated)
   c.data.text_fields = "number,street,city,postcode,lat,long"  # App F's 6 values
   c.data.text_decimals = 5  # coordinates rounded to 5 decimals (App F)
+  c.data.categorical = ""  # str fields modelled as categories of their training values (not in
+  # the paper): '' (none), 'city,postcode' (path names), or 'auto' (the thresholds below)
+  c.data.categorical_max_values = 1000  # 'auto': at most this many distinct training values
+  c.data.categorical_max_share = 0.02  # 'auto': and at most this share of the training rows
   c.data.on_bad_row = "error"  # 'error' or 'skip' (skipped rows are counted, reported)
   c.data.limit = 0  # read at most this many CSV rows (0 = all)
   c.data.num_synthetic = 20000  # synthetic records (when csv is '')

@@ -5,6 +5,9 @@ nodes from which the model (`alala_jax.nn.builder`), the array codec (`alala_jax
 loss weights are derived:
 
 * ``str`` field                -> `StringNode` (modelled by the one shared StringLiteral module);
+* ``Literal['a', 'b', ...]`` field, or a ``str`` field named in ``categorical`` ->
+  `CategoryNode`: one softmax over the field's values instead of characters (not in the paper;
+  for low-cardinality strings such as city or postcode, see BUILD_NOTES "Categorical fields");
 * all ``float`` fields         -> ONE `FloatsNode` (ScalarTuple), placed LAST among the children;
 * nested dataclass             -> `RecordNode` (a nested Tuple);
 * ``Optional[X]`` / ``X | None`` -> `OptionalNode(X)`: a presence bit plus X (not in the paper);
@@ -12,7 +15,7 @@ loss weights are derived:
 
 Everything else raises `SchemaError` naming the class and the field.
 
-Loss weights (Sec 2.3, App B.1/B.2): every string field weighs 1, every float field weighs 1 (so a
+Loss weights (Sec 2.3, App B.1/B.2): every string (and category) field weighs 1, every float field weighs 1 (so a
 ScalarTuple of k floats weighs k), a record weighs the sum of its children, and an optional or a
 list weighs what its element weighs. `num_fields` of the root is the divisor of the reconstruction
 loss (9 for the paper's Address).
@@ -23,7 +26,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, Union
+from typing import Any, Iterable, Literal, Union
 
 FLOATS_KEY = "__floats__"
 
@@ -38,6 +41,24 @@ class StringNode:
 
   key: str
   path: tuple[str, ...]
+
+  @property
+  def weight(self) -> float:
+    return 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoryNode:
+  """A low-cardinality string field modelled by one softmax over its values (not in the paper).
+
+  ``values`` are the allowed values of a ``Literal[...]`` annotation, or None when the values are
+  the ones seen in training (a field named in ``parse_schema(..., categorical=...)``); the data
+  spec then stores them.
+  """
+
+  key: str
+  path: tuple[str, ...]
+  values: tuple[str, ...] | None = None
 
   @property
   def weight(self) -> float:
@@ -97,7 +118,8 @@ class RecordNode:
     return self.weight
 
 
-Node = Union[StringNode, FloatsNode, OptionalNode, ListNode, RecordNode]
+Node = Union[StringNode, CategoryNode, FloatsNode, OptionalNode, ListNode, RecordNode]
+LEAF_STRINGS = (StringNode, CategoryNode)  # leaves whose values are Python strings
 
 
 def _unwrap_optional(tp: Any) -> Any | None:
@@ -109,10 +131,22 @@ def _unwrap_optional(tp: Any) -> Any | None:
   return None
 
 
-def _parse_type(tp: Any, key: str, path: tuple[str, ...], owner: type, field: str) -> Node:
+def _literal_values(tp: Any, owner: type, field: str) -> tuple[str, ...]:
+  values = typing.get_args(tp)
+  bad = [v for v in values if not isinstance(v, str)]
+  if bad or not values:
+    raise SchemaError(
+      f"{owner.__name__}.{field}: Literal[...] fields must list string values, got {values!r}"
+    )
+  return tuple(values)
+
+
+def _parse_type(
+  tp: Any, key: str, path: tuple[str, ...], owner: type, field: str, categorical: frozenset
+) -> Node:
   inner = _unwrap_optional(tp)
   if inner is not None:
-    child = _parse_type(inner, key, path, owner, field)
+    child = _parse_type(inner, key, path, owner, field, categorical)
     if isinstance(child, OptionalNode):
       raise SchemaError(f"{owner.__name__}.{field}: nested Optional is not supported")
     return OptionalNode(key=key, path=path, child=child)
@@ -121,25 +155,31 @@ def _parse_type(tp: Any, key: str, path: tuple[str, ...], owner: type, field: st
     (elem,) = typing.get_args(tp) or (None,)
     if elem is None:
       raise SchemaError(f"{owner.__name__}.{field}: list needs an element type, e.g. list[str]")
-    child = _parse_type(elem, key, path + ("[]",), owner, field)
+    child = _parse_type(elem, key, path + ("[]",), owner, field, categorical)
     if isinstance(child, (ListNode, OptionalNode)):
       raise SchemaError(
         f"{owner.__name__}.{field}: list of {type(child).__name__} is not supported"
       )
     return ListNode(key=key, path=path, child=child)
+  if origin is Literal:
+    return CategoryNode(key=key, path=path, values=_literal_values(tp, owner, field))
   if tp is str:
+    if path_name(path) in categorical:
+      return CategoryNode(key=key, path=path)
     return StringNode(key=key, path=path)
+  if path_name(path) in categorical:
+    raise SchemaError(f"{owner.__name__}.{field}: only str fields can be categorical, not {tp!r}")
   if tp is float:
     return FloatsNode(key=key, path=path, names=(field,))
   if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-    return _parse_record(tp, key, path)
+    return _parse_record(tp, key, path, categorical)
   raise SchemaError(
-    f"{owner.__name__}.{field}: unsupported annotation {tp!r}; use str, float, a dataclass, "
-    "Optional[...] or list[...] (store integers such as house numbers as str)"
+    f"{owner.__name__}.{field}: unsupported annotation {tp!r}; use str, float, Literal[...], "
+    "a dataclass, Optional[...] or list[...] (store integers such as house numbers as str)"
   )
 
 
-def _parse_record(cls: type, key: str, path: tuple[str, ...]) -> RecordNode:
+def _parse_record(cls: type, key: str, path: tuple[str, ...], categorical: frozenset) -> RecordNode:
   try:
     hints = typing.get_type_hints(cls)
   except NameError as e:
@@ -154,30 +194,45 @@ def _parse_record(cls: type, key: str, path: tuple[str, ...]) -> RecordNode:
     if f.name == FLOATS_KEY:
       raise SchemaError(f"{cls.__name__}.{f.name}: field name is reserved")
     if tp is float:
+      if path_name(path + (f.name,)) in categorical:
+        raise SchemaError(f"{cls.__name__}.{f.name}: only str fields can be categorical")
       floats.append(f.name)
       continue
-    children.append(_parse_type(tp, f.name, path + (f.name,), cls, f.name))
+    children.append(_parse_type(tp, f.name, path + (f.name,), cls, f.name, categorical))
   if floats:
     children.append(FloatsNode(key=FLOATS_KEY, path=path + (FLOATS_KEY,), names=tuple(floats)))
   return RecordNode(key=key, path=path, cls=cls, children=tuple(children))
 
 
-def parse_schema(cls: type) -> RecordNode:
+def parse_schema(cls: type, categorical: Iterable[str] = ()) -> RecordNode:
   """Parses a dataclass into the field tree.
 
   Args:
-    cls: a dataclass type whose fields are str, float, dataclasses, Optional[...] or list[...].
+    cls: a dataclass type whose fields are str, float, Literal[...] of strings, dataclasses,
+      Optional[...] or list[...].
+    categorical: path names (``"city"``, ``"owner.name"``, ``"tags.[]"``... as `path_name`
+      writes them) of str fields to model as categories of their training values.
 
   Returns:
     The root `RecordNode`.
 
   Raises:
-    SchemaError: if `cls` is not a dataclass or a field annotation is unsupported; the message
-      names the class and the field.
+    SchemaError: if `cls` is not a dataclass, a field annotation is unsupported, or a
+      `categorical` name is not a str field; the message names the class and the field.
   """
   if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
     raise SchemaError(f"{cls!r} is not a dataclass type")
-  return _parse_record(cls, key="", path=())
+  wanted = frozenset(categorical)
+  root = _parse_record(cls, key="", path=(), categorical=wanted)
+  found = {path_name(n.path) for n in iter_nodes(root) if isinstance(n, CategoryNode)}
+  unknown = sorted(wanted - found)
+  if unknown:
+    names = [path_name(n.path) for n in iter_nodes(root) if isinstance(n, StringNode)]
+    raise SchemaError(
+      f"{cls.__name__}: categorical field(s) {unknown} are not str fields of the schema; "
+      f"its str fields are {names}"
+    )
+  return root
 
 
 def iter_nodes(node: Node):
@@ -191,8 +246,14 @@ def iter_nodes(node: Node):
 
 
 def string_paths(node: Node) -> list[tuple[str, ...]]:
-  """Paths of all string leaves (a list element's path contains '[]')."""
+  """Paths of all string leaves modelled character by character (a list element's path
+  contains '[]')."""
   return [n.path for n in iter_nodes(node) if isinstance(n, StringNode)]
+
+
+def category_paths(node: Node) -> list[tuple[str, ...]]:
+  """Paths of all category leaves."""
+  return [n.path for n in iter_nodes(node) if isinstance(n, CategoryNode)]
 
 
 def path_name(path: tuple[str, ...]) -> str:

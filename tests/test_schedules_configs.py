@@ -280,4 +280,15 @@ def test_default_job_is_geco_with_the_beta_vae_as_an_option():
   both = mod.get_config("beta,smoke")
   assert both.objective.name == "beta" and both.train.num_steps < beta.train.num_steps
   assert geco.eval.generation_prior.split(",")[0] == "aggregate"
+  assert geco.data.categorical == "auto" and beta.data.categorical == ""  # beta: the paper's
   _build(mod.get_config("smoke"))
+
+
+def test_records_recipe_is_the_beta_vae_row_with_geco_and_categories():
+  mod = _load(os.path.join(CONFIG_DIR, "records.py"))
+  c = mod.get_config("vermont,seed=1")
+  row = paper.get_config("repro/beta_vae,vermont,seed=1")
+  assert c.objective.name == "geco" and c.data.categorical == "auto"
+  assert (c.seed, c.data.csv, c.train.num_steps) == (1, row.data.csv, 6000)
+  assert c.model.to_dict() == row.model.to_dict()
+  assert mod.get_config("steps=10").train.num_steps == 10

@@ -5,6 +5,9 @@ Array layout (leading dims ``[...]`` are ``[B]``, or ``[B, N]`` inside a list of
 * `StringNode`:  ``{'chars': int32[..., T], 'length': int32[...]}`` with ``T = max_len + 1``;
   ``chars`` holds character ids, END (0) at position ``length`` and END padding after it.
   Strings are padded per field (not to one global maximum, DESIGN §5).
+* `CategoryNode`: ``int32[...]`` value ids: 0 stands for a value outside the field's categories
+  (counted in `EncodeReport.oov_values`, decoded as U+FFFD), ids 1.. are the categories in the
+  order of `DataSpec.categories`.
 * `FloatsNode`:  ``float32[..., k]`` raw values in the dataclass field order.
 * `OptionalNode`: ``{'present': float32[...], 'value': <child>}``.
 * `ListNode`:    ``{'count': int32[...], 'items': <child with an extra N axis>}``.
@@ -30,6 +33,7 @@ from alala_jax import schema as sc
 END_ID = 0
 OOV_ID = 1
 OOV_CHAR = "\ufffd"
+OOV_VALUE = 0  # the category id of a value outside the field's categories
 
 
 @dataclasses.dataclass
@@ -39,6 +43,7 @@ class EncodeReport:
   oov_chars: int = 0
   truncated_strings: int = 0
   truncated_lists: int = 0
+  oov_values: int = 0  # category values not among the field's categories
 
   def merge(self, other: "EncodeReport") -> "EncodeReport":
     return EncodeReport(
@@ -53,10 +58,17 @@ class DataSpec:
   chars: str
   max_len: dict[str, int]  # path name -> maximum string length
   max_items: dict[str, int]  # path name -> maximum list length
+  categories: dict[str, list[str]] = dataclasses.field(default_factory=dict)  # path name ->
+  # the values of a category field (ids 1..; 0 is a value outside them). Specs written before
+  # category fields existed have none.
 
   @property
   def vocab_size(self) -> int:
     return len(self.chars) + 2
+
+  def num_values(self, name: str) -> int:
+    """Number of ids of category field `name`: its values plus the outside-value id 0."""
+    return len(self.categories[name]) + 1
 
   def char_to_id(self) -> dict[str, int]:
     return {c: i + 2 for i, c in enumerate(self.chars)}
@@ -77,31 +89,94 @@ def _get(record: Any, name: str) -> Any:
   return getattr(record, name)
 
 
+def node_values(root: sc.RecordNode, records: Sequence[Any]):
+  """Yields ``(node, values)`` for every node below the root except floats: the values of that
+  node over all records (list items flattened, absent Optional values and absent records
+  dropped)."""
+
+  def visit(node: sc.Node, values: list[Any]):
+    yield node, values
+    if isinstance(node, sc.OptionalNode):
+      yield from visit(node.child, [v for v in values if v is not None])
+    elif isinstance(node, sc.ListNode):
+      yield from visit(node.child, [item for v in values if v for item in v])
+    elif isinstance(node, sc.RecordNode):
+      for c in node.children:
+        if not isinstance(c, sc.FloatsNode):
+          yield from visit(c, [_get(v, c.key) for v in values])
+
+  for node, values in visit(root, list(records)):
+    if node is not root:
+      yield node, values
+
+
 def build_spec(root: sc.RecordNode, records: Sequence[Any], min_len: int = 1) -> DataSpec:
-  """Builds the vocabulary and per-field maximum lengths from (training) records."""
+  """Builds the vocabulary, per-field maximum lengths and category values from (training)
+  records. A ``Literal[...]`` field's categories are its annotation's values, in their order;
+  any other category field's are its distinct training values, sorted."""
   chars: set[str] = set()
   max_len: dict[str, int] = {}
   max_items: dict[str, int] = {}
-
-  def visit(node: sc.Node, values: list[Any]):
+  categories: dict[str, list[str]] = {}
+  for node, values in node_values(root, records):
     name = sc.path_name(node.path)
-    if isinstance(node, sc.StringNode):
+    if isinstance(node, sc.CategoryNode):
+      seen = sorted({v for v in values if v is not None})
+      categories[name] = list(node.values) if node.values is not None else seen
+    elif isinstance(node, sc.StringNode):
       for v in values:
         if v:
           chars.update(v)
       max_len[name] = max([min_len] + [len(v) for v in values if v])
-    elif isinstance(node, sc.OptionalNode):
-      visit(node.child, [v for v in values if v is not None])
     elif isinstance(node, sc.ListNode):
       max_items[name] = max([1] + [len(v) for v in values if v])
-      visit(node.child, [item for v in values if v for item in v])
-    elif isinstance(node, sc.RecordNode):
-      for c in node.children:
-        if not isinstance(c, sc.FloatsNode):
-          visit(c, [_get(v, c.key) for v in values])
+  return DataSpec(
+    chars="".join(sorted(chars)), max_len=max_len, max_items=max_items, categories=categories
+  )
 
-  visit(root, list(records))
-  return DataSpec(chars="".join(sorted(chars)), max_len=max_len, max_items=max_items)
+
+def choose_categorical(
+  root: sc.RecordNode, records: Sequence[Any], max_values: int, max_share: float
+) -> tuple[list[str], str]:
+  """The str fields to model as categories: those with at most `max_values` distinct values in
+  `records` that are also at most `max_share` x the number of values (so that each value is
+  seen, on average, at least 1 / max_share times).
+
+  Returns:
+    ``(names, note)``: the field path names, and a line that says what was chosen and why.
+  """
+  names, chosen, kept = [], [], []
+  for node, values in node_values(root, records):
+    if isinstance(node, sc.StringNode):
+      distinct = len(set(values))
+      name = sc.path_name(node.path)
+      if distinct <= max_values and distinct <= max_share * len(values):
+        names.append(name)
+        chosen.append(f"{name} ({distinct})")
+      else:
+        kept.append(f"{name} ({distinct})")
+  note = (
+    f"categorical fields (auto: <= {max_values} distinct values and <= {max_share:g} x rows): "
+    + (", ".join(chosen) or "none")
+    + "; character-level: "
+    + (", ".join(kept) or "none")
+  )
+  return names, note
+
+
+def check_categories(root: sc.RecordNode, spec: DataSpec) -> None:
+  """Checks that `spec` has categories for exactly the schema's category fields.
+
+  Raises:
+    ValueError: naming the fields, if the spec was built for another choice of category fields.
+  """
+  want = {sc.path_name(p) for p in sc.category_paths(root)}
+  have = set(spec.categories)
+  if want != have:
+    raise ValueError(
+      f"the data spec has category fields {sorted(have)} but the schema has {sorted(want)}; "
+      "a trained workdir keeps the category fields it was trained with (config.data.categorical)"
+    )
 
 
 def encode(
@@ -114,9 +189,18 @@ def encode(
   """
   report = EncodeReport()
   c2i = spec.char_to_id()
+  v2i = {name: {v: i + 1 for i, v in enumerate(vals)} for name, vals in spec.categories.items()}
 
   def enc(node: sc.Node, values: list[Any]) -> Any:
     n = len(values)
+    if isinstance(node, sc.CategoryNode):
+      ids = v2i[sc.path_name(node.path)]
+      out = np.full((n,), OOV_VALUE, np.int32)
+      for i, v in enumerate(values):
+        if v is not None:  # None: an absent Optional value or a shape-only batch row
+          out[i] = ids.get(v, OOV_VALUE)
+          report.oov_values += int(out[i] == OOV_VALUE)
+      return out
     if isinstance(node, sc.StringNode):
       max_len = spec.max_len[sc.path_name(node.path)]
       chars = np.zeros((n, max_len + 1), np.int32)
@@ -176,8 +260,12 @@ def decode(
   is < 0.5 decode to None. Returns dataclass instances, or nested dicts if `as_dict`.
   """
   i2c = np.array([""] + [OOV_CHAR] + list(spec.chars), dtype=object)
+  i2v = {name: [OOV_CHAR] + list(vals) for name, vals in spec.categories.items()}
 
   def dec(node: sc.Node, a: Any) -> list[Any]:
+    if isinstance(node, sc.CategoryNode):
+      values = i2v[sc.path_name(node.path)]
+      return [values[i] for i in np.asarray(a).reshape(-1).tolist()]
     if isinstance(node, sc.StringNode):
       chars = np.asarray(a["chars"])
       out = []

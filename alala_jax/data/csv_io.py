@@ -66,16 +66,26 @@ def parse_columns(spec: str | dict[str, str] | None) -> dict[str, str]:
   return out
 
 
-def _flat_fields(root: sc.RecordNode) -> list[tuple[str, str, bool]]:
-  """(field name, kind 'str'|'float', optional) for a flat schema."""
+def _kind(node: sc.Node) -> Any:
+  """'float', 'str', or the allowed values of a Literal[...] field."""
+  if isinstance(node, sc.FloatsNode):
+    return "float"
+  if isinstance(node, sc.CategoryNode) and node.values is not None:
+    return frozenset(node.values)
+  return "str"
+
+
+def _flat_fields(root: sc.RecordNode) -> list[tuple[str, Any, bool]]:
+  """(field name, kind, optional) for a flat schema; kind as `_kind` gives it."""
   out = []
+  leaves = (sc.FloatsNode,) + sc.LEAF_STRINGS
   for c in root.children:
     if isinstance(c, sc.FloatsNode):
       out.extend((n, "float", False) for n in c.names)
-    elif isinstance(c, sc.StringNode):
-      out.append((c.key, "str", False))
-    elif isinstance(c, sc.OptionalNode) and isinstance(c.child, (sc.StringNode, sc.FloatsNode)):
-      out.append((c.key, "str" if isinstance(c.child, sc.StringNode) else "float", True))
+    elif isinstance(c, sc.LEAF_STRINGS):
+      out.append((c.key, _kind(c), False))
+    elif isinstance(c, sc.OptionalNode) and isinstance(c.child, leaves):
+      out.append((c.key, _kind(c.child), True))
     else:
       raise sc.SchemaError(
         f"{root.cls.__name__}.{c.key}: CSV loading supports flat records of str, float and "
@@ -118,7 +128,8 @@ def read_csv(
 
   Raises:
     DataError: naming file, line and field, for a missing column, a ragged row, a non-numeric
-      or non-finite float, bytes that are not UTF-8, or an empty file.
+      or non-finite float, a value outside a Literal[...] field's values, bytes that are not
+      UTF-8, or an empty file.
   """
   if on_bad_row not in ("error", "skip"):
     raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
@@ -178,6 +189,11 @@ def read_csv(
         if optional and cell == "":
           values[name] = None
         elif kind == "str":
+          values[name] = cell
+        elif kind != "float":  # a Literal[...] field
+          if cell not in kind:
+            problem = (name, f"{cell!r} is not one of the field's values {sorted(kind)}")
+            break
           values[name] = cell
         else:
           try:

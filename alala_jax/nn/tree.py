@@ -9,8 +9,9 @@ Every node module has the same two methods:
 
 Modules: `Tuple` (App B.3), `SimpleTuple` (pass-through baseline, App G), `Single` (a one-field
 record is its field, App F's text model), the leaves `StringField`
-(a view on the shared StringLiteral) and `FloatsField` (ScalarTuple), and two extensions that no
-paper has: `OptionalField` (presence bit) and `ListField` (recurrent list with a stop bit).
+(a view on the shared StringLiteral) and `FloatsField` (ScalarTuple), and three extensions that no
+paper has: `CategoryField` (a softmax over a low-cardinality field's values), `OptionalField`
+(presence bit) and `ListField` (recurrent list with a stop bit).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import optax
 from flax import struct
 
 from alala_jax import schema as sc
-from alala_jax.data.codec import END_ID
+from alala_jax.data.codec import END_ID, OOV_VALUE
 from alala_jax.nn import layers
 from alala_jax.nn.gru import GRUCell
 from alala_jax.nn.scalar_tuple import ScalarTuple
@@ -41,6 +42,7 @@ class ModelConfig:
   vocab_size: int
   max_len: tuple[tuple[str, int], ...]  # string path name -> max length (per field padding)
   max_items: tuple[tuple[str, int], ...] = ()  # list path name -> max items
+  categories: tuple[tuple[str, int], ...] = ()  # category path name -> number of value ids
   latent_dim: int = 128
   char_dim: int = 16
   tuple_type: str = "tuple"  # 'tuple' (App B.3) or 'simple' (App G)
@@ -58,6 +60,9 @@ class ModelConfig:
 
   def items(self, path) -> int:
     return dict(self.max_items)[sc.path_name(path)]
+
+  def values(self, path) -> int:
+    return dict(self.categories)[sc.path_name(path)]
 
 
 class DecodeContext(NamedTuple):
@@ -172,6 +177,41 @@ class StringField(nn.Module):
       emb, target, self.cfg.steps(self.node.path), ctx.p_string, ctx.greedy
     )
     return _string_out(self.node, emb, loss, nats, sample, target)
+
+
+class CategoryField(nn.Module):
+  """A category field (not in the paper): the value id's embedding, then dense + CELU, encodes;
+  one dense softmax over the ids decodes. Loss: cross-entropy in nats with weight 1, like a
+  string field (it adds no characters to BPC). Sampling (Gumbel-max) and greedy decoding never
+  emit the outside-value id, which is no training target (the loss still normalises over it)."""
+
+  node: sc.CategoryNode
+  cfg: ModelConfig
+
+  def setup(self):
+    n, h = self.cfg.values(self.node.path), self.cfg.latent_dim
+    self.table = nn.Embed(n, h, name="value_embedding")
+    self.enc_out = layers.CeluDense(h)
+    self.logits = layers.Dense(n)
+
+  def encode(self, data, mask, train):
+    del mask, train
+    return {"emb": self.enc_out(self.table(data))}
+
+  def decode(self, emb, target, enc, ctx: DecodeContext) -> DecodeOut:
+    del enc
+    logits = self.logits(emb)
+    allowed = logits.at[:, OOV_VALUE].set(-jnp.inf)
+    if ctx.greedy:
+      sample = jnp.argmax(allowed, -1)
+    else:
+      sample = jax.random.categorical(self.make_rng("sample"), allowed)
+    sample = sample.astype(jnp.int32)
+    z = _zeros_like_batch(emb)
+    if target is None:
+      return DecodeOut(z, z, z, sample, {}, z)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, target)
+    return DecodeOut(ce, z, z, sample, {sc.path_name(self.node.path): ce}, ce)
 
 
 class FloatsField(nn.Module):
@@ -536,6 +576,8 @@ def build(node: sc.Node, literal: StringLiteral | None, cfg: ModelConfig) -> nn.
   """Module for a schema node. `literal` is the shared StringLiteral (None: a new one)."""
   if isinstance(node, sc.StringNode):
     return StringField(node, literal, cfg)
+  if isinstance(node, sc.CategoryNode):
+    return CategoryField(node, cfg)
   if isinstance(node, sc.FloatsNode):
     return FloatsField(node, cfg)
   if isinstance(node, sc.OptionalNode):

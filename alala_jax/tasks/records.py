@@ -33,6 +33,7 @@ def model_config(spec: codec.DataSpec, model_cfg) -> tree.ModelConfig:
     vocab_size=spec.vocab_size,
     max_len=tuple(sorted(spec.max_len.items())),
     max_items=tuple(sorted(spec.max_items.items())),
+    categories=tuple(sorted((k, spec.num_values(k)) for k in spec.categories)),
     latent_dim=model_cfg.latent_dim,
     char_dim=model_cfg.char_dim,
     tuple_type=model_cfg.tuple_type,
@@ -50,6 +51,22 @@ def make_model(root: schema_lib.RecordNode, spec: codec.DataSpec, config) -> Rec
     p_tuple=schedules.teacher_schedule(obj.tuple_scheme, n, obj.ss_fraction),
     p_string=schedules.teacher_schedule(obj.string_scheme, n, obj.ss_fraction),
   )
+
+
+def categorical_fields(data_cfg, record_cls: type, train: list[Any]) -> tuple[list[str], str]:
+  """The str fields that `data_cfg.categorical` names ('' / 'a,b' / 'auto'), and a note."""
+  choice = data_cfg.categorical.strip()
+  if not choice:
+    return [], ""
+  if choice == "auto":
+    return codec.choose_categorical(
+      schema_lib.parse_schema(record_cls),
+      train,
+      data_cfg.categorical_max_values,
+      data_cfg.categorical_max_share,
+    )
+  names = [n.strip() for n in choice.split(",") if n.strip()]
+  return names, "categorical fields: " + ", ".join(names)
 
 
 def read_spec(workdir: str | None) -> codec.DataSpec | None:
@@ -73,6 +90,7 @@ class RecordTask(Task):
     data: datasets.Dataset | None = None,
   ):
     self.config, self.root, self.spec, self.data = config, root, spec, data
+    codec.check_categories(root, spec)
     model = make_model(root, spec, config)
     epoch = len(data.train) // config.train.batch_size if data is not None else 0
     setup = state_lib.make_setup(model, objectives.build(config, model), config, epoch)
@@ -92,10 +110,18 @@ class RecordTask(Task):
 
   @classmethod
   def from_config(cls, config, workdir: str | None = None) -> "RecordTask":
-    """Loads the data; the spec (vocabulary, sizes) is read from `workdir` if it holds one."""
+    """Loads the data; the spec (vocabulary, sizes, category fields and values) is read from
+    `workdir` if it holds one, else built from the training records."""
     data = datasets.load(config.data)
-    root = schema_lib.parse_schema(data.cls)
-    spec = read_spec(workdir) or codec.build_spec(root, data.train)
+    spec = read_spec(workdir)
+    if spec is not None:
+      root = schema_lib.parse_schema(data.cls, spec.categories)
+    else:
+      names, note = categorical_fields(config.data, data.cls, data.train)
+      root = schema_lib.parse_schema(data.cls, names)
+      spec = codec.build_spec(root, data.train)
+      if note:
+        data.notes += "; " + note
     return cls(config, root, spec, data)
 
   @classmethod
@@ -104,7 +130,8 @@ class RecordTask(Task):
     spec = read_spec(workdir)
     if spec is None:
       raise FileNotFoundError(f"no {SPEC_FILE} in {workdir}: not a trained workdir")
-    return cls(config, schema_lib.parse_schema(datasets.model_cls(config.data)), spec)
+    root = schema_lib.parse_schema(datasets.model_cls(config.data), spec.categories)
+    return cls(config, root, spec)
 
   def example_batch(self, batch_size: int, seed: int = 0) -> Any:
     """A batch with the model's shapes (real rows when the data is loaded)."""
@@ -150,6 +177,7 @@ class RecordTask(Task):
       f"data: {d.source}: {d.notes}; train {len(d.train)}, test {len(d.test)}; "
       f"vocabulary {self.spec.vocab_size} ids; test-set characters outside the "
       f"vocabulary: {rep.oov_chars}, truncated test strings: {rep.truncated_strings}"
+      + (f", test values outside their category: {rep.oov_values}" if self.spec.categories else "")
     ]
     lv, bs = self.levels, self.config.train.batch_size
     if lv.n > 1:
