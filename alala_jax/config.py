@@ -97,6 +97,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.optim.learning_rate = 2.5e-4  # Adam (Sec 2.4)
   c.optim.decay_rate = 0.99  # lr x 0.99 ...
   c.optim.decay_steps = 1000  # ... per 1000 steps, continuously
+  c.optim.schedule = "exponential"  # exponential (Sec 2.4, in steps) | paper_run (the paper's
+  # 2M-step decay compressed onto train.num_steps) | cosine (to floor x lr over the run)
+  c.optim.floor = 0.0  # lower bound of the lr as a fraction of learning_rate (0 = none)
   c.optim.clip_norm = 0.01  # global-norm gradient clipping (Sec 2.4; 0 = off)
   c.optim.name = "adam"  # adam | adamax | sgd (train/optim.py)
   c.optim.momentum = 0.0  # sgd only

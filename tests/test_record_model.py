@@ -223,6 +223,35 @@ def test_optimizers_by_name_match_optax(name, kw):
     chex.assert_trees_all_close(u, ur, rtol=1e-6)
 
 
+def test_lr_schedules_against_the_run():
+  cfg = ml_collections.ConfigDict(
+    dict(learning_rate=1e-3, decay_rate=0.99, decay_steps=1000, schedule="paper_run")
+  )
+  n = 6000
+  f = optim.learning_rate(cfg, n)
+  t = np.arange(n)
+  lr = np.asarray(jax.vmap(f)(t), np.float64)
+  # the paper's lr 0.99^(t/1000) over 2M steps spends 90 % of its integral by step 229k:
+  # compressed onto the run, by 229k / 2M of it (explicit sum against the closed form)
+  paper = 0.99 ** (np.arange(0, 2_000_000, 1000) / 1000.0)
+  frac = np.searchsorted(np.cumsum(paper) / paper.sum(), 0.9) * 1000 / 2_000_000
+  np.testing.assert_allclose(np.searchsorted(np.cumsum(lr) / lr.sum(), 0.9) / n, frac, atol=2e-3)
+  assert 0.11 < frac < 0.12
+  cfg.floor = 0.05
+  lr = np.asarray(jax.vmap(optim.learning_rate(cfg, n))(t))
+  np.testing.assert_allclose(lr.min(), 5e-5, rtol=1e-6)
+  np.testing.assert_allclose(lr[0], 1e-3, rtol=1e-6)
+  cfg.schedule = "cosine"
+  cos = optim.learning_rate(cfg, n)
+  want = 1e-3 * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * np.array([0, 1500, 3000, 6000]) / n)))
+  np.testing.assert_allclose([cos(s) for s in (0, 1500, 3000, 6000)], want, rtol=1e-5)
+  with pytest.raises(ValueError, match="needs the run's number of steps"):
+    optim.learning_rate(cfg)
+  cfg.schedule = "linear"
+  with pytest.raises(ValueError, match="unknown optim.schedule"):
+    optim.learning_rate(cfg, n)
+
+
 def test_clip_sees_both_halves_when_only_the_encoder_steps(person):
   """optim.update='encoder': the global-norm clip is computed over encoder AND decoder
   gradients (paper 001's reference), so a huge decoder gradient shrinks the encoder's step."""

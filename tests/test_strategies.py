@@ -229,6 +229,9 @@ def test_aggressive_refuses_a_decaying_lr_and_fd_refuses_aux():
   config.optim.decay_rate = 0.99
   with pytest.raises(ValueError, match="decay_rate"):
     loop.prepare(config)
+  config.optim.decay_rate, config.optim.schedule = 1.0, "cosine"
+  with pytest.raises(ValueError, match="optim.schedule = 'exponential'"):
+    loop.prepare(config)
   from alala_jax import refine
 
   r = refine.Refinement(refine.SVIConfig(steps=1, gradient="fd"))

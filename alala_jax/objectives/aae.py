@@ -132,7 +132,7 @@ def make_aae(config, model) -> Objective:
   from alala_jax.train import optim  # train/ imports objectives/; import here, not at the top
 
   return adversarial(
-    optim.base_optimizer(config.optim),
+    optim.base_optimizer(config.optim, config.train.num_steps),
     model.latent_dim,
     beta_from_config(config),
     features=model.latent_dim,

@@ -1,7 +1,11 @@
 """Optimisers by name (`config.optim`), encoder/decoder-only updates, EMA of parameters.
 
 Paper 000's optimiser is the default (Sec 2.4): Adam 2.5e-4 (b1 0.9, b2 0.999, eps 1e-8),
-lr x 0.99 per 1000 steps (continuous), global-norm clip 0.01. `config.optim.name` picks
+lr x 0.99 per 1000 steps (continuous), global-norm clip 0.01. `config.optim.schedule` picks the
+lr schedule: 'exponential' (the paper's, in steps), 'paper_run' (the paper's decay over its 2M
+steps compressed onto this run's `train.num_steps`, so the lr spends 90 % of its integral in the
+first 11 % of the run as the paper's did) or 'cosine' (to `floor` x lr at the end of the run);
+`floor` also bounds the two exponential ones from below. `config.optim.name` picks
 `adam`, `adamax` (BIVA: 2e-3) or `sgd` (with `momentum`; paper 001's text models: SGD 1.0);
 `config.optim.update` restricts updates to the 'encoder' or 'decoder' half of a model's
 parameter partition (`optax.multi_transform`, the other half gets zero updates: aggressive
@@ -20,21 +24,32 @@ import optax
 from alala_jax.models import base
 
 NAMES = ("adam", "adamax", "sgd")
+SCHEDULES = ("exponential", "paper_run", "cosine")
+PAPER_STEPS = 2_000_000  # paper 000's run length (Sec 2.4), for 'paper_run'
 UPDATES = ("all", base.ENCODER, base.DECODER)
 MAX_SKIPPED = 2**30  # apply_if_finite never gives up: a bad step stops the run (train/loop.py)
 
 
-def learning_rate(cfg) -> optax.Schedule:
-  """lr x decay_rate per decay_steps, continuously (Sec 2.4)."""
-  return optax.exponential_decay(
-    cfg.learning_rate, cfg.decay_steps, cfg.decay_rate, staircase=False
-  )
+def learning_rate(cfg, num_steps: int | None = None) -> optax.Schedule:
+  """The lr schedule of `config.optim` (module docstring); `num_steps`: the run's length, needed
+  by the schedules that are expressed against the run ('paper_run', 'cosine')."""
+  schedule, lr0 = cfg.get("schedule", "exponential"), cfg.learning_rate
+  floor = float(cfg.get("floor", 0.0))
+  if schedule not in SCHEDULES:
+    raise ValueError(f"unknown optim.schedule {schedule!r}: expected one of {SCHEDULES}")
+  if schedule != "exponential" and not num_steps:
+    raise ValueError(f"optim.schedule {schedule!r} needs the run's number of steps")
+  if schedule == "cosine":
+    return optax.cosine_decay_schedule(lr0, num_steps, alpha=floor)
+  steps = cfg.decay_steps * (num_steps / PAPER_STEPS if schedule == "paper_run" else 1)
+  f = optax.exponential_decay(lr0, steps, cfg.decay_rate, staircase=False)
+  return (lambda t: jnp.maximum(f(t), floor * lr0)) if floor > 0 else f
 
 
-def named_optimizer(cfg) -> optax.GradientTransformation:
+def named_optimizer(cfg, num_steps: int | None = None) -> optax.GradientTransformation:
   """The named optimiser with the lr schedule (no clip, no skipping)."""
   name = cfg.get("name", "adam")
-  lr = learning_rate(cfg)
+  lr = learning_rate(cfg, num_steps)
   if name == "adam":
     opt = optax.adam(lr, b1=cfg.get("b1", 0.9), b2=cfg.get("b2", 0.999), eps=cfg.get("eps", 1e-8))
   elif name == "adamax":
@@ -51,13 +66,13 @@ def _clipped(cfg, tx: optax.GradientTransformation) -> optax.GradientTransformat
   return optax.chain(optax.clip_by_global_norm(clip), tx) if clip and clip > 0 else tx
 
 
-def base_optimizer(cfg) -> optax.GradientTransformation:
+def base_optimizer(cfg, num_steps: int | None = None) -> optax.GradientTransformation:
   """The named optimiser after the global-norm clip, without skipping (Sec 2.4's chain)."""
-  return _clipped(cfg, named_optimizer(cfg))
+  return _clipped(cfg, named_optimizer(cfg, num_steps))
 
 
 def make_optimizer(
-  cfg, labels: Any = None, *, separate: bool = False
+  cfg, labels: Any = None, *, separate: bool = False, num_steps: int | None = None
 ) -> optax.GradientTransformation:
   """The optimiser of `config.optim`.
 
@@ -70,8 +85,9 @@ def make_optimizer(
       (`optax.multi_transform`), so that a step can update one half alone (`restrict_update`;
       aggressive training). For a joint step this is the same optimiser: every named one acts
       per parameter. Also `cfg.separate`.
+    num_steps: the run's length, for lr schedules expressed against it.
   """
-  tx = named_optimizer(cfg)
+  tx = named_optimizer(cfg, num_steps)
   update = cfg.get("update", "all")
   if update not in UPDATES:
     raise ValueError(f"unknown optim.update {update!r}: expected one of {UPDATES}")
@@ -82,7 +98,9 @@ def make_optimizer(
     other = base.DECODER if update == base.ENCODER else base.ENCODER
     tx = optax.multi_transform({update: tx, other: optax.set_to_zero()}, labels)
   elif separate:
-    tx = optax.multi_transform({base.ENCODER: tx, base.DECODER: named_optimizer(cfg)}, labels)
+    tx = optax.multi_transform(
+      {base.ENCODER: tx, base.DECODER: named_optimizer(cfg, num_steps)}, labels
+    )
   # the clip sees every gradient, also when only one half steps (paper 001's reference code)
   return optax.apply_if_finite(_clipped(cfg, tx), MAX_SKIPPED)
 

@@ -135,12 +135,21 @@ def make_setup(model: VAEModel, objective: Objective, config, steps_per_epoch: i
   from alala_jax.train import strategies  # strategies import this module
 
   strategy = strategies.from_config(config, steps_per_epoch)
-  if strategy.separate_states and float(config.optim.get("decay_rate", 1.0)) != 1.0:
+  decays = float(config.optim.get("decay_rate", 1.0)) != 1.0
+  if strategy.separate_states and (
+    decays or config.optim.get("schedule", "exponential") == "cosine"
+  ):
     raise ValueError(
-      "optim.decay_rate != 1 with train.strategy 'aggressive': each half's lr schedule counts "
-      "its own updates, so the encoder's would decay up to ~100x faster; set decay_rate = 1"
+      "a decaying lr schedule with train.strategy 'aggressive': each half's lr schedule counts "
+      "its own updates, so the encoder's would decay up to ~100x faster; set "
+      "optim.decay_rate = 1 and optim.schedule = 'exponential'"
     )
-  tx = optim.make_optimizer(config.optim, model.partition, separate=strategy.separate_states)
+  tx = optim.make_optimizer(
+    config.optim,
+    model.partition,
+    separate=strategy.separate_states,
+    num_steps=config.train.num_steps,
+  )
   from alala_jax import refine
 
   return Setup(
