@@ -1,9 +1,12 @@
 r"""Evaluates a trained workdir (all metrics of the end of training) without training.
 
-  python -m experiments.evaluate --workdir=/tmp/alala [--num_generated=10000] [--greedy]
+  python -m experiments.evaluate --workdir=/tmp/alala [--num_generated=10000] [--greedy] \
+      [--gen_level=L]
 
 Writes workdir/eval_metrics.json (and the refitted generation prior, generation_prior.npz)
-and prints the summary.
+and prints the summary. `--gen_level` evaluates a multiscale model with another level's
+sigma-network and tracked moments generating (and its losses); it writes
+eval_metrics_level{L}.json and leaves the run's generation prior alone.
 """
 
 import json
@@ -16,6 +19,9 @@ from alala_jax import runtime
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _NUM = flags.DEFINE_integer("num_generated", None, "Generated records (default: the config's).")
 _GREEDY = flags.DEFINE_bool("greedy", None, "Argmax decoding (default: the config's).")
+_LEVEL = flags.DEFINE_integer(
+  "gen_level", None, "Multiscale level that generates (default: the config's)."
+)
 
 
 def main(argv):
@@ -29,10 +35,15 @@ def main(argv):
     config.eval.num_generated = _NUM.value
   if _GREEDY.value is not None:
     config.eval.greedy = _GREEDY.value
+  name = "eval_metrics.json"
+  if _LEVEL.value is not None:
+    config.objective.multiscale.gen_level = _LEVEL.value
+    name = f"eval_metrics_level{_LEVEL.value}.json"
   state, task = loop.load_trained(_WORKDIR.value, config)
   res = task.final_eval(state, config)
-  task.save_final(_WORKDIR.value)  # the refitted generation prior, for experiments.generate
-  with open(os.path.join(_WORKDIR.value, "eval_metrics.json"), "w") as f:
+  if _LEVEL.value is None:
+    task.save_final(_WORKDIR.value)  # the refitted generation prior, for experiments.generate
+  with open(os.path.join(_WORKDIR.value, name), "w") as f:
     json.dump(res, f, indent=1, sort_keys=True)
   print(task.summary(res))
 

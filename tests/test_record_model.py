@@ -102,6 +102,40 @@ def test_nested_record_nll_counts_presence_and_stop_bits():
   assert {"nickname?", "tags#"} <= set(rec.fields)
 
 
+def test_field_nll_sums_to_the_nll_and_each_field_depends_on_its_own_value_only():
+  records = [
+    Tagged(
+      title=f"t{i}",
+      owner=Person(f"o{i % 3}", 1.0 + i),
+      tags=["a", "bc"][: i % 3],
+      nickname=None if i % 2 else f"k{i}",
+      x=float(i),
+      y=float(i % 4),
+    )
+    for i in range(12)
+  ]
+  model, v, x = _model(Tagged, records, p_tuple=0.0)
+  z = jax.random.normal(jax.random.key(3), (6, D))
+  f = jax.jit(model.field_nll)
+  got = f(v, x, z, jax.random.key(1))
+  assert set(got) == {"title", "owner.name", "owner.(height)", "tags.[]", "tags#", "nickname"} | {
+    "nickname?",
+    "(x,y)",
+  }
+  q, aux = model.encode(v, x)
+  rec = model.recon(v, x, z, aux, key=jax.random.key(1))  # p_tuple 0: generation's decoding
+  np.testing.assert_allclose(sum(got.values()), rec.nll, rtol=1e-5)
+  # another title leaves every other field's likelihood given z unchanged
+  other = jax.tree.map(lambda a: a, x)
+  other["title"] = jax.tree.map(lambda a: a[::-1], x["title"])
+  got2 = f(v, other, z, jax.random.key(1))
+  for k in got:
+    if k == "title":
+      assert not np.allclose(got[k], got2[k])
+    else:
+      np.testing.assert_allclose(got[k], got2[k], rtol=1e-6)
+
+
 class DiagGaussianTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
   def test_against_scipy(self):

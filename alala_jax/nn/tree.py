@@ -82,6 +82,8 @@ class DecodeOut:
   fields: dict  # field name -> [B] reconstruction loss of that field
   nll: jax.Array  # [B] unweighted -log p(x | z), nats: string CE + float Gaussian NLL (raw
   # units) + Bernoulli presence/stop terms; no skew, no field weights
+  field_nll: dict = struct.field(default_factory=dict)  # field name (as in `fields`) -> [B]
+  # its part of `nll` (conditional generation scores the fixed fields with it)
 
 
 def _zeros_like_batch(emb):
@@ -95,6 +97,7 @@ def _scale(out: DecodeOut, w: jax.Array) -> DecodeOut:
     chars=out.chars * w,
     fields={k: v * w for k, v in out.fields.items()},
     nll=out.nll * w,
+    field_nll={k: v * w for k, v in out.field_nll.items()},
   )
 
 
@@ -135,7 +138,8 @@ def _string_out(node: sc.StringNode, emb: jax.Array, loss, nats, sample, target)
     z = _zeros_like_batch(emb)
     return DecodeOut(z, z, z, sample, {}, z)
   chars = (target["length"] + 1).astype(emb.dtype)
-  return DecodeOut(loss, nats, chars, sample, {sc.path_name(node.path): loss}, nats)
+  name = sc.path_name(node.path)
+  return DecodeOut(loss, nats, chars, sample, {name: loss}, nats, {name: nats})
 
 
 def _pad_time(a: jax.Array, steps: int) -> jax.Array:
@@ -211,7 +215,8 @@ class CategoryField(nn.Module):
     if target is None:
       return DecodeOut(z, z, z, sample, {}, z)
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, target)
-    return DecodeOut(ce, z, z, sample, {sc.path_name(self.node.path): ce}, ce)
+    name = sc.path_name(self.node.path)
+    return DecodeOut(ce, z, z, sample, {name: ce}, ce, {name: ce})
 
 
 class FloatsField(nn.Module):
@@ -234,7 +239,7 @@ class FloatsField(nn.Module):
       return DecodeOut(z, z, z, pred, {}, z)
     prefix = sc.path_name(self.node.path[:-1])
     name = ("" if prefix == "<root>" else prefix + ".") + "(" + ",".join(self.node.names) + ")"
-    return DecodeOut(loss, z, z, pred, {name: loss}, nll)
+    return DecodeOut(loss, z, z, pred, {name: loss}, nll, {name: nll})
 
 
 class OptionalField(nn.Module):
@@ -278,6 +283,7 @@ class OptionalField(nn.Module):
       loss=out.loss + bce,
       fields={**out.fields, name + "?": bce},
       nll=out.nll + bce,
+      field_nll={**out.field_nll, name + "?": bce},
       sample={"present": (logit > 0).astype(emb.dtype), "value": out.sample},
     )
 
@@ -380,6 +386,8 @@ class ListField(nn.Module):
     fields = {k: red(v) / denom for k, v in out.fields.items()}
     fields[name + "#"] = stop_loss
     stop_nll = jnp.sum(jnp.where(steps <= count[None, :], stop_ce, 0.0), 0)
+    field_nll = {k: red(v) for k, v in out.field_nll.items()}
+    field_nll[name + "#"] = stop_nll
     return DecodeOut(
       stop_loss + item_loss,
       red(out.nats),
@@ -387,6 +395,7 @@ class ListField(nn.Module):
       {"count": count, "items": items},
       fields,
       stop_nll + red(out.nll),
+      field_nll,
     )
 
 
@@ -478,14 +487,15 @@ class Tuple(nn.Module):
     for g in groups:
       self._decode_group(g, es, target, ctx, outs)
     z = _zeros_like_batch(emb)
-    loss, nats, chars, samples, fields, nll = z, z, z, {}, {}, z
+    loss, nats, chars, samples, fields, nll, field_nll = z, z, z, {}, {}, z, {}
     for k, (out, c) in enumerate(zip(outs, self.node.children)):
       samples[c.key] = out.sample
       if enc is not None:
         loss = loss + out.loss + _skew(es[k], enc["children"][k]["emb"], c.weight)
         nats, chars, nll = nats + out.nats, chars + out.chars, nll + out.nll
         fields.update(out.fields)
-    return DecodeOut(loss, nats, chars, samples, fields, nll)
+        field_nll.update(out.field_nll)
+    return DecodeOut(loss, nats, chars, samples, fields, nll, field_nll)
 
   def _decode_group(self, g: list[int], es, target, ctx: DecodeContext, outs: list) -> None:
     """Decodes the string children `g` in one padded scan; fills `outs[k]` for k in g."""
@@ -557,7 +567,7 @@ class SimpleTuple(nn.Module):
 
   def decode(self, emb, target, enc, ctx: DecodeContext) -> DecodeOut:
     z = _zeros_like_batch(emb)
-    loss, nats, chars, samples, fields, nll = z, z, z, {}, {}, z
+    loss, nats, chars, samples, fields, nll, field_nll = z, z, z, {}, {}, z, {}
     for k, (kid, c) in enumerate(zip(self.kids, self.node.children)):
       out = kid.decode(
         emb,
@@ -569,7 +579,8 @@ class SimpleTuple(nn.Module):
       loss, nats, chars = loss + out.loss, nats + out.nats, chars + out.chars
       nll = nll + out.nll
       fields.update(out.fields)
-    return DecodeOut(loss, nats, chars, samples, fields, nll)
+      field_nll.update(out.field_nll)
+    return DecodeOut(loss, nats, chars, samples, fields, nll, field_nll)
 
 
 def build(node: sc.Node, literal: StringLiteral | None, cfg: ModelConfig) -> nn.Module:

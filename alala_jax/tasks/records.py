@@ -100,6 +100,7 @@ class RecordTask(Task):
     self._reconstruct = jax.jit(
       lambda v, k, b, g: model.reconstruct(v, b, k, greedy=g), static_argnums=3
     )
+    self.field_nll = jax.jit(model.field_nll)  # (variables, batch, z, key) -> {field: [B]}
     self.generation_priors = ({}, None)  # (priors, FitReport) of the last final_eval
     self._prior_meta = {}  # the model step and temperature those priors belong to
     self.train_arrays = self.test_arrays = None
