@@ -18,7 +18,6 @@ keeps fewer than n records its time per 1000 is extrapolated from its acceptance
 """
 
 import collections
-import os
 import time
 
 from absl import app, flags, logging
@@ -40,17 +39,15 @@ def main(argv):
   import jax
   import numpy as np
 
-  from alala_jax import cli, conditional, evaluate, latent_priors
+  from alala_jax import cli, conditional, evaluate
   from alala_jax.tasks import records
   from alala_jax.train import loop
 
   config = cli.load_workdir_config(_WORKDIR.value)
   state, task = loop.load_trained(_WORKDIR.value, config)
-  prior_path = os.path.join(_WORKDIR.value, records.PRIOR_FILE)
-  prior, temperature = None, 1.0
-  if os.path.exists(prior_path):
-    prior, meta = latent_priors.load_with_meta(prior_path)
-    temperature = meta["temperature"]
+  prior, temperature, _ = records.load_run_prior(
+    _WORKDIR.value, int(state.step), config.eval.prior_temperature
+  )
   train = task.data.train
   zips = collections.Counter(r.postcode for r in train if r.postcode.strip())
   cities = collections.Counter(r.city for r in train if r.city.strip())

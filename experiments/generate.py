@@ -11,7 +11,6 @@ records of the schema; malformed lines are dropped and counted on stderr.
 """
 
 import json
-import os
 import sys
 
 from absl import app, flags, logging
@@ -53,29 +52,15 @@ def main(argv):
 
   config = cli.load_workdir_config(_WORKDIR.value)
   state, task = loop.load_model(_WORKDIR.value, config)
-  prior_path = os.path.join(_WORKDIR.value, records.PRIOR_FILE)
-  prior = None
-  temperature = config.eval.prior_temperature if _TEMPERATURE.value is None else _TEMPERATURE.value
-  if _PRIOR.value == "fitted" and os.path.exists(prior_path):
-    prior, meta = latent_priors.load_with_meta(prior_path)
-    if meta.get("step") != int(state.step):
-      print(
-        f"warning: {prior_path} was fitted to the model of step {meta.get('step')}, the "
-        f"checkpoint is step {int(state.step)}: using the tracked Gaussian instead (re-run "
-        "experiments.evaluate to refit)",
-        file=sys.stderr,
-      )
-      prior = None
-    elif _TEMPERATURE.value is None:
-      temperature = meta.get("temperature", temperature)
-  if prior is None:
-    print("latents from the model's tracked Gaussian (paper 000 Sec 2.4)", file=sys.stderr)
-  else:
-    print(
-      f"latents from {latent_priors.describe('the fitted prior', prior)} at temperature "
-      f"{temperature:g}",
-      file=sys.stderr,
+  prior, temperature, source = None, config.eval.prior_temperature, "the model's tracked Gaussian"
+  if _PRIOR.value == "fitted":
+    prior, temperature, source = records.load_run_prior(
+      _WORKDIR.value, int(state.step), temperature
     )
+  if _TEMPERATURE.value is not None and prior is not None:
+    temperature = _TEMPERATURE.value
+    source = f"{latent_priors.describe('the fitted prior', prior)} at temperature {temperature:g}"
+  print(f"latents from {source}", file=sys.stderr)
   recs = generate.generate_records(
     task,
     state,

@@ -1,4 +1,5 @@
 import dataclasses
+from typing import Optional
 
 import numpy as np
 
@@ -63,3 +64,20 @@ def test_nested_list_optional_roundtrip():
   np.testing.assert_array_equal(arrays["nickname"]["present"], [0, 1, 1])
   assert codec.decode(root, spec, arrays) == recs
   assert codec.decode(root, spec, arrays, as_dict=True)[0]["owner"]["name"] == "ann"
+
+
+def test_optional_and_list_floats_roundtrip():
+  @dataclasses.dataclass
+  class Reading:
+    site: str
+    value: Optional[float]
+    history: list[float]
+    x: float
+
+  root = sc.parse_schema(Reading)
+  recs = [Reading("a", 1.5, [0.25, 2.0], 3.0), Reading("b", None, [], -1.0)]
+  spec = codec.build_spec(root, recs)
+  arrays, _ = codec.encode(root, spec, recs)
+  np.testing.assert_array_equal(arrays["value"]["value"], [[1.5], [0.0]])
+  np.testing.assert_array_equal(arrays["history"]["items"][:, :, 0], [[0.25, 2.0], [0.0, 0.0]])
+  assert codec.decode(root, spec, arrays) == recs

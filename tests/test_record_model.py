@@ -76,8 +76,8 @@ def test_float_nll_is_the_gaussian_likelihood_in_raw_units():
   chex.assert_shape([rec.nll, rec.loss] + list(rec.fields.values()), [(6,)] * 4)
 
 
-def test_nested_record_nll_counts_presence_and_stop_bits():
-  records = [
+def _tagged_records(n=12):
+  return [
     Tagged(
       title=f"t{i}",
       owner=Person(f"o{i % 3}", 1.0 + i),
@@ -86,8 +86,12 @@ def test_nested_record_nll_counts_presence_and_stop_bits():
       x=float(i),
       y=float(i % 4),
     )
-    for i in range(12)
+    for i in range(n)
   ]
+
+
+def test_nested_record_nll_counts_presence_and_stop_bits():
+  records = _tagged_records()
   model, v, x = _model(Tagged, records)
   q, aux = model.encode(v, x)
   rec = model.recon(v, x, q.mean, aux, key=jax.random.key(1))
@@ -103,17 +107,7 @@ def test_nested_record_nll_counts_presence_and_stop_bits():
 
 
 def test_field_nll_sums_to_the_nll_and_each_field_depends_on_its_own_value_only():
-  records = [
-    Tagged(
-      title=f"t{i}",
-      owner=Person(f"o{i % 3}", 1.0 + i),
-      tags=["a", "bc"][: i % 3],
-      nickname=None if i % 2 else f"k{i}",
-      x=float(i),
-      y=float(i % 4),
-    )
-    for i in range(12)
-  ]
+  records = _tagged_records()
   model, v, x = _model(Tagged, records, p_tuple=0.0)
   z = jax.random.normal(jax.random.key(3), (6, D))
   f = jax.jit(model.field_nll)

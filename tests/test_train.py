@@ -261,3 +261,17 @@ def test_older_workdir_config_gets_new_eval_defaults_only(config, tmp_path):
   assert back.eval.prior_records == 20000 and back.eval.num_generated == 123
   assert back.eval.generation_prior == "tracked"  # what a run of that time generated from
   assert "latent_dim" not in back.model  # training settings are never filled in
+
+
+def test_progress_bar_prints_a_line_per_report_when_not_a_terminal():
+  import io
+
+  buf = io.StringIO()
+  p = loop.Progress(300, 0, stream=buf, latent_label="geco/kl_nats")
+  p(100, {"loss": 1.0, "recon": 0.5, "kl": 3.0, "geco/kl_nats": 9.0})
+  p(200, {"loss": 0.9, "recon": 0.4, "kl": 3.1, "geco/kl_nats": 8.0}, "  bpc 1.200")
+  p.close()
+  lines = buf.getvalue().splitlines()
+  assert len(lines) == 2
+  assert "100/300" in lines[0] and "geco/kl_nats 9.0000" in lines[0]
+  assert "200/300" in lines[1] and "step/s" in lines[1] and lines[1].endswith("bpc 1.200]")

@@ -8,7 +8,8 @@ Array layout (leading dims ``[...]`` are ``[B]``, or ``[B, N]`` inside a list of
 * `CategoryNode`: ``int32[...]`` value ids: 0 stands for a value outside the field's categories
   (counted in `EncodeReport.oov_values`, decoded as U+FFFD), ids 1.. are the categories in the
   order of `DataSpec.categories`.
-* `FloatsNode`:  ``float32[..., k]`` raw values in the dataclass field order.
+* `FloatsNode`:  ``float32[..., k]`` raw values in the dataclass field order (``[..., 1]`` for a
+  float inside ``Optional[...]`` or ``list[...]``, whose record value is the number itself).
 * `OptionalNode`: ``{'present': float32[...], 'value': <child>}``.
 * `ListNode`:    ``{'count': int32[...], 'items': <child with an extra N axis>}``.
 * `RecordNode`:  ``{child.key: <child>}``.
@@ -217,9 +218,10 @@ def encode(
       return {"chars": chars, "length": length}
     if isinstance(node, sc.FloatsNode):
       out = np.zeros((n, len(node.names)), np.float32)
+      scalar = node.key != sc.FLOATS_KEY  # a float inside Optional[...] / list[...]
       for i, v in enumerate(values):
         if v is not None:
-          out[i] = [_get(v, f) for f in node.names]
+          out[i] = [v] if scalar else [_get(v, f) for f in node.names]
       return out
     if isinstance(node, sc.OptionalNode):
       present = np.array([v is not None for v in values], np.float32)
@@ -275,6 +277,8 @@ def decode(
         out.append("".join(i2c[row]))
       return out
     if isinstance(node, sc.FloatsNode):
+      if node.key != sc.FLOATS_KEY:  # a float inside Optional[...] / list[...]
+        return [float(row[0]) for row in np.asarray(a)]
       return [dict(zip(node.names, map(float, row))) for row in np.asarray(a)]
     if isinstance(node, sc.OptionalNode):
       vals = dec(node.child, a["value"])

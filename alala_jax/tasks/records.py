@@ -9,6 +9,7 @@ train / test / generated loss and BPC, exact-copy rate (`alala_jax.evaluate`).
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import jax
@@ -67,6 +68,33 @@ def categorical_fields(data_cfg, record_cls: type, train: list[Any]) -> tuple[li
     )
   names = [n.strip() for n in choice.split(",") if n.strip()]
   return names, "categorical fields: " + ", ".join(names)
+
+
+def load_run_prior(
+  workdir: str, step: int, temperature: float
+) -> tuple[latent_priors.Prior | None, float, str]:
+  """The generation prior a run's evaluation saved (workdir/generation_prior.npz) with the
+  temperature it was fitted for and a description; ``(None, temperature, ...)`` (the model's
+  tracked Gaussian) when there is none or it belongs to another checkpoint than `step` (then
+  a warning says so on stderr)."""
+  path = os.path.join(workdir, PRIOR_FILE)
+  if not os.path.exists(path):
+    return None, temperature, "the model's tracked Gaussian (paper 000 Sec 2.4)"
+  prior, meta = latent_priors.load_with_meta(path)
+  if meta.get("step") != step:
+    print(
+      f"warning: {path} was fitted to the model of step {meta.get('step')}, the checkpoint "
+      f"is step {step}: using the tracked Gaussian instead (re-run experiments.evaluate to "
+      "refit)",
+      file=sys.stderr,
+    )
+    return None, temperature, "the model's tracked Gaussian (paper 000 Sec 2.4)"
+  temperature = meta.get("temperature", temperature)
+  return (
+    prior,
+    temperature,
+    (f"{latent_priors.describe('the fitted prior', prior)} at temperature {temperature:g}"),
+  )
 
 
 def read_spec(workdir: str | None) -> codec.DataSpec | None:

@@ -6,7 +6,7 @@
 * writes ``workdir/config.json``, the task's files (records: ``spec.json``, the vocabulary and
   field sizes) and JSON-lines metrics to ``workdir/metrics.jsonl``;
 * reads the batch of each step at ``state.data_position`` (batches consumed), not ``step``;
-* prints a progress line (step, steps/s, ETA, losses) every ``log_every`` steps;
+* shows a tqdm progress bar (step, steps/s, ETA, losses) updated every ``log_every`` steps;
 * stops with `NonFiniteLossError` (naming the step and the last good checkpoint) at the next
   log or checkpoint step after a step whose loss or gradient was not finite; that step's
   update is never applied, and no checkpoint is written after it.
@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+import tqdm
 
 from alala_jax import tasks
 from alala_jax.data import batching
@@ -49,31 +51,42 @@ class MetricWriter:
 
 
 class Progress:
-  """A progress line with steps/s and ETA, printed to stderr every `every` steps."""
+  """The training progress bar (tqdm): steps, steps/s, ETA and the latest losses, updated every
+  `log_every` steps. The clock starts at the first report, after compilation. On a terminal it
+  redraws one line; otherwise (a log file, CI) every update is printed as its own line."""
 
   def __init__(self, total: int, start: int, stream=sys.stderr, latent_label: str = "kl"):
     self.total, self.start, self.stream = total, start, stream
     self.latent_label = latent_label
-    self.t0 = None
+    self.tty = bool(getattr(stream, "isatty", lambda: False)())
+    self.bar = None
 
   def __call__(self, step: int, metrics: dict[str, float], extra: str = "") -> None:
-    now = time.time()
-    if self.t0 is None:  # first report: the time until here was compilation
-      self.t0, self.s0 = now, step
-      rate = float("nan")
-    else:
-      rate = (step - self.s0) / max(now - self.t0, 1e-9)
-    eta = (self.total - step) / rate if rate == rate and rate > 0 else float("nan")
-    eta_s = "?" if eta != eta else f"{int(eta) // 60}m{int(eta) % 60:02d}s"
     latent = metrics.get(self.latent_label, metrics["kl"])
     beta = f"  beta {metrics['beta']:.3f}" if "beta" in metrics else ""
-    print(
-      f"step {step:>7d}/{self.total}  {rate:6.2f} steps/s  ETA {eta_s}  "
+    post = (
       f"loss {metrics['loss']:.4f}  recon {metrics['recon']:.4f}  {self.latent_label} "
-      f"{latent:.4f}{beta}" + extra,
-      file=self.stream,
-      flush=True,
+      f"{latent:.4f}{beta}" + extra
     )
+    if self.bar is None:  # first report: the time until here was compilation
+      self.bar = tqdm.tqdm(
+        total=self.total,
+        initial=step,
+        unit="step",
+        file=self.stream if self.tty else io.StringIO(),
+        dynamic_ncols=self.tty,
+        mininterval=0.0,
+        smoothing=0.1,
+      )
+    else:
+      self.bar.update(step - self.bar.n)
+    self.bar.set_postfix_str(post, refresh=self.tty)
+    if not self.tty:
+      print(str(self.bar), file=self.stream, flush=True)
+
+  def close(self) -> None:
+    if self.bar is not None:
+      self.bar.close()
 
 
 def checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
@@ -206,6 +219,7 @@ def train(
     if step % tc.checkpoint_every == 0 or step == end:
       check_finite(state)
       mngr.save(step, args=ocp.args.StandardSave(state))
+  progress.close()
   mngr.wait_until_finished()
   mngr.close()
   check_finite(state)
@@ -231,6 +245,11 @@ def train_and_evaluate(config, workdir: str, log=print, task: Task | None = None
     json.dump(res, f, indent=1, sort_keys=True)
   log(task.summary(res))
   return res
+
+
+def restore_state(workdir: str, config, template: TrainState) -> TrainState:
+  """The latest checkpoint of `workdir` in the shape of `template`; an error if none."""
+  return _restore_or_raise(workdir, config, template)
 
 
 def _restore_or_raise(workdir: str, config, template: TrainState) -> TrainState:
