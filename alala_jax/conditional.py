@@ -20,16 +20,17 @@ Every returned record satisfies its condition by construction. The effective sam
 (Σw)² / Σw² of each condition's candidates is reported: a small one means the condition is
 rare under the model and its records share few latents (raise `candidates`).
 
-Conditions name top-level fields of the schema: str, Literal/category and Optional fields, and
-the float fields together (the floats form one joint field). Anything else, or a value the model
-cannot represent (a character outside the vocabulary, a category value never seen in training, a
-string longer than any training value), raises `ConditionError` naming the column.
+Conditions name top-level str, Literal/category and Optional fields of the schema. Float fields
+cannot be fixed yet: the decoder's float likelihood is the training surrogate, a unit-variance
+Gaussian in whitened units (about one data standard deviation wide), far too wide a kernel to
+condition on. Anything else, or a value the model cannot represent (a character outside the
+vocabulary, a value outside a category field's values, a string longer than any training
+value), raises `ConditionError` naming the column.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from typing import Any, Mapping, Sequence
 
@@ -104,16 +105,11 @@ def check_conditions(
   fixed: list[sc.Node] = []
   for col, value in conditions.items():
     if col in float_names:
-      missing = [f for f in float_names if f not in conditions]
-      if missing:
-        raise ConditionError(
-          col, f"the floats ({', '.join(float_names)}) are one joint field: also fix {missing}"
-        )
-      if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConditionError(col, f"expected a finite number, got {value!r}")
-      if floats not in fixed:
-        fixed.append(floats)
-      continue
+      raise ConditionError(
+        col,
+        "float fields cannot be fixed yet (the decoder's float likelihood is a unit-variance "
+        "Gaussian in whitened units, too wide to condition on); fix str fields",
+      )
     if col not in by_key:
       raise ConditionError(col, f"unknown column; the record's fields are {names}")
     node = by_key[col]
@@ -131,8 +127,7 @@ def check_conditions(
       values = spec.categories[sc.path_name(leaf.path)]
       if value not in values:
         raise ConditionError(
-          col,
-          f"{value!r} is not one of the {len(values)} values seen in training (e.g. {values[:3]})",
+          col, f"{value!r} is not one of the field's {len(values)} values (e.g. {values[:3]})"
         )
     else:
       outside = sorted(set(value) - set(spec.chars))
@@ -162,12 +157,15 @@ def _pad(a: jax.Array, n: int) -> jax.Array:
   return jnp.concatenate([a, jnp.zeros((n - a.shape[0],) + a.shape[1:], a.dtype)], 0)
 
 
-def generation_prior(task, variables, prior: latent_priors.Prior | None) -> latent_priors.Prior:
-  """`prior`, or the model's tracked Gaussian when None."""
+def generation_prior(
+  task, variables, prior: latent_priors.Prior | None, temperature: float
+) -> tuple[latent_priors.Prior, float]:
+  """`(prior, temperature)`, or the model's tracked Gaussian at temperature 1 when `prior` is
+  None (as unconditional generation samples it)."""
   if prior is not None:
-    return prior
+    return prior, temperature
   mean, cov = task.prior_moments(variables)
-  return latent_priors.gaussian(mean, cov)
+  return latent_priors.gaussian(mean, cov), 1.0
 
 
 def _score(task, variables, x1: Any, keys: list[str], z: jax.Array, key, chunk: int) -> jax.Array:
@@ -243,7 +241,7 @@ def sample(
     conditions = [conditions] * n
   conditions = [dict(c) for c in conditions]
   variables = task.variables(state)
-  prior = generation_prior(task, variables, prior)
+  prior, temperature = generation_prior(task, variables, prior, temperature)
   groups: dict[tuple, list[int]] = {}
   for i, c in enumerate(conditions):
     groups.setdefault(tuple(sorted(c.items(), key=lambda kv: kv[0])), []).append(i)
@@ -307,8 +305,8 @@ def rejection_sample(
 
   t0 = time.time()
   check_conditions(task.root, task.spec, conditions)
-  variables = task.variables(state)
-  prior = generation_prior(task, variables, prior)
+  if prior is None:
+    temperature = 1.0  # generate_records samples the tracked Gaussian itself
   kept: list[Any] = []
   tried = 0
   i = 0

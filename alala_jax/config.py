@@ -23,7 +23,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.categorical = ""  # str fields modelled as categories of their training values (not in
   # the paper): '' (none), 'city,postcode' (path names), or 'auto' (the thresholds below)
   c.data.categorical_max_values = 1000  # 'auto': at most this many distinct training values
-  c.data.categorical_max_share = 0.02  # 'auto': and at most this share of the training rows
+  c.data.categorical_max_share = 0.02  # 'auto': and at most this share of the field's training
+  # values (its present values; list items counted one by one)
   c.data.on_bad_row = "error"  # 'error' or 'skip' (skipped rows are counted, reported)
   c.data.limit = 0  # read at most this many CSV rows (0 = all)
   c.data.num_synthetic = 20000  # synthetic records (when csv is '')

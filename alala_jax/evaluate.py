@@ -345,7 +345,7 @@ def format_summary(res: dict[str, Any]) -> str:
     )
   )
   lines.append(
-    "  BPC    train {:.4f}  test {:.4f}  generated {:.4f}".format(
+    "  BPC (character-level string fields)    train {:.4f}  test {:.4f}  generated {:.4f}".format(
       res["train/bpc"], res["test/bpc"], res["generated/bpc"]
     )
   )

@@ -136,28 +136,52 @@ def _schema_to_json(cls: type) -> dict:
     tp = hints[f.name]
     inner = sc._unwrap_optional(tp)
     base = inner if inner is not None else tp
+    if typing.get_origin(base) is typing.Literal:
+      out.append({"name": f.name, "type": "literal", "values": list(typing.get_args(base))})
+      out[-1]["optional"] = inner is not None
+      continue
     if base not in (str, float):
-      raise ValueError(
-        f"{cls.__name__}.{f.name}: only flat str / float / Optional schemas can be saved "
-        "by value; give an importable dataclass (module:Class) instead"
+      raise sc.SchemaError(
+        f"{cls.__name__}.{f.name}: the Synthesizer takes flat schemas of str, float, "
+        f"Literal[...] and Optional[...] fields, not {base!r}"
       )
     out.append({"name": f.name, "type": base.__name__, "optional": inner is not None})
   return {"name": cls.__name__, "fields": out}
 
 
 def _schema_from_json(d: dict) -> type:
-  types = {"str": str, "float": float}
-  fields = [
-    (f["name"], Optional[types[f["type"]]] if f["optional"] else types[f["type"]])
-    for f in d["fields"]
-  ]
+  fields = []
+  for f in d["fields"]:
+    if f["type"] == "literal":
+      tp = typing.Literal[tuple(f["values"])]
+    else:
+      tp = {"str": str, "float": float}[f["type"]]
+    fields.append((f["name"], Optional[tp] if f["optional"] else tp))
   return dataclasses.make_dataclass(d["name"], fields)
 
 
-def _records(rows: Sequence[Mapping[str, Any]], cls: type, source: str) -> list[Any]:
-  """Rows -> dataclass instances of a flat schema; bad cells raise `DataError`."""
+def _as_str(v: Any) -> str:
+  """A cell of a str column as the string the model sees (whole numbers without '.0')."""
+  if isinstance(v, str):
+    return v
+  if isinstance(v, bool):
+    return str(v)
+  return str(int(v)) if _whole(v) else str(v)
+
+
+def _records(
+  rows: Sequence[Mapping[str, Any]], cls: type, source: str, lines: Sequence[int] | None = None
+) -> list[Any]:
+  """Rows -> dataclass instances of a flat schema; a bad cell raises `DataError` naming the
+  field and the row's file line (`lines`, for a CSV) or its row index (a DataFrame)."""
   hints = typing.get_type_hints(cls)
   out = []
+
+  def error(i, field, message):
+    if lines is not None:
+      return DataError(source, lines[i], field, message)
+    return DataError(source, None, field, f"row {i}: {message}")
+
   for i, r in enumerate(rows):
     vals = {}
     for f in dataclasses.fields(cls):
@@ -167,23 +191,24 @@ def _records(rows: Sequence[Mapping[str, Any]], cls: type, source: str) -> list[
       v = r.get(f.name)
       if _is_missing(v) or (base is float and v == ""):
         if inner is None:
-          raise DataError(source, i + 2, f.name, "missing value in a field that is not Optional")
+          raise error(i, f.name, "missing value in a field that is not Optional")
         vals[f.name] = None
       elif base is float:
         x = _as_float(v)
         if x is None:
-          raise DataError(source, i + 2, f.name, f"not a finite number: {v!r}")
+          raise error(i, f.name, f"not a finite number: {v!r}")
         vals[f.name] = x
-      elif base is str:
-        vals[f.name] = v if isinstance(v, str) else (str(int(v)) if _whole(v) else str(v))
+      elif base is str or typing.get_origin(base) is typing.Literal:
+        vals[f.name] = _as_str(v)
       else:
         raise sc.SchemaError(f"{cls.__name__}.{f.name}: the Synthesizer takes flat schemas")
     out.append(cls(**vals))
   return out
 
 
-def _read_table(data: Any) -> tuple[list[dict], list[str], str, bool, bool]:
-  """(rows, columns, source name, from a DataFrame, empty cells are missing floats)."""
+def _read_table(data: Any) -> tuple[list[dict], list[str], str, list[int] | None, bool]:
+  """(rows, columns, source name, the rows' file lines (None for a DataFrame), whether empty
+  cells are missing floats)."""
   if isinstance(data, (str, os.PathLike)):
     path = os.fspath(data)
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -192,17 +217,18 @@ def _read_table(data: Any) -> tuple[list[dict], list[str], str, bool, bool]:
       if not header:
         raise DataError(path, 1, None, "empty file: expected a header row")
       header = [h.strip() for h in header]
-      rows = []
+      rows, lines = [], []
       for row in reader:
         if len(row) != len(header):
           raise DataError(
             path, reader.line_num, None, f"{len(row)} cells, the header has {len(header)}"
           )
         rows.append(dict(zip(header, row)))
-    return rows, header, path, False, True
+        lines.append(reader.line_num)
+    return rows, header, path, lines, True
   if type(data).__name__ == "DataFrame":
     rows = data.to_dict("records")
-    return rows, [str(c) for c in data.columns], "DataFrame", True, False
+    return rows, [str(c) for c in data.columns], "DataFrame", None, False
   raise TypeError(
     f"fit() takes a pandas DataFrame, a CSV path or a list of dataclass instances, got "
     f"{type(data).__name__}"
@@ -254,11 +280,12 @@ class Synthesizer:
     config=None,
     workdir: str | None = None,
     seed: int = 0,
-    test_fraction: float = 0.1,
+    test_fraction: float | None = None,
     verbose: bool = True,
   ):
     self.config = config if config is not None else default_config(steps, seed)
-    self.config.data.test_fraction = test_fraction
+    if test_fraction is not None:
+      self.config.data.test_fraction = test_fraction
     self.workdir = workdir
     self.verbose = verbose
     self.task = self.state = self.prior = None
@@ -275,14 +302,16 @@ class Synthesizer:
     if isinstance(data, (list, tuple)) and data and dataclasses.is_dataclass(data[0]):
       cls, records, source = schema or type(data[0]), list(data), "records"
     else:
-      rows, columns, source, self._frame, empty_missing = _read_table(data)
+      rows, columns, source, lines, empty_missing = _read_table(data)
+      self._frame = lines is None
       if not rows:
         raise DataError(source, None, None, "no data rows")
       if schema is None:
         schema = infer_schema(rows, columns, empty_is_missing=empty_missing)
         self._log("inferred schema (pass schema= to override):\n" + schema_source(schema))
-      cls, records = schema, _records(rows, schema, source)
+      cls, records = schema, _records(rows, schema, source, lines)
     self.schema = cls
+    schema_json = _schema_to_json(cls)  # before training: a schema it cannot save is an error now
     config = self.config
     _fit_eval_fields(config, cls)
     train, test = datasets.split(records, config.data.test_fraction, config.data.split_seed)
@@ -301,8 +330,19 @@ class Synthesizer:
     self.task.save_final(self.workdir)
     self.prior = priors.get(fit.kind) if fit is not None else None
     with open(os.path.join(self.workdir, SCHEMA_FILE), "w") as f:
-      json.dump({**_schema_to_json(cls), "frame": self._frame}, f, indent=1)
+      json.dump({**schema_json, "frame": self._frame}, f, indent=1)
     return self
+
+  def _condition_values(self, cond: Mapping[str, Any]) -> dict[str, Any]:
+    """Condition values converted as `fit` converted the training cells (a zip given as the
+    int 5301 in a str column is the string '5301')."""
+    hints = typing.get_type_hints(self.schema)
+    out = {}
+    for k, v in cond.items():
+      tp = hints.get(k)
+      base = sc._unwrap_optional(tp) or tp
+      out[k] = _as_str(v) if base is str and v is not None and not isinstance(v, str) else v
+    return out
 
   @property
   def _temperature(self) -> float:
@@ -344,8 +384,13 @@ class Synthesizer:
     else:
       if type(conditions).__name__ == "DataFrame":
         conditions = conditions.to_dict("records")
-      if not isinstance(conditions, Mapping):
-        conditions = [{k: v for k, v in c.items() if not _is_missing(v)} for c in conditions]
+      if isinstance(conditions, Mapping):
+        conditions = self._condition_values(conditions)
+      else:
+        conditions = [
+          self._condition_values({k: v for k, v in c.items() if not _is_missing(v)})
+          for c in conditions
+        ]
       recs, report = conditional.sample(
         self.task,
         self.state,

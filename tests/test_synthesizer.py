@@ -4,13 +4,14 @@ report end to end on a tiny config (one fit shared by the module)."""
 import dataclasses
 import os
 import typing
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from alala_jax import Synthesizer, synthesizer
+from alala_jax import schema as sc
 from alala_jax.data import synthetic
 from alala_jax.data.csv_io import DataError
 
@@ -49,9 +50,11 @@ def test_bad_cells_name_line_and_field(tmp_path):
   path = tmp_path / "t.csv"
   path.write_text("name,x\na,1.5\nb,oops\n")
   cls = dataclasses.make_dataclass("T", [("name", str), ("x", float)])
-  rows, cols, src, _, _ = synthesizer._read_table(str(path))
+  rows, cols, src, lines, _ = synthesizer._read_table(str(path))
   with pytest.raises(DataError, match=r"line 3, field 'x': not a finite number: 'oops'"):
-    synthesizer._records(rows, cls, src)
+    synthesizer._records(rows, cls, src, lines)
+  with pytest.raises(DataError, match=r"field 'x': row 1: not a finite number: 'oops'"):
+    synthesizer._records(rows, cls, "DataFrame")
   with pytest.raises(TypeError, match="takes a pandas DataFrame, a CSV path or a list"):
     Synthesizer(steps=1).fit(42)
 
@@ -94,3 +97,14 @@ def test_fit_sample_conditions_save_load_report(fitted, tmp_path):
   assert os.path.getsize(res["html"]) > 0 and set(res["figures"]) >= {"marginals"}
   with pytest.raises(RuntimeError, match="needs the training data"):
     again.report(str(tmp_path / "r2"))
+
+
+def test_schema_json_roundtrip_and_an_unsaveable_schema_fails_before_training():
+  Lit = dataclasses.make_dataclass(
+    "Lit", [("kind", Literal["a", "b"]), ("x", Optional[float]), ("s", str)]
+  )
+  back = synthesizer._schema_from_json(synthesizer._schema_to_json(Lit))
+  assert _types(back) == _types(Lit)
+  Nested = dataclasses.make_dataclass("Nested", [("inner", Lit)])
+  with pytest.raises(sc.SchemaError, match="Nested.inner: the Synthesizer takes flat schemas"):
+    Synthesizer(steps=1, verbose=False).fit([Nested(Lit("a", None, "q"))])

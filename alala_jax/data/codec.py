@@ -151,7 +151,7 @@ def choose_categorical(
     if isinstance(node, sc.StringNode):
       distinct = len(set(values))
       name = sc.path_name(node.path)
-      if distinct <= max_values and distinct <= max_share * len(values):
+      if 1 <= distinct <= max_values and distinct <= max_share * len(values):
         names.append(name)
         chosen.append(f"{name} ({distinct})")
       else:

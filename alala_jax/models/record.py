@@ -47,7 +47,7 @@ from alala_jax.nn.vae import RecordVAE
 LEVEL_PARAMS = "sigma_net"  # params entry stacked on the multiscale level axis
 LEVEL_STATS = "latent_moments"  # batch_stats entry stacked on the level axis
 
-_ENCODER_NAMES = frozenset({"sigma_net", "h_init", "enc_out", "enc_scan", "enc"})
+_ENCODER_NAMES = frozenset({"sigma_net", "h_init", "enc_out", "enc_scan", "enc", "value_embedding"})
 _ENCODER_PREFIXES = ("fwd_", "bwd_")
 
 
