@@ -222,6 +222,9 @@ def test_record_model_with_categories_trains_and_generates_valid_values():
     q, aux = model.encode(vv, x)
     return jnp.mean(model.recon(vv, x, q.mean, aux, key=jax.random.key(1)).loss)
 
+  labels = model.partition(v["params"])["body"]["kids_2"]  # town: read by the encoder only
+  assert labels["value_embedding"]["embedding"] == "encoder"
+  assert labels["logits"]["kernel"] == "decoder"
   value, grads = jax.jit(jax.value_and_grad(loss))(v["params"])
   assert np.isfinite(value)
   g_town = grads["body"]["kids_2"]["logits"]["kernel"]
