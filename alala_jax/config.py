@@ -112,7 +112,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 256  # paper: 256 per worker, 32 workers
   c.train.num_steps = 2_000_000  # paper: 2M steps
   c.train.log_every = 50  # progress line + JSON-lines metrics
-  c.train.eval_every = 500  # test loss and generated loss
+  c.train.eval_every = 500  # test loss and generated loss (0 = never during training)
   c.train.eval_batches = 2  # batches for the periodic test / generated loss
   c.train.checkpoint_every = 1000  # orbax checkpoint interval (steps)
   c.train.max_to_keep = 3  # checkpoints kept

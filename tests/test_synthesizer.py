@@ -2,6 +2,7 @@
 report end to end on a tiny config (one fit shared by the module)."""
 
 import dataclasses
+import json
 import os
 import typing
 from typing import Literal, Optional
@@ -76,6 +77,10 @@ def fitted(tmp_path_factory):
 @pytest.mark.slow
 def test_fit_sample_conditions_save_load_report(fitted, tmp_path):
   synth, df = fitted
+  splits = {
+    json.loads(line)["split"] for line in open(os.path.join(synth.workdir, "metrics.jsonl"))
+  }
+  assert splits == {"train"}  # train.eval_every = 0: no periodic evaluation during fit
   hints = _types(synth.schema)
   assert hints == {**hints, "lat": Optional[float], "long": float, "number": str}
   out = synth.sample(7, seed=1)

@@ -209,7 +209,7 @@ def train(
       extra = task.progress_extra(m)
       if "inner_steps" in m:  # aggressive training: encoder steps before this decoder step
         extra += f"  inner {int(m['inner_steps'])} (batches {position})"
-      if step % tc.eval_every == 0 or step == tc.num_steps:
+      if tc.eval_every > 0 and (step % tc.eval_every == 0 or step == tc.num_steps):
         losses = task.periodic_eval(state, config)
         writer.write(step, "eval", losses)
         extra += "  | " + "  ".join(
