@@ -286,7 +286,7 @@ class Synthesizer:
     self.config = config if config is not None else default_config(steps, seed)
     if test_fraction is not None:
       self.config.data.test_fraction = test_fraction
-    self.workdir = workdir
+    self.workdir = self._user_workdir = workdir
     self.verbose = verbose
     self.task = self.state = self.prior = None
     self.schema: type | None = None
@@ -320,7 +320,16 @@ class Synthesizer:
     spec = codec.build_spec(root, train)
     data_set = datasets.Dataset(cls, train, test, source, f"{len(records)} records; {note}")
     self.task = records_task.RecordTask(config, root, spec, data_set)
-    self.workdir = self.workdir or tempfile.mkdtemp(prefix="alala_synth_")
+    if self._user_workdir is not None:
+      ckpt = os.path.join(self._user_workdir, "checkpoints")
+      if os.path.isdir(ckpt) and os.listdir(ckpt):
+        raise FileExistsError(
+          f"{self._user_workdir} holds a trained run: fit() would resume it instead of "
+          "training on this data; give a new workdir (or Synthesizer.load it)"
+        )
+      self.workdir = self._user_workdir
+    else:
+      self.workdir = tempfile.mkdtemp(prefix="alala_synth_")  # a fresh one for every fit
     self.state, _ = loop.train(config, self.workdir, self.task, log=self._log)
     priors, fit = evaluate.fit_generation_priors(
       self.task, self.state, self.task.train_arrays, config

@@ -102,6 +102,8 @@ def test_fit_sample_conditions_save_load_report(fitted, tmp_path):
   assert os.path.getsize(res["html"]) > 0 and set(res["figures"]) >= {"marginals"}
   with pytest.raises(RuntimeError, match="needs the training data"):
     again.report(str(tmp_path / "r2"))
+  with pytest.raises(FileExistsError, match="holds a trained run"):
+    Synthesizer(config=synth.config, workdir=synth.workdir, verbose=False).fit(df)
 
 
 def test_schema_json_roundtrip_and_an_unsaveable_schema_fails_before_training():
