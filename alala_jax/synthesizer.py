@@ -43,7 +43,7 @@ import jax
 from alala_jax import conditional, evaluate, generate
 from alala_jax import config as base_config
 from alala_jax import schema as sc
-from alala_jax.data import codec, datasets
+from alala_jax.data import codec, csv_io, datasets
 from alala_jax.data.csv_io import DataError
 from alala_jax.tasks import records as records_task
 from alala_jax.train import loop
@@ -212,13 +212,13 @@ def _read_table(data: Any) -> tuple[list[dict], list[str], str, list[int] | None
   if isinstance(data, (str, os.PathLike)):
     path = os.fspath(data)
     with open(path, newline="", encoding="utf-8-sig") as f:
-      reader = csv.reader(f)
-      header = next(reader, None)
+      reader = csv.reader(f, strict=True)  # an unclosed quote is an error naming its line
+      header = csv_io.next_row(reader, path)
       if not header:
         raise DataError(path, 1, None, "empty file: expected a header row")
       header = [h.strip() for h in header]
       rows, lines = [], []
-      for row in reader:
+      while (row := csv_io.next_row(reader, path)) is not None:
         if len(row) != len(header):
           raise DataError(
             path, reader.line_num, None, f"{len(row)} cells, the header has {len(header)}"

@@ -81,3 +81,33 @@ def test_vermont_file_loads_with_strings_kept():
   assert sum(r.postcode == " " for r in recs) == 111  # whitespace-only cells kept as is
   assert sum(r.number == "" for r in recs) == 2257
   assert all(r.unit == r.district == r.region == "" for r in recs)
+
+
+@pytest.mark.parametrize(
+  "text, line, field, needle",
+  [
+    (
+      HEADER.replace("UNIT", "city"),
+      1,
+      "CITY",
+      r"names column 'CITY' twice \(columns 5 and 6, compared case-insensitively\)",
+    ),
+    (HEADER.replace(",", ";") + GOOD.replace(",", ";"), 1, None, "looks semicolon-separated"),
+    (HEADER.replace(",", "\t") + GOOD.replace(",", "\t"), 1, None, "looks tab-separated"),
+    (
+      HEADER + GOOD + '-73.1,43.0,5,"OPEN QUOTE,,X,,,05000\n-73.0,43.1,6,B,,Y,,,05001\n',
+      4,
+      None,
+      "a quoted cell opens in this row and is never closed",
+    ),
+  ],
+)
+def test_ambiguous_input_is_an_error(tmp_path, text, line, field, needle):
+  with pytest.raises(csv_io.DataError, match=needle) as e:
+    csv_io.read_csv(write(tmp_path, text), sc.Address, "long=LON")
+  assert (e.value.line, e.value.field) == (line, field)
+
+
+def test_two_fields_reading_one_column_is_an_error(tmp_path):
+  with pytest.raises(csv_io.DataError, match="fields 'lat' and 'long' both read column 'LAT'"):
+    csv_io.read_csv(write(tmp_path, HEADER + GOOD), sc.Address, "long=LAT")

@@ -115,3 +115,10 @@ def test_schema_json_roundtrip_and_an_unsaveable_schema_fails_before_training():
   Nested = dataclasses.make_dataclass("Nested", [("inner", Lit)])
   with pytest.raises(sc.SchemaError, match="Nested.inner: the Synthesizer takes flat schemas"):
     Synthesizer(steps=1, verbose=False).fit([Nested(Lit("a", None, "q"))])
+
+
+def test_csv_with_an_unclosed_quote_names_the_line(tmp_path):
+  path = tmp_path / "q.csv"
+  path.write_text('name,x\na,1.5\n"b,2.5\nc,3.5\n')
+  with pytest.raises(DataError, match=r"line 3: a quoted cell opens in this row"):
+    Synthesizer(steps=1, verbose=False).fit(str(path))

@@ -107,6 +107,54 @@ def _column_at(raw: bytes, offset: int) -> str | None:
   return names[i].strip() if i < len(names) and start > 0 else None
 
 
+def next_row(reader, path: str) -> list[str] | None:
+  """The next row, None at the end; a malformed row is a `DataError` naming its first line."""
+  start = reader.line_num + 1
+  try:
+    return next(reader)
+  except StopIteration:
+    return None
+  except csv.Error as e:
+    if "unexpected end of data" in str(e):
+      raise DataError(
+        path, start, None, "a quoted cell opens in this row and is never closed"
+      ) from None
+    raise DataError(path, start, None, f"malformed CSV row: {e}") from None
+
+
+DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _check_header(path: str, text: str, header: list[str], fields) -> None:
+  """Errors for an ambiguous header: a column named twice (case-insensitively), or a file that
+  is not comma-separated (one header column where the schema needs several)."""
+  seen: dict[str, int] = {}
+  for i, h in enumerate(header):
+    key = h.strip().lower()
+    if key and key in seen:
+      raise DataError(
+        path,
+        1,
+        h.strip(),
+        f"the header names column {h.strip()!r} twice (columns {seen[key] + 1} and {i + 1}, "
+        "compared case-insensitively): which one holds the field is ambiguous; rename one",
+      )
+    seen[key] = i
+  if len(header) == 1 and len(fields) > 1:
+    first = text.splitlines()[0] if text else ""
+    counts = {d: first.count(d) for d in DELIMITERS}
+    best = max(counts, key=counts.get)
+    if counts[best] > 0:
+      raise DataError(
+        path,
+        1,
+        None,
+        f"the header is one column but looks {DELIMITERS[best]}-separated "
+        f"({counts[best]} {best!r} in it); the loader reads comma-separated files: convert it, "
+        "or read it with pandas and pass the DataFrame to alala_jax.Synthesizer",
+      )
+
+
 def read_csv(
   path: str | os.PathLike,
   cls: type,
@@ -129,7 +177,9 @@ def read_csv(
   Raises:
     DataError: naming file, line and field, for a missing column, a ragged row, a non-numeric
       or non-finite float, a value outside a Literal[...] field's values, bytes that are not
-      UTF-8, or an empty file.
+      UTF-8, an empty file, a column named twice in the header, two fields reading one
+      column, a file that is not comma-separated, or a quoted cell that never closes (naming
+      the line where it opens).
   """
   if on_bad_row not in ("error", "skip"):
     raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
@@ -154,10 +204,12 @@ def read_csv(
       f"not valid UTF-8 (byte {raw[e.start]:#04x} at offset {e.start}); "
       "re-encode the file as UTF-8",
     ) from None
-  reader = csv.reader(io.StringIO(text, newline=""))
-  header = next(reader, None)
+  # strict: a quoted cell that never closes is an error, not a cell that swallows the file
+  reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+  header = next_row(reader, path)
   if header is None or not any(h.strip() for h in header):
     raise DataError(path, 1, None, "empty file: expected a header row")
+  _check_header(path, text, header, fields)
   lower = {h.strip().lower(): i for i, h in enumerate(header)}
   index: dict[str, int] = {}
   for name, _, _ in fields:
@@ -171,10 +223,24 @@ def read_csv(
         + ("" if name in mapping else f"; map it with columns='{name}=<COLUMN>'"),
       )
     index[name] = lower[col.lower()]
+  readers = {}
+  for name, i in index.items():
+    if i in readers:
+      raise DataError(
+        path,
+        1,
+        name,
+        f"fields {readers[i]!r} and {name!r} both read column {header[i].strip()!r}; map one "
+        "of them to another column with columns=",
+      )
+    readers[i] = name
 
   report = CsvReport()
   records = []
-  for row in reader:
+  while True:
+    row = next_row(reader, path)
+    if row is None:
+      break
     line = reader.line_num
     if limit is not None and report.rows_read >= limit:
       break
