@@ -40,7 +40,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import jax
 
-from alala_jax import conditional, evaluate, generate
+from alala_jax import conditional, generate
 from alala_jax import config as base_config
 from alala_jax import schema as sc
 from alala_jax.data import codec, csv_io, datasets
@@ -331,13 +331,8 @@ class Synthesizer:
     else:
       self.workdir = tempfile.mkdtemp(prefix="alala_synth_")  # a fresh one for every fit
     self.state, _ = loop.train(config, self.workdir, self.task, log=self._log)
-    priors, fit = evaluate.fit_generation_priors(
-      self.task, self.state, self.task.train_arrays, config
-    )
-    self.task.generation_priors = (priors, fit)
-    self.task._prior_meta = {"step": int(self.state.step), "temperature": self._temperature}
+    self.prior = self.task.fit_generation_prior(self.state, config)
     self.task.save_final(self.workdir)
-    self.prior = priors.get(fit.kind) if fit is not None else None
     with open(os.path.join(self.workdir, SCHEMA_FILE), "w") as f:
       json.dump({**schema_json, "frame": self._frame}, f, indent=1)
     return self

@@ -65,8 +65,8 @@ def main(argv):
     train_s = time.time() - t0
     wall += train_s
     t_fit = time.time()
-    priors, fit = evaluate.fit_generation_priors(prep, state, prep.train_arrays, config)
-    prior = priors.get(fit.kind) if fit is not None else None
+    prior = prep.fit_generation_prior(state, config)
+    fit = prep.generation_priors[1]
     fit_s = time.time() - t_fit
     gen = generate_records(
       prep,

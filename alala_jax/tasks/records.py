@@ -246,9 +246,16 @@ class RecordTask(Task):
       config.seed,
     )
 
-  def final_eval(self, state, config) -> dict[str, Any]:
+  def fit_generation_prior(self, state, config) -> latent_priors.Prior | None:
+    """Fits the generation priors of `config.eval` on the model of `state` (kept for
+    `final_eval` and `save_final`); returns the headline one, None for the tracked Gaussian."""
     self.generation_priors = evaluate.fit_generation_priors(self, state, self.train_arrays, config)
     self._prior_meta = {"step": int(state.step), "temperature": config.eval.prior_temperature}
+    priors, fit = self.generation_priors
+    return priors.get(fit.kind) if fit is not None else None
+
+  def final_eval(self, state, config) -> dict[str, Any]:
+    self.fit_generation_prior(state, config)
     return evaluate.evaluate(
       self,
       state,
