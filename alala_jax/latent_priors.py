@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alala_jax import files
 from alala_jax.data import batching
 
 KINDS = ("tracked", "gaussian", "gmm", "aggregate")
@@ -282,7 +283,8 @@ def save(path: str, prior: Prior, step: int = -1, temperature: float = 1.0) -> N
   fitted to and the temperature the run generated with."""
   kind = "aggregate" if isinstance(prior, Aggregate) else "mixture"
   arrays = {k: np.asarray(v) for k, v in prior._asdict().items()}
-  np.savez(path, kind=kind, step=step, temperature=temperature, **arrays)
+  with files.atomic_file(path, binary=True) as f:
+    np.savez(f, kind=kind, step=step, temperature=temperature, **arrays)
 
 
 def load(path: str) -> Prior:

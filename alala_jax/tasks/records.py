@@ -14,7 +14,7 @@ from typing import Any
 
 import jax
 
-from alala_jax import evaluate, latent_priors, objectives
+from alala_jax import evaluate, files, latent_priors, objectives
 from alala_jax import schema as schema_lib
 from alala_jax.data import codec, datasets
 from alala_jax.metrics import likelihood
@@ -229,8 +229,7 @@ class RecordTask(Task):
     return lines
 
   def save(self, workdir: str) -> None:
-    with open(os.path.join(workdir, SPEC_FILE), "w") as f:
-      f.write(self.spec.to_json())
+    files.write_atomic(os.path.join(workdir, SPEC_FILE), self.spec.to_json())
     prior = os.path.join(workdir, PRIOR_FILE)
     if os.path.exists(prior):  # fitted to a model that training is about to change
       os.remove(prior)

@@ -9,7 +9,13 @@
 * shows a tqdm progress bar (step, steps/s, ETA, losses) updated every ``log_every`` steps;
 * stops with `NonFiniteLossError` (naming the step and the last good checkpoint) at the next
   log or checkpoint step after a step whose loss or gradient was not finite; that step's
-  update is never applied, and no checkpoint is written after it.
+  update is never applied, and no checkpoint is written after it;
+* survives kill -9 at any moment (`experiments/kill9.py`, results/kill9_campaign.md): orbax
+  finalises a checkpoint by renaming its temporary directory, the small files are replaced
+  atomically (`alala_jax.files`), and a resumed run first drops the metrics.jsonl rows written
+  after its checkpoint, so the resumed run is bit-identical to an uninterrupted one;
+* a failed checkpoint save (a full disk) stops the run with `CheckpointSaveError`, naming the
+  step, the cause and the last complete checkpoint, which stays restorable.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import jax
 import orbax.checkpoint as ocp
 import tqdm
 
-from alala_jax import tasks
+from alala_jax import files, tasks
 from alala_jax.data import batching
 from alala_jax.tasks.base import Task
 from alala_jax.train import sharding
@@ -37,11 +43,42 @@ class NonFiniteLossError(FloatingPointError):
   pass
 
 
+class CheckpointSaveError(OSError):
+  """Writing a checkpoint failed (e.g. the disk is full); the message names the step, the
+  cause and the last checkpoint that was completely written (restorable)."""
+
+
 class MetricWriter:
   """Appends one JSON object per line: {"step": s, "split": ..., metric: value, ...}."""
 
   def __init__(self, path: str):
     self.path = path
+
+  def rewind(self, step: int) -> int:
+    """Drops the rows after `step`, the 'final' evaluation rows at `step` (evaluation runs
+    again) and a torn last line (a run killed mid-write), so that a run resuming from its
+    checkpoint at `step` writes each row once; returns the rows dropped. The file is replaced
+    atomically."""
+    if not os.path.exists(self.path):
+      return 0
+    with open(self.path) as f:
+      lines = f.read().split("\n")
+    keep, dropped = [], 0
+    for line in lines:
+      if not line:
+        continue
+      try:
+        row = json.loads(line)
+        row_step, final = row["step"], row.get("split") == "final"
+      except (json.JSONDecodeError, KeyError, TypeError):
+        row_step, final = None, False
+      if row_step is None or row_step > step or (final and row_step == step):
+        dropped += 1
+      else:
+        keep.append(line)
+    if dropped:
+      files.write_atomic(self.path, "".join(f"{line}\n" for line in keep))
+    return dropped
 
   def write(self, step: int, split: str, metrics: dict[str, Any]) -> None:
     row = {"step": int(step), "split": split, "time": time.time()}
@@ -96,6 +133,67 @@ def checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
   )
 
 
+def _finalized_steps(directory) -> list[int]:
+  """The steps whose checkpoint orbax finalised (renamed from its temporary directory)."""
+  try:
+    return sorted(int(n) for n in os.listdir(directory) if n.isdigit())
+  except FileNotFoundError:
+    return []
+
+
+def _root_cause(e: BaseException) -> BaseException:
+  """The innermost exception of a chain (orbax wraps the OSError of a write several times)."""
+  seen = set()
+  while id(e) not in seen:
+    seen.add(id(e))
+    nxt = e.__cause__ or e.__context__
+    if nxt is None:
+      break
+    e = nxt
+  return e
+
+
+def _save_error(mngr: ocp.CheckpointManager, step: int, e: BaseException) -> CheckpointSaveError:
+  cause = _root_cause(e)
+  steps = _finalized_steps(mngr.directory)
+  last = f"step {steps[-1]}" if steps else "none"
+  return CheckpointSaveError(
+    f"saving the checkpoint of step {step} to {mngr.directory} failed: "
+    f"{type(cause).__name__}: {cause}. The last complete checkpoint ({last}) is intact; free "
+    "space (or fix the cause) and run again to resume from it"
+  )
+
+
+class _Saver:
+  """Orbax's asynchronous saves with errors that name the step: a save's failure surfaces
+  when the next save (or the end of the run) waits for it."""
+
+  def __init__(self, mngr: ocp.CheckpointManager):
+    self.mngr, self.pending = mngr, None
+
+  def wait(self) -> None:
+    try:
+      self.mngr.wait_until_finished()
+    except Exception as e:
+      step, self.pending = self.pending, None
+      raise _save_error(self.mngr, step, e) from e
+    self.pending = None
+
+  def save(self, step: int, state: TrainState) -> None:
+    self.wait()
+    try:
+      self.mngr.save(step, args=ocp.args.StandardSave(state))
+    except Exception as e:
+      raise _save_error(self.mngr, step, e) from e
+    self.pending = step
+
+  def close(self) -> None:
+    try:
+      self.wait()
+    finally:
+      self.mngr.close()
+
+
 def restore_latest(mngr: ocp.CheckpointManager, template: TrainState) -> TrainState | None:
   step = mngr.latest_step()
   if step is None:
@@ -144,12 +242,12 @@ def train(
   task = task or prepare(config, workdir)
   trainer = task.trainer
   task.save(workdir)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=1))
+  files.write_atomic(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
   for line in task.notes():
     log(line)
 
   mngr = checkpoint_manager(workdir, tc.max_to_keep)
+  saver = _Saver(mngr)
   t_compile = time.time()
   state = trainer.create_state(config.seed, task.example_batch(tc.batch_size, config.seed))
   mesh = sharding.mesh_from_config(tc.get("mesh", ""))
@@ -165,6 +263,9 @@ def train(
     log(f"resumed from checkpoint at step {int(state.step)} in {mngr.directory}")
   writer = MetricWriter(os.path.join(workdir, "metrics.jsonl"))
   start, position = int(state.step), int(state.data_position)
+  dropped = writer.rewind(start)
+  if dropped:
+    log(f"metrics.jsonl: dropped {dropped} rows written after step {start} (or torn)")
   progress = Progress(tc.num_steps, start, latent_label=trainer.objective.latent_label)
 
   def check_finite(st: TrainState):
@@ -184,44 +285,45 @@ def train(
   host = strategy.host_state(state)
   step = start
   end = tc.num_steps if stop_at is None else min(stop_at, tc.num_steps)
-  phase = None
-  while step < end:
-    if trainer.phase_at(step) != phase:
-      phase = trainer.phase_at(step)
-      if step > start:
-        log(f"step {step}: phase '{phase}' starts; compiling its step")
-    state, metrics, position = strategy.advance(trainer, state, step, position, batch_at, host)
-    step += 1
-    if step == start + 1 and step > 0:
-      jax.block_until_ready(state)
-      log(f"first step (compilation included) took {time.time() - t_compile:.1f} s")
-    was = dict(host)
-    state, host, strategy_metrics = strategy.after_step(task, state, step, host, config)
-    if strategy_metrics:
-      writer.write(step, "strategy", strategy_metrics)
-      if host != was and host.get("aggressive") is False and was.get("aggressive"):
-        log(f"step {step}: held-out MI stopped rising; leaving aggressive training")
-    if step % tc.log_every == 0 or step == tc.num_steps:
-      check_finite(state)
-      m = {k: float(v) for k, v in jax.device_get(metrics).items()}
-      m["data_position"] = position
-      writer.write(step, "train", m)
-      extra = task.progress_extra(m)
-      if "inner_steps" in m:  # aggressive training: encoder steps before this decoder step
-        extra += f"  inner {int(m['inner_steps'])} (batches {position})"
-      if tc.eval_every > 0 and (step % tc.eval_every == 0 or step == tc.num_steps):
-        losses = task.periodic_eval(state, config)
-        writer.write(step, "eval", losses)
-        extra += "  | " + "  ".join(
-          f"{k} {v:.4f}" for k, v in losses.items() if k in ("test/loss", "generated/loss")
-        )
-      progress(step, m, extra)
-    if step % tc.checkpoint_every == 0 or step == end:
-      check_finite(state)
-      mngr.save(step, args=ocp.args.StandardSave(state))
-  progress.close()
-  mngr.wait_until_finished()
-  mngr.close()
+  try:
+    phase = None
+    while step < end:
+      if trainer.phase_at(step) != phase:
+        phase = trainer.phase_at(step)
+        if step > start:
+          log(f"step {step}: phase '{phase}' starts; compiling its step")
+      state, metrics, position = strategy.advance(trainer, state, step, position, batch_at, host)
+      step += 1
+      if step == start + 1 and step > 0:
+        jax.block_until_ready(state)
+        log(f"first step (compilation included) took {time.time() - t_compile:.1f} s")
+      was = dict(host)
+      state, host, strategy_metrics = strategy.after_step(task, state, step, host, config)
+      if strategy_metrics:
+        writer.write(step, "strategy", strategy_metrics)
+        if host != was and host.get("aggressive") is False and was.get("aggressive"):
+          log(f"step {step}: held-out MI stopped rising; leaving aggressive training")
+      if step % tc.log_every == 0 or step == tc.num_steps:
+        check_finite(state)
+        m = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        m["data_position"] = position
+        writer.write(step, "train", m)
+        extra = task.progress_extra(m)
+        if "inner_steps" in m:  # aggressive training: encoder steps before this decoder step
+          extra += f"  inner {int(m['inner_steps'])} (batches {position})"
+        if tc.eval_every > 0 and (step % tc.eval_every == 0 or step == tc.num_steps):
+          losses = task.periodic_eval(state, config)
+          writer.write(step, "eval", losses)
+          extra += "  | " + "  ".join(
+            f"{k} {v:.4f}" for k, v in losses.items() if k in ("test/loss", "generated/loss")
+          )
+        progress(step, m, extra)
+      if step % tc.checkpoint_every == 0 or step == end:
+        check_finite(state)
+        saver.save(step, state)
+  finally:  # a save in flight completes (and reports its error) even if the run stops
+    progress.close()
+    saver.close()
   check_finite(state)
   return state, task
 
@@ -241,8 +343,9 @@ def train_and_evaluate(config, workdir: str, log=print, task: Task | None = None
   MetricWriter(os.path.join(workdir, "metrics.jsonl")).write(
     int(state.step), "final", {k: v for k, v in res.items() if isinstance(v, (int, float))}
   )
-  with open(os.path.join(workdir, "final_metrics.json"), "w") as f:
-    json.dump(res, f, indent=1, sort_keys=True)
+  files.write_atomic(
+    os.path.join(workdir, "final_metrics.json"), json.dumps(res, indent=1, sort_keys=True)
+  )
   log(task.summary(res))
   return res
 
