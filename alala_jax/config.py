@@ -144,6 +144,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.prior_fit_on = "samples"  # Gaussian / GMM fitted to z ~ q(z|x) or to the means
   c.eval.privacy_records = 2000  # records of the privacy audit: distance to the closest
   # record against the test set as held-out baseline, membership-inference AUC (0 = off)
+  # Repeated encode/decode extraction rate (paper 000 App E; metrics/privacy.extraction_rates),
+  # part of the privacy audit (off with privacy_records = 0): up to privacy_records generated
+  # records go through this many rounds of x -> g(mu(x)) (0 = off), and the share of rare
+  # training values of one string field they reproduce is compared with that of rare held-out
+  # values. 'auto' = lev_field when it is a string field, else the string field with the most
+  # distinct training values; a comma list ('number,street') compares the fields' value tuples;
+  # '' = off.
+  c.eval.extraction_rounds = 3
+  c.eval.extraction_field = "auto"
+  c.eval.extraction_max_count = 1  # "rare" = at most this many occurrences
   c.eval.prior_temperature = 0.5  # scales the fitted priors' spread when sampling (0 decodes
   # posterior means of training records: higher p-values, but near-reconstructions)
   return c

@@ -7,6 +7,9 @@
 * share of generated `lev_field` values present in the training data (App E) and the exact-copy
   rate of generated records (string fields) vs the training set, next to the data's own rate of
   duplicate records (DESIGN §7).
+* the privacy audit (`eval.privacy_records` > 0): distance to the closest training record and
+  membership-inference AUC with the test records as held-out baseline, and the repeated
+  encode/decode extraction rate of App E (`extraction_audit`).
 
 With `config.data.format = 'text'` (App F) the records are comma-separated lines: the p-value
 is computed on the lines parsed back into records, a malformed line scores p = 0, and
@@ -22,7 +25,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from alala_jax import latent_priors
+from alala_jax import analysis, latent_priors
 from alala_jax.data import batching, datasets, text_format
 from alala_jax.generate import generate_records, reconstruct_records, string_key
 from alala_jax.metrics import privacy, pvalue, realism, text
@@ -98,6 +101,12 @@ def evaluate(
     part = generation_report(root, train_records, gen, key_set, config)
     if ec.privacy_records:
       part.update(dcr_audit(train_records, test_records, gen, config))
+      if j == 0:  # the headline prior's records only: each round is a reconstruction pass
+        part.update(
+          extraction_audit(
+            task, state, train_records, test_records, gen, config, jax.random.fold_in(key, 5)
+          )
+        )
     res.update(part if j == 0 else {f"prior/{kind}/{k}": v for k, v in part.items()})
   if ec.privacy_records:
     res.update(membership_auc(task, state, train_arrays, test_arrays, config))
@@ -224,6 +233,89 @@ def dcr_audit(train_records, test_records, gen, config) -> dict[str, float]:
     max_records=config.eval.privacy_records,
     seed=config.seed,
   )
+
+
+def _parse_for_fields(records, config) -> list[Any]:
+  """Records as records of the schema: text lines (App F) parsed (None for a malformed one),
+  other records as they are."""
+  if not records or not isinstance(records[0], text_format.CsvText):
+    return list(records)
+  fmt = text_format.from_config(config.data, datasets.import_schema(config.data.schema))
+  return [fmt.parse(r) for r in records]
+
+
+def field_values(records, field: str, config) -> list[Any]:
+  """The value of `field` in each record, or for a comma list of fields ('number,street') the
+  tuple of their values; text lines (App F) parsed first, None for a malformed one."""
+  names = [f.strip() for f in field.split(",")]
+
+  def get(r):
+    return getattr(r, names[0]) if len(names) == 1 else tuple(getattr(r, f) for f in names)
+
+  return [None if r is None else get(r) for r in _parse_for_fields(records, config)]
+
+
+def extraction_field(config, train_records) -> str | None:
+  """The field of the extraction audit: `eval.extraction_field` (a string field, or a comma list
+  of them whose values are compared as tuples, e.g. 'number,street' for whole addresses), or for
+  'auto' `eval.lev_field` when it is a string field of the (parsed) training records, else their
+  string field with the most distinct values; None when it is '' or no string field has two
+  distinct values. ValueError for a named field that is not a string field of the records."""
+  want = config.eval.get("extraction_field", "auto")
+  if not want:
+    return None
+  parsed = [r for r in _parse_for_fields(train_records, config) if r is not None]
+  if not parsed:
+    return None
+  strings, _ = _field_kinds(parsed)
+  if want != "auto":
+    names = [f.strip() for f in want.split(",")]
+    bad = [f for f in names if f not in strings]
+    if bad:
+      raise ValueError(
+        f"eval.extraction_field={want!r}: {bad} not string fields of the records; string "
+        f"fields: {strings}"
+      )
+    return ",".join(names)
+  lev = config.eval.get("lev_field", "")
+  if lev and lev in strings:
+    return lev
+  distinct = {f: len({getattr(r, f) for r in parsed}) for f in strings}
+  best = max(strings, key=lambda f: distinct[f], default=None)  # the first one on ties
+  return best if best is not None and distinct[best] > 1 else None
+
+
+def extraction_audit(
+  task, state, train_records, test_records, gen, config, key: jax.Array
+) -> dict[str, Any]:
+  """The repeated encode/decode extraction rate of paper 000 App E
+  (`metrics.privacy.extraction_rates`): the first `eval.privacy_records` records of `gen` (drawn
+  independently, so a random sample of them) go
+  through `eval.extraction_rounds` rounds of x -> g(mu(x)) (`analysis.repeated_encode_decode`,
+  decoding as `eval.greedy`), and each round's values of `extraction_field` are compared with the
+  rare values of the training records and, as the baseline, of the test records
+  (`eval.extraction_max_count`, seed `config.seed`). Text lines (App F) are parsed for the
+  field's values, a malformed line having none. Adds `extraction/field`; {} when the audit is
+  off (0 rounds, no field, no generated or no test records)."""
+  ec = config.eval
+  rounds = int(ec.get("extraction_rounds", 0))
+  if rounds < 0:
+    raise ValueError(f"eval.extraction_rounds must be >= 0, got {rounds}")
+  field = extraction_field(config, train_records) if rounds else None
+  n = min(int(ec.privacy_records), len(gen))
+  if field is None or not n or not test_records:
+    return {}
+  seq = analysis.repeated_encode_decode(task, state, gen[:n], rounds, key, ec.chunk, ec.greedy)
+  values = lambda rs: field_values(rs, field, config)
+  out: dict[str, Any] = privacy.extraction_rates(
+    [values(r) for r in seq],
+    values(train_records),
+    values(test_records),
+    max_count=int(ec.get("extraction_max_count", 1)),
+    seed=config.seed,
+  )
+  out["extraction/field"] = field
+  return out
 
 
 def membership_auc(task, state, train_arrays, test_arrays, config) -> dict[str, float]:

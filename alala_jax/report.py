@@ -17,8 +17,10 @@
   numeric field: its histogram (real against generated, on the training records' range) and a
   quantile-quantile plot.
 * ``index.html``: a table of headline numbers, the figures (or why one was skipped), and the
-  privacy audit's numbers when a `privacy` dict (the keys `dcr/...`, `mia/...` and
-  `exact_copy_rate` of `alala_jax.evaluate.evaluate`) is given.
+  privacy audit's numbers when a `privacy` dict (the keys `dcr/...`, `mia/...`,
+  `extraction/...` and `exact_copy_rate` of `alala_jax.evaluate.evaluate`) is given, with the
+  audit's verdict lines (`metrics.privacy.format_privacy`): distance to the closest record,
+  membership inference, and the repeated encode/decode extraction rate of paper 000 App E.
 
 "Real" means the training records throughout, except for the held-out p-values. Records are
 dataclass instances (or dicts); comma-separated text records (`data.format = 'text'`, App F) are
@@ -326,9 +328,11 @@ def plot_marginals(
 
 
 def privacy_lines(privacy: Mapping[str, Any]) -> dict[str, Any]:
-  """The privacy keys of an evaluation dict: `dcr/...`, `mia/...`, `exact_copy_rate` and
-  `train_duplicate_rate` (its baseline), in that order."""
+  """The privacy keys of an evaluation dict: `dcr/...` and `mia/...` (sorted), the repeated
+  encode/decode extraction keys `extraction/...` (in the evaluation's order: sizes, then round
+  by round), `exact_copy_rate` and `train_duplicate_rate` (its baseline), in that order."""
   keys = sorted(k for k in privacy if k.startswith(("dcr/", "mia/")))
+  keys += [k for k in privacy if k.startswith("extraction/")]
   keys += [k for k in ("exact_copy_rate", "train_duplicate_rate") if k in privacy]
   return {k: privacy[k] for k in keys}
 
@@ -367,6 +371,30 @@ def _describe(key: str) -> str:
   if key.startswith("in_train/"):
     return "share of generated values seen in the training data"
   return ""
+
+
+_EXTRACTION_DESCRIPTIONS = {
+  "field": "field of the repeated encode/decode extraction audit (paper 000 App E)",
+  "n_train_rare": "rare training values (at most max_count occurrences, never held out)",
+  "n_holdout_rare": "rare held-out values (the baseline: never trained on)",
+  "n_train_compared": "training values the rare ones were counted in (all, or m for max_count > 1)",
+  "n_holdout_compared": "held-out values the rare ones were counted in",
+  "max_count": "occurrences that still count as rare",
+  "rounds": "rounds of x -> g(mu(x)) after generation",
+  "n_generated": "generated records put through the rounds",
+  "train_rare": "share of rare training values reproduced after {n} rounds",
+  "holdout_rare": "share of rare held-out values reproduced after {n} rounds (baseline)",
+  "ratio": "training share / held-out share after {n} rounds (1 = no extraction)",
+  "pvalue": "one-sided Fisher p-value of 'training values reproduced more often' ({n} rounds)",
+  "in_train": "share of generated values seen in training after {n} rounds (App E Fig 15)",
+}
+
+
+def _describe_privacy(key: str) -> str:
+  if not key.startswith("extraction/"):
+    return ""
+  name, _, n = key[len("extraction/") :].partition("@")
+  return _EXTRACTION_DESCRIPTIONS.get(name, "").format(n=n)
 
 
 def _table(rows: Mapping[str, Any], describe=_describe) -> str:
@@ -415,7 +443,7 @@ def write_html(
     parts.append(
       f"<p>From {html.escape(src)} (its own generated sample, not the records above).</p>"
     )
-    parts.append(_table(lines, lambda k: ""))
+    parts.append(_table(lines, _describe_privacy))
     text = privacy_lib.format_privacy(privacy)
     if text:
       parts.append("<pre>" + html.escape("\n".join(s.strip() for s in text)) + "</pre>")

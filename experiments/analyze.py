@@ -6,6 +6,9 @@ Writes to the workdir: ``repeated_encode_decode.png`` (p-value box plots over n 
 rounds of g(mu(x)), starting from generated and from training records, and the share of street
 names present in the training data per round), ``interpolation.png`` (the decoded path between
 the first two training records on a map of the training coordinates) and ``analysis.json``.
+It also prints (and stores under 'extraction') the extraction rate of the generated sequence
+(`alala_jax.metrics.privacy.extraction_rates` on the field `evaluate.extraction_field` picks):
+the share of rare training values reproduced per round against that of rare test values.
 """
 
 import json
@@ -28,7 +31,8 @@ def main(argv):
   import jax
   import numpy as np
 
-  from alala_jax import analysis, cli, generate, viz
+  from alala_jax import analysis, cli, evaluate, generate, viz
+  from alala_jax.metrics import privacy
   from alala_jax.train import loop
 
   config = cli.load_workdir_config(_WORKDIR.value)
@@ -45,11 +49,22 @@ def main(argv):
     "training": [train[i] for i in rng.choice(len(train), n, replace=False)],
   }
   coord_fields = tuple(f.strip() for f in ec.coord_fields.split(","))
-  stats, summary = {}, {}
+  field = evaluate.extraction_field(config, train)
+  stats, summary, extraction = {}, {}, {}
   for i, (name, recs) in enumerate(starts.items()):
     rounds = analysis.repeated_encode_decode(
       task, state, recs, _ROUNDS.value, jax.random.fold_in(key, 10 + i), ec.chunk, ec.greedy
     )
+    if name == "generated" and field and task.data.test:
+      values = lambda rs: evaluate.field_values(rs, field, config)
+      extraction = privacy.extraction_rates(
+        [values(r) for r in rounds],
+        values(train),
+        values(task.data.test),
+        int(ec.get("extraction_max_count", 1)),
+        _SEED.value,
+      )
+      extraction["extraction/field"] = field
     stats[name] = analysis.round_stats(
       rounds, train, ec.zip_field, coord_fields, ec.lev_field or None
     )
@@ -60,6 +75,8 @@ def main(argv):
         f"std {row['std']:.4f}"
         + (f"  street in train {row['in_train']:.3f}" if "in_train" in row else "")
       )
+  for line in privacy.format_privacy(extraction):
+    print(line)
   out = os.path.join(_WORKDIR.value, "repeated_encode_decode.png")
   viz.plot_repeated_encode_decode(stats, out, f"step {int(state.step)}")
   path, _ = analysis.interpolate(
@@ -78,7 +95,11 @@ def main(argv):
   for r in path:
     print("  interpolation:", label(r), f"({getattr(r, lat):.4f}, {getattr(r, lon):.4f})")
   with open(os.path.join(_WORKDIR.value, "analysis.json"), "w") as f:
-    json.dump({"rounds": summary, "interpolation": [label(r) for r in path]}, f, indent=1)
+    json.dump(
+      {"rounds": summary, "extraction": extraction, "interpolation": [label(r) for r in path]},
+      f,
+      indent=1,
+    )
   print(f"wrote {out}, interpolation.png and analysis.json to {_WORKDIR.value}")
 
 

@@ -1,12 +1,14 @@
 r"""Evaluates a trained workdir (all metrics of the end of training) without training.
 
   python -m experiments.evaluate --workdir=/tmp/alala [--num_generated=10000] [--greedy] \
-      [--gen_level=L]
+      [--gen_level=L] [--extraction_rounds=3]
 
 Writes workdir/eval_metrics.json (and the refitted generation prior, generation_prior.npz)
 and prints the summary. `--gen_level` evaluates a multiscale model with another level's
 sigma-network and tracked moments generating (and its losses); it writes
-eval_metrics_level{L}.json and leaves the run's generation prior alone.
+eval_metrics_level{L}.json and leaves the run's generation prior alone. The summary ends with
+the privacy audit (`eval.privacy_records` > 0), including the repeated encode/decode extraction
+rate of paper 000 App E over `--extraction_rounds` rounds (default: the config's).
 """
 
 import json
@@ -19,6 +21,9 @@ from alala_jax import runtime
 _WORKDIR = flags.DEFINE_string("workdir", None, "Trained workdir.", required=True)
 _NUM = flags.DEFINE_integer("num_generated", None, "Generated records (default: the config's).")
 _GREEDY = flags.DEFINE_bool("greedy", None, "Argmax decoding (default: the config's).")
+_EXTRACTION = flags.DEFINE_integer(
+  "extraction_rounds", None, "Rounds of the extraction audit (default: the config's; 0 = off)."
+)
 _LEVEL = flags.DEFINE_integer(
   "gen_level", None, "Multiscale level that generates (default: the config's)."
 )
@@ -35,6 +40,8 @@ def main(argv):
     config.eval.num_generated = _NUM.value
   if _GREEDY.value is not None:
     config.eval.greedy = _GREEDY.value
+  if _EXTRACTION.value is not None:
+    config.eval.extraction_rounds = _EXTRACTION.value
   name = "eval_metrics.json"
   if _LEVEL.value is not None:
     config.objective.multiscale.gen_level = _LEVEL.value

@@ -287,3 +287,186 @@ def test_format_privacy():
   # Without the p05 keys there is no verdict, and nothing fails.
   lines = privacy.format_privacy({"dcr/share_closer_to_train": 0.9, "dcr/exact_match_share": 0.0})
   assert not any("memorisation" in line for line in lines) and len(lines) == 2
+
+
+# The repeated encode/decode extraction rate (paper 000 App E).
+
+TRAIN_V = ["MAIN", "MAIN", "ELM", "OAK", "PINE", "BIRCH", None]  # None: a malformed line
+HOLD_V = ["ELM", "FOX", "BEAR", "BEAR", "POND"]
+
+
+def test_extraction_rates_hand_computed():
+  rounds = [
+    ["OAK", "FOX", "MAIN", None],
+    ["OAK", "PINE", "PINE", "ELM", "NEW"],
+    ["BIRCH", "OAK", "PINE", "FOX", "POND"],
+  ]
+  r = privacy.extraction_rates(rounds, TRAIN_V, HOLD_V)
+  # rare training values: OAK, PINE, BIRCH (MAIN occurs twice, ELM is also held out); rare
+  # held-out values: FOX, POND (BEAR occurs twice, ELM is also in training)
+  assert r["extraction/n_train_rare"] == 3 and r["extraction/n_holdout_rare"] == 2
+  assert r["extraction/n_train_compared"] == 6 and r["extraction/n_holdout_compared"] == 5
+  assert r["extraction/rounds"] == 2 and r["extraction/n_generated"] == 4
+  assert r["extraction/max_count"] == 1
+  # round 0: OAK of 3, FOX of 2; Fisher [[1, 2], [1, 1]]: P(X >= 1), X ~ H(5, 2, 3) = 1 - 1/10
+  assert r["extraction/train_rare@0"] == pytest.approx(1 / 3)
+  assert r["extraction/holdout_rare@0"] == 0.5
+  assert r["extraction/ratio@0"] == pytest.approx(2 / 3)
+  assert r["extraction/pvalue@0"] == pytest.approx(0.9)
+  assert r["extraction/in_train@0"] == 0.5  # OAK and MAIN of four records (None is absent)
+  # round 1: OAK and PINE (twice counts once), no held-out one: ratio undefined (NaN);
+  # Fisher [[2, 1], [0, 2]]: P(X = 2) = C(2, 2) C(3, 1) / C(5, 3) = 3 / 10
+  assert r["extraction/train_rare@1"] == pytest.approx(2 / 3)
+  assert r["extraction/holdout_rare@1"] == 0.0
+  assert np.isnan(r["extraction/ratio@1"])
+  assert r["extraction/pvalue@1"] == pytest.approx(0.3)
+  assert r["extraction/in_train@1"] == pytest.approx(4 / 5)
+  # round 2: everything reproduced on both sides
+  assert r["extraction/train_rare@2"] == r["extraction/holdout_rare@2"] == 1.0
+  assert r["extraction/ratio@2"] == 1.0 and r["extraction/pvalue@2"] == pytest.approx(1.0)
+  assert r["extraction/in_train@2"] == pytest.approx(3 / 5)
+
+
+def test_extraction_rates_max_count():
+  train = ["MAIN", "MAIN", "ELM", "OAK", "PINE", "BIRCH"]
+  hold = ["ELM", "FOX", "BEAR", "BEAR", "POND", "ASH"]  # as many values: nothing is cut
+  rounds = [["MAIN", "BEAR", "FOX"]]
+  r1 = privacy.extraction_rates(rounds, train, hold, max_count=1)
+  assert (r1["extraction/n_train_rare"], r1["extraction/n_holdout_rare"]) == (3, 3)
+  assert r1["extraction/train_rare@0"] == 0 and r1["extraction/holdout_rare@0"] == pytest.approx(
+    1 / 3
+  )
+  # at most twice: MAIN and BEAR join their sets; ELM (on both sides) never counts
+  r2 = privacy.extraction_rates(rounds, train, hold, max_count=2)
+  assert (r2["extraction/n_train_rare"], r2["extraction/n_holdout_rare"]) == (4, 4)
+  assert r2["extraction/n_train_compared"] == r2["extraction/n_holdout_compared"] == 6
+  assert r2["extraction/train_rare@0"] == 0.25 and r2["extraction/holdout_rare@0"] == 0.5
+  assert r2["extraction/ratio@0"] == 0.5
+
+
+def loop_extraction(rounds, train, hold, k, seed):
+  """The docstring's protocol, spelt out with explicit loops."""
+  train = [v for v in train if v is not None]
+  hold = [v for v in hold if v is not None]
+  a, b = train, hold
+  if k > 1:
+    m = min(len(train), len(hold))
+    rs = np.random.default_rng(seed)
+    a = [train[i] for i in rs.permutation(len(train))[:m]]
+    b = [hold[i] for i in rs.permutation(len(hold))[:m]]
+  everything = train + hold
+
+  def rare(side):
+    return {v for v in side if side.count(v) <= k and everything.count(v) == side.count(v)}
+
+  rt, rh = rare(a), rare(b)
+  out = []
+  for values in rounds:
+    st = sum(v in values for v in rt) / len(rt)
+    sh = sum(v in values for v in rh) / len(rh)
+    out.append((st, sh, np.mean([v in train for v in values])))
+  return len(rt), len(rh), out
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_extraction_rates_match_explicit_loops(k):
+  rng = np.random.default_rng(10 + k)
+  letters = np.array(list("ABCDE"))
+  word = lambda: "".join(rng.choice(letters, size=int(rng.integers(1, 4))))
+  train = [word() for _ in range(300)]
+  hold = [word() for _ in range(70)] + [None]
+  rounds = [[word() for _ in range(60)] for _ in range(4)]
+  r = privacy.extraction_rates(rounds, train, hold, max_count=k, seed=3)
+  nt, nh, per_round = loop_extraction(rounds, train, hold, k, 3)
+  assert (r["extraction/n_train_rare"], r["extraction/n_holdout_rare"]) == (nt, nh)
+  assert nt > 0 and nh > 0
+  m = 70 if k > 1 else None
+  assert r["extraction/n_holdout_compared"] == 70
+  assert r["extraction/n_train_compared"] == (m or 300)
+  for n, (st, sh, it) in enumerate(per_round):
+    assert r[f"extraction/train_rare@{n}"] == pytest.approx(st)
+    assert r[f"extraction/holdout_rare@{n}"] == pytest.approx(sh)
+    assert r[f"extraction/in_train@{n}"] == pytest.approx(it)
+
+
+def test_extraction_rates_empty_sets_are_nan():
+  # every held-out value also occurs in training: no baseline, so NaN and no verdict
+  r = privacy.extraction_rates([["OAK", "PINE"], ["OAK"]], ["OAK", "PINE", "ELM"], ["ELM", "ELM"])
+  assert r["extraction/n_train_rare"] == 2 and r["extraction/n_holdout_rare"] == 0
+  assert r["extraction/train_rare@1"] == 0.5
+  for key in ("holdout_rare", "ratio", "pvalue"):
+    assert np.isnan(r[f"extraction/{key}@1"]), key
+  text = "\n".join(privacy.format_privacy({**r, "extraction/field": "street"}))
+  assert "held-out n/a (no such values)" in text
+  assert "extraction: no verdict, 2 rare training and 0 rare held-out street values" in text
+  # nothing held out at all, and an empty round
+  r = privacy.extraction_rates([[]], ["OAK"], [])
+  assert r["extraction/n_holdout_rare"] == 0 and np.isnan(r["extraction/in_train@0"])
+  assert r["extraction/train_rare@0"] == 0.0 and np.isnan(r["extraction/holdout_rare@0"])
+  with pytest.raises(ValueError, match="max_count"):
+    privacy.extraction_rates([["OAK"]], ["OAK"], ["ELM"], max_count=0)
+  with pytest.raises(ValueError, match="at least one round"):
+    privacy.extraction_rates([], ["OAK"], ["ELM"])
+
+
+def zipf_values(rng, n: int, vocab: int = 3000) -> list[str]:
+  """`n` street-like values drawn from a Zipf-like population of `vocab` names."""
+  p = 1 / np.arange(1, vocab + 1) ** 0.7
+  return [f"S{i}" for i in rng.choice(vocab, n, p=p / p.sum())]
+
+
+def verdict(r) -> str:
+  lines = privacy.format_privacy({**r, "extraction/field": "street"})
+  (line,) = [s for s in lines if s.startswith("  extraction:")]
+  return line
+
+
+def test_extraction_copying_model_memorises_a_generalising_one_does_not():
+  rng = np.random.default_rng(12)
+  data = zipf_values(rng, 1000)
+  train, hold = data[:900], data[900:]  # a random split, 9:1 like the data sets'
+  # A model that learned the population and nothing of its training set: fresh draws.
+  fresh = [zipf_values(rng, 500) for _ in range(4)]
+  r = privacy.extraction_rates(fresh, train, hold)
+  assert r["extraction/n_train_rare"] > 5 * r["extraction/n_holdout_rare"] > 0
+  assert r["extraction/pvalue@3"] >= privacy.EXTRACTION_ALPHA
+  assert 0.5 < r["extraction/ratio@3"] < 2
+  assert "no evidence of memorising more than the held-out baseline" in verdict(r)
+  assert "after 3 rounds" in verdict(r)
+  # The same, except that each round copies 80 more random training values (App E's drift
+  # toward training street names): its rare training values come back more and more often.
+  copying = [f[: 500 - 80 * n] + list(rng.choice(train, 80 * n)) for n, f in enumerate(fresh)]
+  r = privacy.extraction_rates(copying, train, hold)
+  shares = [r[f"extraction/train_rare@{n}"] for n in range(4)]
+  assert shares == sorted(shares) and shares[3] > shares[0]
+  assert r["extraction/pvalue@3"] < privacy.EXTRACTION_ALPHA
+  assert r["extraction/ratio@3"] > 1
+  assert "memorises more than the held-out baseline" in verdict(r)
+  assert r["extraction/in_train@3"] > r["extraction/in_train@0"]
+
+
+def test_format_extraction_lines():
+  r = privacy.extraction_rates([["OAK", "FOX"], ["OAK", "PINE"]], TRAIN_V, HOLD_V)
+  lines = privacy.format_privacy({**r, "extraction/field": "street"})
+  assert lines[0] == (
+    "  extraction by repeated encoding/decoding (App E) of 2 generated records: shares "
+    "reproduced of the 3 street values occurring once in training and never held out, and (the "
+    "baseline) of the 2 occurring once held out and never in training"
+  )
+  assert lines[1] == (
+    "    round 0: training 33.33 % (1/3), held-out 50.00 % (1/2); all generated street values "
+    "seen in training 50.0 %"
+  )
+  assert lines[2].startswith("    round 1: training 66.67 % (2/3), held-out 0.00 % (0/2)")
+  assert lines[3] == (
+    "  extraction: no evidence of memorising more than the held-out baseline: after 1 round of "
+    "encoding/decoding, rare training street values are not significantly more often "
+    "reproduced than rare held-out ones (66.67 % vs 0.00 %, ratio n/a, one-sided Fisher "
+    "p = 0.3)"
+  )
+  assert len(lines) == 4
+  # the extraction lines come after the DCR and membership lines
+  both = privacy.format_privacy({**r, "mia/auc": 0.5})
+  assert both[0].startswith("  membership inference AUC") and both[1:] == [
+    s.replace("street", "field") for s in lines
+  ]

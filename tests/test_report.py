@@ -39,12 +39,26 @@ def _pvalues(train, records):
   return pvalue.zip_pvalues(zs, [r.postcode for r in records], [[r.lat, r.long] for r in records])
 
 
+def _extraction(train, test, gen):
+  """The repeated encode/decode extraction keys (paper 000 App E) of a "model" whose last round
+  copies the training records' streets."""
+  from alala_jax.metrics import privacy as privacy_lib
+
+  streets = lambda rs: [r.street for r in rs]
+  rounds = [streets(gen), streets(gen[:150]) + streets(train[:150]), streets(train)]
+  ext = privacy_lib.extraction_rates(rounds, streets(train), streets(test))
+  assert ext["extraction/train_rare@2"] == 1.0 and ext["extraction/n_holdout_rare"] > 0
+  return {**ext, "extraction/field": "street"}
+
+
 def test_report_writes_figures_and_html(tmp_path, data):
   train, test, gen = data
+  ext = _extraction(train, test, gen)
   privacy = {
     "step": 7,
     "dcr/share_closer_to_train": 0.51,
     "mia/auc": 0.5,
+    **ext,
     "exact_copy_rate": 0.0,
     "pvalue/mean": 0.4,
   }
@@ -61,15 +75,23 @@ def test_report_writes_figures_and_html(tmp_path, data):
   assert res["html"] == str(tmp_path / "index.html")
   assert set(re.findall(r"src='([^']+\.png)'", page)) == set(pngs)
   assert "t&lt;&amp;&gt;" in page  # the title is escaped
-  # the privacy lines, and only they, from the evaluation dict
+  # the privacy lines, and only they, from the evaluation dict: the extraction keys in the
+  # evaluation's order (round by round)
   assert res["privacy"] == {
     "dcr/share_closer_to_train": 0.51,
     "mia/auc": 0.5,
+    **ext,
     "exact_copy_rate": 0.0,
   }
+  assert list(res["privacy"]) == ["dcr/share_closer_to_train", "mia/auc", *ext, "exact_copy_rate"]
   for k in res["privacy"]:
-    assert k in page
+    assert f"<code>{k}</code>" in page
   assert "at step 7" in page
+  # the extraction audit's descriptions, lines and verdict
+  assert "share of rare training values reproduced after 2 rounds" in page
+  assert "held-out values reproduced after 2 rounds (baseline)" in page
+  assert "extraction by repeated encoding/decoding (App E) of 300 generated records" in page
+  assert "extraction: memorises more than the held-out baseline: after 2 rounds" in page
   assert "(no row): unit = ''" in page.replace("&#x27;", "'")  # always-empty fields
   n = res["numbers"]
   assert (n["records/train"], n["records/test"], n["records/generated"]) == (400, 100, 300)

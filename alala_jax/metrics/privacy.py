@@ -16,6 +16,12 @@ training set. This module measures the copying directly:
   function's docstring).
 * `auc`: the ROC AUC of a membership-inference score (e.g. minus the per-record loss) for
   training records against held-out ones; 0.5 means the score carries no membership signal.
+* `extraction_rates`: the repeated encode/decode extraction rate of paper 000 App E (generated
+  street names drift toward training street names over x^(n) = g(mu(x^(n-1))), "an efficient
+  tool to extract rare or unique sequences of the training data", quantification left to future
+  work a la Carlini et al. 2018): per round, the share of rare training values of one field the
+  generated records reproduce, next to the same share of rare held-out values (protocol in the
+  function's docstring).
 
 Records are objects with attributes (the dataclass instances of `alala_jax.data`) or dicts; field
 names are validated against the first record of each list. String fields must hold str values and
@@ -25,9 +31,10 @@ float fields finite numbers (filter unparsable records out first). Pure numpy/sc
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 import numpy as np
 from rapidfuzz import process
@@ -44,6 +51,9 @@ DEFAULT_CHUNK = 1024
 SHARE_CLOSER_MAX = 0.55
 P05_RATIO_MIN = 0.8
 BELOW_P05_MAX = 0.10
+# `format_privacy`'s extraction verdict: one-sided Fisher exact p-value below which rare training
+# values count as reproduced more often than rare held-out ones.
+EXTRACTION_ALPHA = 0.05
 
 
 def _check_spec(
@@ -367,6 +377,117 @@ def auc(member_scores: Any, nonmember_scores: Any) -> float:
   return float(u / (m.size * n.size))
 
 
+def _rare(
+  counts: collections.Counter, everywhere: collections.Counter, max_count: int
+) -> set[Hashable]:
+  """The values occurring at most `max_count` times in `counts` and nowhere else."""
+  return {v for v, c in counts.items() if c <= max_count and everywhere[v] == c}
+
+
+def extraction_rates(
+  rounds_values: Sequence[Sequence[Hashable]],
+  train_values: Sequence[Hashable],
+  holdout_values: Sequence[Hashable],
+  max_count: int = 1,
+  seed: int = 0,
+) -> dict[str, float]:
+  """The repeated encode/decode extraction rate (paper 000 App E) of one field, with a held-out
+  baseline.
+
+  `rounds_values[n]` holds the field's values in the generated records after n rounds of
+  encoding and decoding, x^(n) = g(mu(x^(n-1))) (`alala_jax.analysis.repeated_encode_decode`;
+  round 0 = the generated records themselves); `train_values` and `holdout_values` the field's
+  values in the training records and in real records never trained on. None entries (e.g. a
+  malformed text line) are ignored everywhere.
+
+  Protocol:
+
+  1. The rare training values R_train: values occurring 1..max_count times among the training
+     values and never among the held-out ones. The held-out baseline R_hold: values occurring
+     1..max_count times among the held-out values and never among the training ones. (For
+     max_count > 1 "among" means among the equal-size subsets A and B described below.)
+  2. Per round n: train_rare@n = |R_train ∩ values(n)| / |R_train|, the share of rare training
+     values reproduced at least once, and holdout_rare@n the same share of R_hold; their ratio;
+     and a one-sided Fisher exact p-value (`scipy.stats.fisher_exact`, alternative 'greater') of
+     "training values are reproduced more often" on the 2x2 table of reproduced / not
+     reproduced counts of the two sets.
+
+  Why the held-out set is the baseline: a model that generalises without memorising can still
+  emit a rare real value (a plausible street name of the right zip), seen or unseen; it has no
+  reason to emit the ones it was trained on more often than equally rare ones it never saw. A
+  model that memorises does: extraction shows as train_rare@n > holdout_rare@n. "Equally rare"
+  needs train and held-out data to be a random split of one data set (as
+  `alala_jax.data.datasets.split` makes them). Then, for max_count = 1, R_train and R_hold are
+  the values that occur exactly once in all the data, each put on its side by the split
+  independently of which value it is, whatever the two sides' sizes: without memorisation the
+  two shares agree in expectation. Each share is of its own set, so the sets' sizes (which
+  differ with the split) do not enter. For max_count > 1 a value occurring c times lands wholly
+  on the larger side more often the larger c is, which would fill the larger side's set with
+  more common values; so both sides are first cut to m = min(len(train), len(holdout)) values,
+  random subsets A and B (`np.random.default_rng(seed)`), the sets are formed from A and B, and
+  a value also occurring anywhere else (the cut-off rest of either side) is in neither. A and B
+  are then exchangeable, and so are R_train and R_hold. The Fisher p-value treats values as
+  independent, which they are not quite (one model emits them): read it as a yardstick of the
+  noise.
+
+  Keys: `extraction/n_train_rare`, `extraction/n_holdout_rare` (|R_train|, |R_hold|),
+  `extraction/n_train_compared`, `extraction/n_holdout_compared` (the values the sets were
+  formed from: all, or m each for max_count > 1), `extraction/max_count`, `extraction/rounds`
+  (the last n), `extraction/n_generated` (records of round 0) and per round n = 0..rounds:
+  `extraction/train_rare@n`, `extraction/holdout_rare@n` (NaN when the set is empty),
+  `extraction/ratio@n` (train share / held-out share; NaN when either is NaN or the held-out
+  share is 0), `extraction/pvalue@n` (NaN when either set is empty) and `extraction/in_train@n`
+  (share of the round's records whose value occurs in the training data at all, the quantity of
+  App E Figs 15-17; None counts as absent; NaN for an empty round).
+
+  ValueError if `rounds_values` is empty or `max_count` < 1.
+  """
+  if int(max_count) != max_count or max_count < 1:
+    raise ValueError(f"max_count must be a positive integer, got {max_count!r}")
+  if not len(rounds_values):
+    raise ValueError("extraction_rates needs at least one round of generated values (round 0)")
+  max_count = int(max_count)
+  train = [v for v in train_values if v is not None]
+  hold = [v for v in holdout_values if v is not None]
+  a, b = train, hold
+  if max_count > 1:  # equal sizes (docstring)
+    m = min(len(train), len(hold))
+    rng = np.random.default_rng(seed)
+    a = [train[i] for i in rng.permutation(len(train))[:m]]
+    b = [hold[i] for i in rng.permutation(len(hold))[:m]]
+  everywhere = collections.Counter(train) + collections.Counter(hold)
+  r_train = _rare(collections.Counter(a), everywhere, max_count)
+  r_hold = _rare(collections.Counter(b), everywhere, max_count)
+  seen = set(train)
+  nan = float("nan")
+  out = {
+    "extraction/n_train_rare": float(len(r_train)),
+    "extraction/n_holdout_rare": float(len(r_hold)),
+    "extraction/n_train_compared": float(len(a)),
+    "extraction/n_holdout_compared": float(len(b)),
+    "extraction/max_count": float(max_count),
+    "extraction/rounds": float(len(rounds_values) - 1),
+    "extraction/n_generated": float(len(rounds_values[0])),
+  }
+  for n, values in enumerate(rounds_values):
+    got = {v for v in values if v is not None}
+    k_train, k_hold = len(r_train & got), len(r_hold & got)
+    s_train = k_train / len(r_train) if r_train else nan
+    s_hold = k_hold / len(r_hold) if r_hold else nan
+    p = nan
+    if r_train and r_hold:
+      table = [[k_train, len(r_train) - k_train], [k_hold, len(r_hold) - k_hold]]
+      p = float(stats.fisher_exact(table, alternative="greater").pvalue)
+    out[f"extraction/train_rare@{n}"] = s_train
+    out[f"extraction/holdout_rare@{n}"] = s_hold
+    out[f"extraction/ratio@{n}"] = s_train / s_hold if s_hold > 0 else nan  # False for NaN
+    out[f"extraction/pvalue@{n}"] = p
+    out[f"extraction/in_train@{n}"] = (
+      float(np.mean([v is not None and v in seen for v in values])) if len(values) else nan
+    )
+  return out
+
+
 def format_privacy(res: Mapping[str, Any]) -> list[str]:
   """Human-readable lines for the keys of `dcr_report` (and `mia/auc`, an `auc` of per-record
   losses) present in `res`; missing keys are left out, no keys at all gives [].
@@ -376,6 +497,13 @@ def format_privacy(res: Mapping[str, Any]) -> list[str]:
   10 % of generated records lie below the held-out p05 distance (5 % expected) and, when
   reported, at most 1 % are exact copies; otherwise "closer" with the numbers. It needs the
   share and both p05 keys.
+
+  With the keys of `extraction_rates` (and `extraction/field`, the field's name) it adds the
+  reproduced shares per round and a verdict at the last round: "memorises more than the
+  held-out baseline" when the one-sided Fisher p-value is below EXTRACTION_ALPHA (rare training
+  values reproduced more often than rare held-out ones beyond noise), "no more than the held-out
+  baseline" otherwise ("no evidence of memorising more than ..."), and "no verdict" when either
+  set of rare values is empty.
   """
   lines = []
   for who, label in (("generated", "generated"), ("holdout", "held-out real")):
@@ -422,5 +550,71 @@ def format_privacy(res: Mapping[str, Any]) -> list[str]:
   if "mia/auc" in res:
     lines.append(
       f"  membership inference AUC (per-record ELBO): {res['mia/auc']:.3f} (0.5 = no signal)"
+    )
+  lines.extend(_format_extraction(res))
+  return lines
+
+
+def _pct(share: float, n_set: float) -> str:
+  if math.isnan(share):
+    return "n/a (no such values)"
+  return f"{100 * share:.2f} % ({round(share * n_set)}/{n_set:.0f})"
+
+
+def _format_extraction(res: Mapping[str, Any]) -> list[str]:
+  """The lines of the `extraction_rates` keys in `res` (none without `extraction/rounds`)."""
+  if "extraction/rounds" not in res:
+    return []
+  last = int(res["extraction/rounds"])
+  field = res.get("extraction/field", "field")
+  nt, nh = res["extraction/n_train_rare"], res["extraction/n_holdout_rare"]
+  mc = int(res.get("extraction/max_count", 1))
+  times = "once" if mc == 1 else f"at most {mc} times"
+  cut = ""
+  if mc > 1 and "extraction/n_train_compared" in res:
+    cut = f", counted in {res['extraction/n_train_compared']:.0f} values per side"
+  lines = [
+    f"  extraction by repeated encoding/decoding (App E) of "
+    f"{res.get('extraction/n_generated', 0):.0f} generated records: shares reproduced of the "
+    f"{nt:.0f} {field} values occurring {times} in training and never held out, and (the "
+    f"baseline) of the {nh:.0f} occurring {times} held out and never in training{cut}"
+  ]
+  for n in range(last + 1):
+    t, h = res.get(f"extraction/train_rare@{n}"), res.get(f"extraction/holdout_rare@{n}")
+    if t is None or h is None:
+      continue
+    line = f"    round {n}: training {_pct(t, nt)}, held-out {_pct(h, nh)}"
+    it = res.get(f"extraction/in_train@{n}")
+    if it is not None and not math.isnan(it):
+      line += f"; all generated {field} values seen in training {100 * it:.1f} %"
+    lines.append(line)
+  t, h = res.get(f"extraction/train_rare@{last}"), res.get(f"extraction/holdout_rare@{last}")
+  p = res.get(f"extraction/pvalue@{last}", float("nan"))
+  if t is None or h is None:
+    return lines
+  after = f"after {last} round{'s' if last != 1 else ''} of encoding/decoding"
+  if math.isnan(t) or math.isnan(h) or math.isnan(p):
+    lines.append(
+      f"  extraction: no verdict, {nt:.0f} rare training and {nh:.0f} rare held-out {field} "
+      "values to compare (need both: another eval.extraction_field, e.g. a comma list of fields, "
+      "or a larger eval.extraction_max_count may have them)"
+    )
+    return lines
+  ratio = res.get(f"extraction/ratio@{last}", float("nan"))
+  nums = (
+    f"{100 * t:.2f} % vs {100 * h:.2f} %, ratio "
+    + ("n/a" if math.isnan(ratio) else f"{ratio:.2f}")
+    + f", one-sided Fisher p = {p:.3g}"
+  )
+  if p < EXTRACTION_ALPHA:
+    lines.append(
+      f"  extraction: memorises more than the held-out baseline: {after}, rare training {field} "
+      f"values are reproduced more often than rare held-out ones ({nums})"
+    )
+  else:
+    lines.append(
+      f"  extraction: no evidence of memorising more than the held-out baseline: {after}, rare "
+      f"training {field} values are not significantly more often reproduced than rare held-out "
+      f"ones ({nums})"
     )
   return lines
