@@ -78,7 +78,19 @@ def test_levenshtein_against_recursive_definition():
   words = ["", "A", "AB", "BA", "ABC", "CAB", "AAB"]
   for a, b in itertools.product(words, words):
     assert text.levenshtein(a, b) == _lev_recursive(a, b), (a, b)
+    assert text.levenshtein_python(a, b) == _lev_recursive(a, b), (a, b)
   assert text.levenshtein("PAINT WORKS RD", "PAINT POIKS RD") == 2
+
+
+def test_rapidfuzz_levenshtein_matches_the_python_one():
+  """The C implementation d_Lev uses against the pure-Python programme, on random strings over
+  a small alphabet (many near-matches) with non-ASCII characters and lengths 0-30."""
+  rng = np.random.default_rng(0)
+  alphabet = list("ABCab \u00e9\u00fc\u4e2d")
+  word = lambda: "".join(rng.choice(alphabet, size=rng.integers(0, 31)))
+  for _ in range(500):
+    a, b = word(), word()
+    assert text.levenshtein(a, b) == text.levenshtein_python(a, b), (a, b)
 
 
 def test_levenshtein_per_char_rules():

@@ -38,7 +38,7 @@ B = [
 
 
 # the project's pure-Python Levenshtein (d_Lev) as the reference for rapidfuzz's C one
-lev = text_metrics.levenshtein
+lev = text_metrics.levenshtein_python
 
 
 def loop_distance(x: Rec, y: Rec, sf=SF, ff=FF, scale=SCALE) -> float:
