@@ -142,20 +142,31 @@ def _literal_values(tp: Any, owner: type, field: str) -> tuple[str, ...]:
 
 
 def _parse_type(
-  tp: Any, key: str, path: tuple[str, ...], owner: type, field: str, categorical: frozenset
+  tp: Any,
+  key: str,
+  path: tuple[str, ...],
+  owner: type,
+  field: str,
+  categorical: frozenset,
+  stack: tuple[type, ...],
 ) -> Node:
   inner = _unwrap_optional(tp)
   if inner is not None:
-    child = _parse_type(inner, key, path, owner, field, categorical)
+    child = _parse_type(inner, key, path, owner, field, categorical, stack)
     if isinstance(child, OptionalNode):
       raise SchemaError(f"{owner.__name__}.{field}: nested Optional is not supported")
     return OptionalNode(key=key, path=path, child=child)
   origin = typing.get_origin(tp)
   if origin is list or tp is list:
-    (elem,) = typing.get_args(tp) or (None,)
-    if elem is None:
+    args = typing.get_args(tp)
+    if not args:
       raise SchemaError(f"{owner.__name__}.{field}: list needs an element type, e.g. list[str]")
-    child = _parse_type(elem, key, path + ("[]",), owner, field, categorical)
+    if len(args) != 1:  # list[str, float] is a valid expression; it is no list type
+      raise SchemaError(
+        f"{owner.__name__}.{field}: {tp!r} has {len(args)} element types; a list takes one, "
+        "e.g. list[str]"
+      )
+    child = _parse_type(args[0], key, path + ("[]",), owner, field, categorical, stack)
     if isinstance(child, (ListNode, OptionalNode)):
       raise SchemaError(
         f"{owner.__name__}.{field}: list of {type(child).__name__} is not supported"
@@ -172,18 +183,50 @@ def _parse_type(
   if tp is float:
     return FloatsNode(key=key, path=path, names=(field,))
   if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-    return _parse_record(tp, key, path, categorical)
+    if tp in stack:  # the tree would be infinite
+      cycle = " -> ".join(c.__name__ for c in stack[stack.index(tp) :] + (tp,))
+      raise SchemaError(
+        f"{owner.__name__}.{field}: recursive record type ({cycle}); a record must be a finite "
+        "tree of fields"
+      )
+    return _parse_record(tp, key, path, categorical, stack)
   raise SchemaError(
     f"{owner.__name__}.{field}: unsupported annotation {tp!r}; use str, float, Literal[...], "
     "a dataclass, Optional[...] or list[...] (store integers such as house numbers as str)"
   )
 
 
-def _parse_record(cls: type, key: str, path: tuple[str, ...], categorical: frozenset) -> RecordNode:
+def _type_hints(cls: type) -> dict[str, Any]:
+  """`typing.get_type_hints`; an annotation that does not evaluate (an undefined name, a string
+  that is no expression...) is a `SchemaError` naming the field whose annotation it is."""
   try:
-    hints = typing.get_type_hints(cls)
-  except NameError as e:
-    raise SchemaError(f"{cls.__name__}: cannot resolve annotations ({e})") from e
+    return typing.get_type_hints(cls)
+  except Exception as e:  # evaluating a string annotation can raise anything
+    error = e
+  for f in dataclasses.fields(cls):  # which field: evaluate each annotation on its own
+    one = type(
+      cls.__name__, (), {"__annotations__": {f.name: f.type}, "__module__": cls.__module__}
+    )
+    try:
+      typing.get_type_hints(one, localns=dict(vars(cls)))
+    except Exception as e:
+      raise SchemaError(
+        f"{cls.__name__}.{f.name}: cannot resolve annotation {f.type!r} ({type(e).__name__}: {e})"
+      ) from None
+  raise SchemaError(
+    f"{cls.__name__}: cannot resolve annotations ({type(error).__name__}: {error})"
+  ) from None
+
+
+def _parse_record(
+  cls: type,
+  key: str,
+  path: tuple[str, ...],
+  categorical: frozenset,
+  stack: tuple[type, ...] = (),
+) -> RecordNode:
+  hints = _type_hints(cls)
+  stack = stack + (cls,)
   fields = dataclasses.fields(cls)
   if not fields:
     raise SchemaError(f"{cls.__name__}: a record needs at least one field")
@@ -198,7 +241,7 @@ def _parse_record(cls: type, key: str, path: tuple[str, ...], categorical: froze
         raise SchemaError(f"{cls.__name__}.{f.name}: only str fields can be categorical")
       floats.append(f.name)
       continue
-    children.append(_parse_type(tp, f.name, path + (f.name,), cls, f.name, categorical))
+    children.append(_parse_type(tp, f.name, path + (f.name,), cls, f.name, categorical, stack))
   if floats:
     children.append(FloatsNode(key=FLOATS_KEY, path=path + (FLOATS_KEY,), names=tuple(floats)))
   return RecordNode(key=key, path=path, cls=cls, children=tuple(children))
@@ -217,11 +260,19 @@ def parse_schema(cls: type, categorical: Iterable[str] = ()) -> RecordNode:
     The root `RecordNode`.
 
   Raises:
-    SchemaError: if `cls` is not a dataclass, a field annotation is unsupported, or a
-      `categorical` name is not a str field; the message names the class and the field.
+    SchemaError: if `cls` is not a dataclass, a field annotation is unsupported or does not
+      evaluate, a record contains itself (directly or through other records), or a
+      `categorical` name is not a str field; the message names the class and the field
+      (``Class.field: ...``; ``Class: ...`` for a problem of the whole class). Nothing else
+      escapes: tests/test_fuzz.py fuzzes this with hypothesis.
   """
   if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
-    raise SchemaError(f"{cls!r} is not a dataclass type")
+    if dataclasses.is_dataclass(cls):
+      raise SchemaError(
+        f"{type(cls).__name__}: got an instance of the dataclass, not the dataclass type; pass "
+        f"{type(cls).__name__} itself"
+      )
+    raise SchemaError(f"{_describe(cls)} is not a dataclass type")
   wanted = frozenset(categorical)
   root = _parse_record(cls, key="", path=(), categorical=wanted)
   found = {path_name(n.path) for n in iter_nodes(root) if isinstance(n, CategoryNode)}
@@ -233,6 +284,15 @@ def parse_schema(cls: type, categorical: Iterable[str] = ()) -> RecordNode:
       f"its str fields are {names}"
     )
   return root
+
+
+def _describe(obj: Any) -> str:
+  """`repr(obj)` for an error message, shortened; a repr that fails gives the type's name."""
+  try:
+    text = repr(obj)
+  except Exception:
+    return f"<{type(obj).__name__} object>"
+  return text if len(text) <= 200 else text[:200] + "..."
 
 
 def iter_nodes(node: Node):

@@ -14,6 +14,7 @@ dropped silently. A missing column, an undecodable file or an empty file is alwa
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import io
@@ -94,17 +95,43 @@ def _flat_fields(root: sc.RecordNode) -> list[tuple[str, Any, bool]]:
   return out
 
 
-def _column_at(raw: bytes, offset: int) -> str | None:
-  """Header name of the column holding byte `offset` (for encoding errors); None in the header.
+def _line_breaks(raw: bytes) -> int:
+  """Line breaks in `raw` as the CSV reader counts them: CR LF, LF or a lone CR."""
+  return raw.count(b"\n") + raw.count(b"\r") - raw.count(b"\r\n")
 
-  Counts the cells before `offset` on its line (a quoted cell spanning lines is not handled).
-  """
-  start = raw.rfind(b"\n", 0, offset) + 1
-  header = raw[: raw.find(b"\n")].decode("utf-8", "replace")
-  cells_before = next(csv.reader([raw[start:offset].decode("utf-8", "replace")]), [])
-  names = next(csv.reader([header]), [])
-  i = max(len(cells_before) - 1, 0)
-  return names[i].strip() if i < len(names) and start > 0 else None
+
+def _encoding_error(path: str, raw: bytes) -> DataError | None:
+  """The error for the first byte of `raw` that is not UTF-8 (None if all of it is): it names
+  the byte, its offset in the file, its line, and the header name of the column whose cell
+  holds it (no field in the header row, or in a cell beyond the header's columns)."""
+  bom = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+  try:
+    raw[bom:].decode("utf-8")
+    return None
+  except UnicodeDecodeError as e:
+    offset = bom + e.start
+  line = _line_breaks(raw[:offset]) + 1
+  # which cell: parse the file with every undecodable byte kept as a lone surrogate (U+DC80 to
+  # U+DCFF; valid UTF-8 never decodes to one), up to the row that holds the first of them
+  text = raw[bom:].decode("utf-8", "surrogateescape")
+  reader = csv.reader(io.StringIO(text, newline=""))
+  field = None
+  try:
+    header = next(reader, [])
+    if not any("\udc80" <= ch <= "\udcff" for cell in header for ch in cell):
+      for row in reader:
+        hit = [i for i, cell in enumerate(row) if any("\udc80" <= ch <= "\udcff" for ch in cell)]
+        if hit:
+          field = (header[hit[0]].strip() or None) if hit[0] < len(header) else None
+          break
+  except csv.Error:  # a malformed row before the byte: name the line only
+    field = None
+  return DataError(
+    path,
+    line,
+    field,
+    f"not valid UTF-8 (byte {raw[offset]:#04x} at offset {offset}); re-encode the file as UTF-8",
+  )
 
 
 def next_row(reader, path: str) -> list[str] | None:
@@ -125,7 +152,7 @@ def next_row(reader, path: str) -> list[str] | None:
 DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 
 
-def _check_header(path: str, text: str, header: list[str], fields) -> None:
+def _check_header(path: str, header: list[str], fields) -> None:
   """Errors for an ambiguous header: a column named twice (case-insensitively), or a file that
   is not comma-separated (one header column where the schema needs several)."""
   seen: dict[str, int] = {}
@@ -141,8 +168,9 @@ def _check_header(path: str, text: str, header: list[str], fields) -> None:
       )
     seen[key] = i
   if len(header) == 1 and len(fields) > 1:
-    first = text.splitlines()[0] if text else ""
-    counts = {d: first.count(d) for d in DELIMITERS}
+    # the header row's one cell (not text.splitlines()[0]: str.splitlines also ends a line at
+    # \x0c, \x1c, \x85, \u2028... where the CSV reader does not)
+    counts = {d: header[0].count(d) for d in DELIMITERS}
     best = max(counts, key=counts.get)
     if counts[best] > 0:
       raise DataError(
@@ -179,7 +207,9 @@ def read_csv(
       or non-finite float, a value outside a Literal[...] field's values, bytes that are not
       UTF-8, an empty file, a column named twice in the header, two fields reading one
       column, a file that is not comma-separated, or a quoted cell that never closes (naming
-      the line where it opens).
+      the line where it opens). A row is named by its first line (a quoted cell may span
+      several). Nothing else escapes for any file content: tests/test_fuzz.py fuzzes this with
+      hypothesis.
   """
   if on_bad_row not in ("error", "skip"):
     raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}")
@@ -193,23 +223,16 @@ def read_csv(
 
   with open(path, "rb") as f:
     raw = f.read()
-  try:
-    text = raw.decode("utf-8-sig")
-  except UnicodeDecodeError as e:
-    line = raw[: e.start].count(b"\n") + 1
-    raise DataError(
-      path,
-      line,
-      _column_at(raw, e.start),
-      f"not valid UTF-8 (byte {raw[e.start]:#04x} at offset {e.start}); "
-      "re-encode the file as UTF-8",
-    ) from None
+  error = _encoding_error(path, raw)
+  if error is not None:
+    raise error
+  text = raw.decode("utf-8-sig")
   # strict: a quoted cell that never closes is an error, not a cell that swallows the file
   reader = csv.reader(io.StringIO(text, newline=""), strict=True)
   header = next_row(reader, path)
   if header is None or not any(h.strip() for h in header):
     raise DataError(path, 1, None, "empty file: expected a header row")
-  _check_header(path, text, header, fields)
+  _check_header(path, header, fields)
   lower = {h.strip().lower(): i for i, h in enumerate(header)}
   index: dict[str, int] = {}
   for name, _, _ in fields:
@@ -238,10 +261,10 @@ def read_csv(
   report = CsvReport()
   records = []
   while True:
+    line = reader.line_num + 1  # the row's first line (a quoted cell may span several)
     row = next_row(reader, path)
     if row is None:
       break
-    line = reader.line_num
     if limit is not None and report.rows_read >= limit:
       break
     if not row:  # blank line: csv yields []; count it, never drop silently
@@ -286,7 +309,12 @@ def read_csv(
       path,
       None,
       None,
-      "no data rows" + (f" ({report.rows_skipped} skipped)" if report.rows_skipped else ""),
+      "no data rows"
+      + (
+        f" ({report.rows_skipped} skipped; first: {report.skip_reasons[0]})"
+        if report.rows_skipped
+        else ""
+      ),
     )
   return records, report
 
