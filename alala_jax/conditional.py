@@ -31,6 +31,7 @@ value), raises `ConditionError` naming the column.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Any, Mapping, Sequence
 
@@ -38,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alala_jax import latent_priors
+from alala_jax import latent_priors, refine
 from alala_jax import schema as sc
 from alala_jax.data import codec
 
@@ -179,6 +180,82 @@ def _score(task, variables, x1: Any, keys: list[str], z: jax.Array, key, chunk: 
   return jnp.concatenate(out)
 
 
+DEFAULT_SVI = refine.SVIConfig(
+  steps=20, lr=0.02, momentum=0.5, clip=5.0, mode="per_example", batch_scale=1, variant="svi"
+)
+
+
+@functools.lru_cache(maxsize=8)
+def _refine_fn(model, svi: refine.SVIConfig):
+  """jit (variables, x [B], fixed {nll name: 0/1}, lam0, prior, key) -> (lambda_K, losses [K]),
+  compiled once per model, SVI config and shapes."""
+  ref = refine.Refinement(svi)
+
+  @jax.jit
+  def run(variables, xb, fixed, lam0, prior, key):
+    def example_loss(lam, variables, eps, k):  # -ELBO of the fixed fields under the prior
+      q = refine.to_posterior(lam)
+      z = q.mean + q.scale * eps
+      nll = model.field_nll(variables, xb, z, k)
+      log_q = jnp.sum(jax.scipy.stats.norm.logpdf(eps) - jnp.log(q.scale), -1)
+      return sum(nll[name] * fixed[name] for name in nll) + log_q - prior.log_prob(z)
+
+    return ref.svi(
+      None,
+      variables,
+      None,
+      None,
+      lam0,
+      key,
+      kl_weight=1.0,
+      train=False,
+      through=False,
+      example_loss=example_loss,
+    )
+
+  return run
+
+
+def refine_latents(
+  task,
+  variables,
+  x1: Any,
+  keys: Sequence[str],
+  z0: jax.Array,
+  prior: latent_priors.Prior,
+  temperature: float,
+  key: jax.Array,
+  svi: refine.SVIConfig = DEFAULT_SVI,
+  init_scale: float | None = None,
+  chunk: int = 512,
+) -> tuple[jax.Array, np.ndarray]:
+  """K steps of SVI from each latent z0 [n, D] (the core's refinement hook, `alala_jax.refine`,
+  with this loss): q_lambda = N(mu, diag sigma^2) is fitted to p(z | x_F) ∝ p_gen(z) p(x_F | z),
+  minimising E_q[-log p(x_F | z) - log p_gen(z) + log q(z)] by the hook's momentum SGD, from
+  lambda_0 = (z0, log init_scale^2); p_gen is the generation prior at `temperature`
+  (`latent_priors.tempered`). Returns (z ~ q_lambda_K [n, D], mean loss per step [K]): each
+  record gets its own draw, so records that SIR gave the same candidate differ."""
+  if init_scale is None:  # the typical spread of one component of the tempered prior
+    t = latent_priors.tempered(prior, temperature)
+    spread = t.scales if isinstance(t, latent_priors.Aggregate) else jnp.diagonal(t.chols, 0, 1, 2)
+    init_scale = float(jnp.median(spread))
+  run = _refine_fn(task.model, svi)
+  prior_t = latent_priors.tempered(prior, temperature)
+  xb = jax.tree.map(lambda a: jnp.repeat(jnp.asarray(a), chunk, 0), x1)
+  fixed = {name: jnp.float32(name in keys) for name in nll_keys(task.root)}
+  out, losses = [], []
+  for i in range(0, z0.shape[0], chunk):
+    zc = _pad(z0[i : i + chunk], chunk)
+    lam0 = (zc, jnp.full_like(zc, 2.0 * np.log(init_scale)))
+    k_svi, k_z = jax.random.split(jax.random.fold_in(key, i))
+    lam, ell = run(variables, xb, fixed, lam0, prior_t, k_svi)
+    q = refine.to_posterior(lam)
+    z = q.mean + q.scale * jax.random.normal(k_z, q.mean.shape)
+    out.append(z[: min(chunk, z0.shape[0] - i)])
+    losses.append(np.asarray(ell))
+  return jnp.concatenate(out), np.mean(losses, 0)
+
+
 def infer_latents(
   task,
   variables,
@@ -189,18 +266,23 @@ def infer_latents(
   temperature: float = 1.0,
   candidates: int = 4096,
   chunk: int = 512,
+  svi: refine.SVIConfig | None = None,
 ) -> tuple[jax.Array, float]:
-  """n latents for one condition by sampling-importance-resampling; returns (z [n, D], ESS)."""
+  """n latents for one condition by sampling-importance-resampling, then (`svi`) K steps of SVI
+  from each (`refine_latents`); returns (z [n, D], ESS of the candidates)."""
   fixed = check_conditions(task.root, task.spec, conditions)
   keys = [k for node in fixed for k in nll_keys(node)]
   x1, _ = codec.encode(task.root, task.spec, [_template(task.root, conditions)])
-  k_z, k_s, k_r = jax.random.split(key, 3)
+  k_z, k_s, k_r, k_svi = jax.random.split(key, 4)
   z = prior.sample(k_z, candidates, temperature)
   logw = _score(task, variables, x1, keys, z, k_s, chunk)
   w = jax.nn.softmax(logw)
   ess = float(1.0 / jnp.sum(w**2))
   idx = jax.random.categorical(k_r, logw, shape=(n,))
-  return z[idx], ess
+  z = z[idx]
+  if svi is not None and svi.steps:
+    z, _ = refine_latents(task, variables, x1, keys, z, prior, temperature, k_svi, svi, chunk=chunk)
+  return z, ess
 
 
 def sample(
@@ -215,6 +297,7 @@ def sample(
   chunk: int = 512,
   greedy: bool = False,
   as_dict: bool = False,
+  svi: refine.SVIConfig | None = None,
 ) -> tuple[list[Any], ConditionalReport]:
   """Records that satisfy `conditions`, generated by inference (module docstring).
 
@@ -230,6 +313,8 @@ def sample(
     chunk: decoder batch size.
     greedy: argmax decoding of the free fields.
     as_dict: return dicts instead of dataclass instances.
+    svi: refine each drawn latent by K steps of SVI (`refine_latents`; e.g. `DEFAULT_SVI`);
+      None: importance sampling alone.
 
   Returns:
     ``(records, report)`` in the order of `conditions`.
@@ -259,6 +344,7 @@ def sample(
       temperature,
       candidates,
       chunk,
+      svi,
     )
     z_all[rows] = np.asarray(z)
     ess.append(e)

@@ -103,6 +103,16 @@ class Aggregate(NamedTuple):
 Prior = Mixture | Aggregate
 
 
+def tempered(prior: Prior, temperature: float) -> Prior:
+  """The distribution `prior.sample(key, n, temperature)` draws from, as a prior of its own
+  (its spreads scaled by `temperature` > 0), e.g. for its `log_prob`."""
+  if temperature <= 0:
+    raise ValueError(f"tempered needs a temperature > 0, got {temperature}")
+  if isinstance(prior, Aggregate):
+    return Aggregate(prior.means, prior.scales * temperature)
+  return Mixture(prior.log_weights, prior.means, prior.chols * temperature)
+
+
 def gaussian(mean: jax.Array, cov: jax.Array, jitter: float = 1e-6) -> Mixture:
   """N(mean, cov) as a one-component mixture (jitter * I added before the Cholesky factor, as
   the record VAE's own generation does)."""

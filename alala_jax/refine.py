@@ -118,29 +118,46 @@ def per_example_loss(
   return rec.loss + kl_weight * model.kl_scale * kl
 
 
+ExampleLoss = Callable[[Any, Any, jax.Array, jax.Array], jax.Array]
+
+
 class _Problem:
   """The SVI objective of one batch: L_k(lambda, params) and its gradients."""
 
-  def __init__(self, model, variables, x, aux, kl_weight, cfg: SVIConfig, train: bool, step=0):
+  def __init__(
+    self,
+    model,
+    variables,
+    x,
+    aux,
+    kl_weight,
+    cfg: SVIConfig,
+    train: bool,
+    step=0,
+    example_loss: ExampleLoss | None = None,
+  ):
     self.model, self.x, self.aux, self.w, self.cfg = model, x, aux, kl_weight, cfg
-    self.train, self.step = train, step
+    self.train, self.step, self.example_loss = train, step, example_loss
     self.rest = base.non_params(variables)
 
   def loss(self, lam, params, eps, key):
     """The scalar whose gradient the step follows (module doc: batch mean or scaled sum)."""
     variables = {"params": params, **self.rest}
-    ell = per_example_loss(
-      self.model,
-      variables,
-      self.x,
-      self.aux,
-      lam,
-      eps,
-      self.w,
-      key=key,
-      train=self.train,
-      step=self.step,
-    )
+    if self.example_loss is not None:
+      ell = self.example_loss(lam, variables, eps, key)
+    else:
+      ell = per_example_loss(
+        self.model,
+        variables,
+        self.x,
+        self.aux,
+        lam,
+        eps,
+        self.w,
+        key=key,
+        train=self.train,
+        step=self.step,
+      )
     if self.cfg.mode == "reference":
       return jnp.mean(ell)
     return jnp.sum(ell) / self.cfg.batch_scale
@@ -236,10 +253,28 @@ class Refinement:
   config: SVIConfig
   kl_weight: Callable[[Any], Any] = lambda step: 1.0
 
-  def svi(self, model, variables, x, aux, lam0, key, *, kl_weight, train, through=True, step=0):
-    """(lambda_K, per-step losses [K]); `through`: gradients flow through the K steps."""
+  def svi(
+    self,
+    model,
+    variables,
+    x,
+    aux,
+    lam0,
+    key,
+    *,
+    kl_weight,
+    train,
+    through=True,
+    step=0,
+    example_loss: ExampleLoss | None = None,
+  ):
+    """(lambda_K, per-step losses [K]); `through`: gradients flow through the K steps.
+
+    `example_loss(lam, variables, eps, key) -> [B]` replaces L_k's per-example loss (then
+    `model`, `x`, `aux` and `kl_weight` are unused): conditional generation
+    (`alala_jax.conditional`) fits q_lambda to p(z | fixed fields) with it."""
     cfg = self.config
-    problem = _Problem(model, variables, x, aux, kl_weight, cfg, train, step)
+    problem = _Problem(model, variables, x, aux, kl_weight, cfg, train, step, example_loss)
     params = variables["params"]
     eps, keys = _step_inputs(key, lam0[0].shape, cfg.steps)
     if not through:

@@ -5,6 +5,7 @@ column, and the rejection baseline keeps only matching records."""
 
 import dataclasses
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -108,3 +109,47 @@ def test_rejection_baseline_keeps_only_matching_records(task_state):
   assert all(r.city == city for r in recs) and len(recs) == rep.accepted <= 3
   assert rep.generated <= 640 and 0.0 <= rep.acceptance <= 1.0
   assert dataclasses.is_dataclass(recs[0]) if recs else rep.generated == 640
+
+
+def test_svi_with_no_fixed_field_fits_q_to_the_prior(task_state):
+  """With no field fixed the SVI objective is KL(q || p_gen): from a narrow start, q_lambda
+  moves to the prior N(0, I) (a sign error in the entropy or prior term would diverge)."""
+  task, _, v, prior = task_state
+  svi = dataclasses.replace(conditional.DEFAULT_SVI, steps=300, lr=0.05)
+  run = conditional._refine_fn(task.model, svi)
+  x1, _ = codec.encode(task.root, task.spec, [conditional._template(task.root, {"city": "A"})])
+  xb = jax.tree.map(lambda a: jnp.repeat(jnp.asarray(a), 64, 0), x1)
+  fixed = {k: jnp.float32(0.0) for k in conditional.nll_keys(task.root)}
+  z0 = 2.0 + 0.1 * jax.random.normal(jax.random.key(5), (64, 16))
+  lam, losses = run(v, xb, fixed, (z0, jnp.full_like(z0, np.log(0.01))), prior, jax.random.key(6))
+  mean, scale = lam[0], jnp.exp(0.5 * lam[1])
+  assert losses[-1] < 0.05 * losses[0]
+  np.testing.assert_allclose(np.mean(np.asarray(mean)), 0.0, atol=0.1)
+  np.testing.assert_allclose(np.median(np.asarray(scale)), 1.0, atol=0.1)
+
+
+def test_svi_refinement_keeps_conditions_and_lowers_the_fixed_fields_loss(task_state):
+  task, state, v, prior = task_state
+  city = task.spec.categories["city"][2]
+  svi = dataclasses.replace(conditional.DEFAULT_SVI, steps=10)
+  recs, rep = conditional.sample(
+    task,
+    state,
+    {"city": city},
+    jax.random.key(7),
+    n=16,
+    prior=prior,
+    candidates=8,
+    chunk=16,
+    svi=svi,
+  )
+  assert [r.city for r in recs] == [city] * 16 and rep.groups == 1
+  keys = conditional.nll_keys(conditional.check_conditions(task.root, task.spec, {"city": city})[0])
+  x1, _ = codec.encode(task.root, task.spec, [conditional._template(task.root, {"city": city})])
+  z0 = jnp.repeat(prior.sample(jax.random.key(8), 1), 16, 0)  # one candidate for all 16
+  z, losses = conditional.refine_latents(
+    task, v, x1, keys, z0, prior, 1.0, jax.random.key(9), svi, chunk=16
+  )
+  chex.assert_shape(z, (16, 16))
+  assert losses[-1] < losses[0]
+  assert len({tuple(np.round(np.asarray(r), 5)) for r in z}) == 16  # each record its own draw
