@@ -181,8 +181,8 @@ def _score(task, variables, x1: Any, keys: list[str], z: jax.Array, key, chunk: 
 
 
 DEFAULT_SVI = refine.SVIConfig(
-  steps=20, lr=0.02, momentum=0.5, clip=5.0, mode="per_example", batch_scale=1, variant="svi"
-)
+  steps=20, lr=0.05, momentum=0.5, clip=5.0, mode="per_example", batch_scale=1, variant="svi"
+)  # lr: of 0.002-0.2 on the Vermont model, 0.05 lowered the loss most in 20 steps (BUILD_NOTES)
 
 
 @functools.lru_cache(maxsize=8)
@@ -226,33 +226,38 @@ def refine_latents(
   temperature: float,
   key: jax.Array,
   svi: refine.SVIConfig = DEFAULT_SVI,
-  init_scale: float | None = None,
+  init_scale: float | jax.Array | None = None,
   chunk: int = 512,
 ) -> tuple[jax.Array, np.ndarray]:
   """K steps of SVI from each latent z0 [n, D] (the core's refinement hook, `alala_jax.refine`,
   with this loss): q_lambda = N(mu, diag sigma^2) is fitted to p(z | x_F) ∝ p_gen(z) p(x_F | z),
   minimising E_q[-log p(x_F | z) - log p_gen(z) + log q(z)] by the hook's momentum SGD, from
-  lambda_0 = (z0, log init_scale^2); p_gen is the generation prior at `temperature`
-  (`latent_priors.tempered`). Returns (z ~ q_lambda_K [n, D], mean loss per step [K]): each
-  record gets its own draw, so records that SIR gave the same candidate differ."""
-  if init_scale is None:  # the typical spread of one component of the tempered prior
-    t = latent_priors.tempered(prior, temperature)
-    spread = t.scales if isinstance(t, latent_priors.Aggregate) else jnp.diagonal(t.chols, 0, 1, 2)
-    init_scale = float(jnp.median(spread))
-  run = _refine_fn(task.model, svi)
+  lambda_0 = (z0, log init_scale^2) (init_scale: [D] or [n, D]; `infer_latents` passes the
+  spread of the prior component each z0 was drawn from; default: per dimension, the median
+  spread of the prior's components); p_gen is the generation prior at `temperature`
+  (`latent_priors.tempered`). Returns (z ~ q_lambda_K [n, D], the loss per record at each step
+  [K], nats; a last chunk is padded with copies of its last row): each record gets its own
+  draw, so records that SIR gave the same candidate differ."""
   prior_t = latent_priors.tempered(prior, temperature)
+  if init_scale is None:  # per dimension, the median spread of the tempered prior's components
+    spread = prior_t.scales if isinstance(prior_t, latent_priors.Aggregate) else None
+    if spread is None:
+      spread = jnp.sqrt(jnp.sum(prior_t.chols**2, -1))  # [K, D]: sqrt of the diagonal of cov
+    init_scale = jnp.median(spread, axis=0)
+  log_var0 = jnp.broadcast_to(2.0 * jnp.log(jnp.asarray(init_scale)), z0.shape)
+  run = _refine_fn(task.model, svi)
   xb = jax.tree.map(lambda a: jnp.repeat(jnp.asarray(a), chunk, 0), x1)
   fixed = {name: jnp.float32(name in keys) for name in nll_keys(task.root)}
   out, losses = [], []
   for i in range(0, z0.shape[0], chunk):
-    zc = _pad(z0[i : i + chunk], chunk)
-    lam0 = (zc, jnp.full_like(zc, 2.0 * np.log(init_scale)))
+    edge = lambda a: jnp.pad(a, ((0, chunk - a.shape[0]), (0, 0)), mode="edge")
+    lam0 = (edge(z0[i : i + chunk]), edge(log_var0[i : i + chunk]))
     k_svi, k_z = jax.random.split(jax.random.fold_in(key, i))
     lam, ell = run(variables, xb, fixed, lam0, prior_t, k_svi)
     q = refine.to_posterior(lam)
     z = q.mean + q.scale * jax.random.normal(k_z, q.mean.shape)
     out.append(z[: min(chunk, z0.shape[0] - i)])
-    losses.append(np.asarray(ell))
+    losses.append(np.asarray(ell) / chunk)
   return jnp.concatenate(out), np.mean(losses, 0)
 
 
@@ -274,14 +279,16 @@ def infer_latents(
   keys = [k for node in fixed for k in nll_keys(node)]
   x1, _ = codec.encode(task.root, task.spec, [_template(task.root, conditions)])
   k_z, k_s, k_r, k_svi = jax.random.split(key, 4)
-  z = prior.sample(k_z, candidates, temperature)
+  z, scales = latent_priors.sample_with_scales(prior, k_z, candidates, temperature)
   logw = _score(task, variables, x1, keys, z, k_s, chunk)
   w = jax.nn.softmax(logw)
   ess = float(1.0 / jnp.sum(w**2))
   idx = jax.random.categorical(k_r, logw, shape=(n,))
   z = z[idx]
-  if svi is not None and svi.steps:
-    z, _ = refine_latents(task, variables, x1, keys, z, prior, temperature, k_svi, svi, chunk=chunk)
+  if svi is not None and svi.steps:  # q_0 = the prior component each latent was drawn from
+    z, _ = refine_latents(
+      task, variables, x1, keys, z, prior, temperature, k_svi, svi, scales[idx], chunk
+    )
   return z, ess
 
 

@@ -103,6 +103,20 @@ class Aggregate(NamedTuple):
 Prior = Mixture | Aggregate
 
 
+def sample_with_scales(
+  prior: Prior, key: jax.Array, n: int, temperature: float = 1.0
+) -> tuple[jax.Array, jax.Array]:
+  """(`prior.sample(key, n, temperature)`, the per-dimension standard deviation [n, D] of the
+  component each sample was drawn from at that temperature: for a Mixture the square root of
+  its covariance's diagonal)."""
+  z = prior.sample(key, n, temperature)
+  if isinstance(prior, Aggregate):
+    i = jax.random.randint(jax.random.split(key)[0], (n,), 0, prior.means.shape[0])
+    return z, temperature * prior.scales[i]
+  c = jax.random.categorical(jax.random.split(key)[0], prior.log_weights, shape=(n,))
+  return z, temperature * jnp.sqrt(jnp.sum(prior.chols[c] ** 2, -1))
+
+
 def tempered(prior: Prior, temperature: float) -> Prior:
   """The distribution `prior.sample(key, n, temperature)` draws from, as a prior of its own
   (its spreads scaled by `temperature` > 0), e.g. for its `log_prob`."""

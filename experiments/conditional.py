@@ -4,20 +4,23 @@ r"""Conditional generation by inference against rejection sampling, on a trained
       [--max_generated=100000] [--output=results/conditional_vermont.md]
 
 Four conditions chosen from the training data: the most common and a rare postcode (fewest
-training records, at least `--rare_min`), the most common and a rare city. For each, both
-methods generate `--n` records from the run's generation prior (workdir/generation_prior.npz at
+training records, at least `--rare_min`), the most common and a rare city. For each, inference
+(importance sampling alone, and followed by `--svi_steps` steps of SVI per record) and rejection
+sampling generate `--n` records from the run's generation prior (workdir/generation_prior.npz at
 the run's temperature) and the table reports seconds per 1000 records and the quality of the
 free fields given the fixed one:
 
 * postcode fixed: the zip-coordinate p-value of the generated coordinates (mean / median;
   ideal 0.5 / 0.5);
-* city fixed: the share of generated postcodes that occur with that city in the training data.
+* city fixed: the share of generated postcodes that occur with that city in the training data;
+* both: the number of distinct generated records (a small ESS makes records share latents).
 
 Rejection sampling (SDV's method) stops after `--max_generated` unconditional records; when it
 keeps fewer than n records its time per 1000 is extrapolated from its acceptance rate and marked.
 """
 
 import collections
+import dataclasses
 import time
 
 from absl import app, flags, logging
@@ -31,6 +34,10 @@ _MAX_GEN = flags.DEFINE_integer("max_generated", 100000, "Rejection sampling's b
 _RARE_MIN = flags.DEFINE_integer("rare_min", 2, "Training records of the rare conditions.")
 _OUTPUT = flags.DEFINE_string("output", "", "Markdown table to write (also printed).")
 _SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_SVI_STEPS = flags.DEFINE_integer(
+  "svi_steps", 20, "K of the 'inference + SVI' rows (conditional.DEFAULT_SVI otherwise); 0: off."
+)
+_SVI_LR = flags.DEFINE_float("svi_lr", -1.0, "SVI learning rate (<0: DEFAULT_SVI's).")
 
 
 def main(argv):
@@ -68,11 +75,20 @@ def main(argv):
   def quality(field, value, gen):
     if not gen:
       return "–"
+    distinct = len({dataclasses.astuple(g) for g in gen})
     if field == "postcode":
       p = evaluate.pvalue_report(train, gen, config)
-      return f"p mean {p['pvalue/mean']:.3f} / median {p['pvalue/median']:.3f}"
-    ok = np.mean([g.postcode in city_zips[value] for g in gen])
-    return f"postcode seen with the city {100 * ok:.1f} %"
+      q = f"p mean {p['pvalue/mean']:.3f} / median {p['pvalue/median']:.3f}"
+    else:
+      ok = np.mean([g.postcode in city_zips[value] for g in gen])
+      q = f"postcode seen with the city {100 * ok:.1f} %"
+    return f"{q}; {distinct} distinct records"
+
+  svi = None
+  if _SVI_STEPS.value:
+    svi = dataclasses.replace(conditional.DEFAULT_SVI, steps=_SVI_STEPS.value)
+    if _SVI_LR.value > 0:
+      svi = dataclasses.replace(svi, lr=_SVI_LR.value)
 
   key = jax.random.key(_SEED.value)
   n = _N.value
@@ -80,6 +96,17 @@ def main(argv):
   conditional.sample(
     task, state, {"city": conds[2][1]}, key, n=8, prior=prior, candidates=_CANDIDATES.value
   )
+  if svi is not None:
+    conditional.sample(
+      task,
+      state,
+      {"city": conds[2][1]},
+      key,
+      n=8,
+      prior=prior,
+      candidates=_CANDIDATES.value,
+      svi=svi,
+    )
   conditional.rejection_sample(task, state, {"city": conds[2][1]}, 1, key, prior=prior, chunk=1000)
   lines = [
     f"Workdir `{_WORKDIR.value}` (step {int(state.step)}), prior "
@@ -93,23 +120,28 @@ def main(argv):
   for i, (field, value, kind) in enumerate(conds):
     count = (zips if field == "postcode" else cities)[value]
     k = jax.random.fold_in(key, i)
-    t0 = time.time()
-    gen, rep = conditional.sample(
-      task,
-      state,
-      {field: value},
-      k,
-      n=n,
-      prior=prior,
-      temperature=temperature,
-      candidates=_CANDIDATES.value,
-    )
-    s = time.time() - t0
-    assert all(getattr(g, field) == value for g in gen)
-    lines.append(
-      f"| {field} = {value} ({kind}) | {count} | inference | {1000 * s / n:.1f} | "
-      f"ESS {rep.min_ess:.0f} | {quality(field, value, gen)} |"
-    )
+    for method, refine in (("inference", None), (f"inference + SVI (K={_SVI_STEPS.value})", svi)):
+      if method != "inference" and refine is None:
+        continue
+      t0 = time.time()
+      gen, rep = conditional.sample(
+        task,
+        state,
+        {field: value},
+        k,
+        n=n,
+        prior=prior,
+        temperature=temperature,
+        candidates=_CANDIDATES.value,
+        svi=refine,
+      )
+      s = time.time() - t0
+      assert all(getattr(g, field) == value for g in gen)
+      lines.append(
+        f"| {field} = {value} ({kind}) | {count} | {method} | {1000 * s / n:.1f} | "
+        f"ESS {rep.min_ess:.0f} | {quality(field, value, gen)} |"
+      )
+      print(lines[-1], flush=True)
     kept, rrep = conditional.rejection_sample(
       task,
       state,
@@ -131,7 +163,7 @@ def main(argv):
       f"{rrep.accepted}/{rrep.generated} ({100 * rrep.acceptance:.3f} %) | "
       f"{quality(field, value, kept)} |"
     )
-    print(lines[-2], lines[-1], sep="\n", flush=True)
+    print(lines[-1], flush=True)
   text = "\n".join(lines)
   print(text)
   if _OUTPUT.value:

@@ -188,3 +188,23 @@ def test_saved_prior_records_its_model_step_and_temperature(tmp_path):
   lp.save(path, lp.Aggregate(jnp.ones((2, 3)), jnp.ones((2, 3))), step=300, temperature=0.5)
   prior, meta = lp.load_with_meta(path)
   assert isinstance(prior, lp.Aggregate) and meta == {"step": 300.0, "temperature": 0.5}
+
+
+@pytest.mark.parametrize("kind", ["aggregate", "mixture"])
+def test_sample_with_scales_names_each_samples_component(kind):
+  """The scales returned with the samples are those of the component each sample came from:
+  components far apart with tiny, distinct spreads identify the component by nearest mean."""
+  n_comp, d, t = 6, 3, 0.5
+  means = 100.0 * jnp.arange(n_comp, dtype=jnp.float32)[:, None] * jnp.ones((1, d))
+  scales = 1e-3 * (1.0 + jnp.arange(n_comp * d, dtype=jnp.float32).reshape(n_comp, d))
+  if kind == "aggregate":
+    prior = lp.Aggregate(means, scales)
+  else:
+    chols = jax.vmap(jnp.diag)(scales)
+    prior = lp.Mixture(jnp.log(jnp.full(n_comp, 1.0 / n_comp)), means, chols)
+  key = jax.random.key(11)
+  z, s = lp.sample_with_scales(prior, key, 40, t)
+  chex.assert_trees_all_equal(z, prior.sample(key, 40, t))
+  nearest = np.argmin(np.abs(np.asarray(z)[:, :1] - np.asarray(means)[None, :, 0]), 1)
+  np.testing.assert_allclose(np.asarray(s), t * np.asarray(scales)[nearest], rtol=1e-6)
+  assert len(set(nearest)) > 1
