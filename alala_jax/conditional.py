@@ -238,6 +238,11 @@ def refine_latents(
   (`latent_priors.tempered`). Returns (z ~ q_lambda_K [n, D], the loss per record at each step
   [K], nats; a last chunk is padded with copies of its last row): each record gets its own
   draw, so records that SIR gave the same candidate differ."""
+  if svi.mode != "per_example":
+    raise ValueError(
+      "conditional SVI needs refine.SVIConfig(mode='per_example'): in 'reference' mode the "
+      "batch-wide clip and step couple the records (and the padding rows)"
+    )
   prior_t = latent_priors.tempered(prior, temperature)
   if init_scale is None:  # per dimension, the median spread of the tempered prior's components
     spread = prior_t.scales if isinstance(prior_t, latent_priors.Aggregate) else None
@@ -246,6 +251,8 @@ def refine_latents(
     init_scale = jnp.median(spread, axis=0)
   log_var0 = jnp.broadcast_to(2.0 * jnp.log(jnp.asarray(init_scale)), z0.shape)
   run = _refine_fn(task.model, svi)
+  n = z0.shape[0]
+  chunk = min(chunk, 1 << max(3, (n - 1).bit_length()))  # a small group: a small batch
   xb = jax.tree.map(lambda a: jnp.repeat(jnp.asarray(a), chunk, 0), x1)
   fixed = {name: jnp.float32(name in keys) for name in nll_keys(task.root)}
   out, losses = [], []
@@ -256,9 +263,11 @@ def refine_latents(
     lam, ell = run(variables, xb, fixed, lam0, prior_t, k_svi)
     q = refine.to_posterior(lam)
     z = q.mean + q.scale * jax.random.normal(k_z, q.mean.shape)
-    out.append(z[: min(chunk, z0.shape[0] - i)])
-    losses.append(np.asarray(ell) / chunk)
-  return jnp.concatenate(out), np.mean(losses, 0)
+    rows = min(chunk, n - i)
+    out.append(z[:rows])
+    # the step's loss is sum / batch_scale over the chunk (padding copies included)
+    losses.append(rows * np.asarray(ell) * svi.batch_scale / chunk)
+  return jnp.concatenate(out), np.sum(losses, 0) / n
 
 
 def infer_latents(
@@ -327,6 +336,8 @@ def sample(
     ``(records, report)`` in the order of `conditions`.
   """
   t0 = time.time()
+  if svi is not None and svi.steps and prior is not None and temperature <= 0:
+    raise ValueError("SVI refinement needs a prior temperature > 0")
   if isinstance(conditions, Mapping):
     if n is None:
       raise ValueError("give n with a single condition")

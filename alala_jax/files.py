@@ -17,6 +17,7 @@ def atomic_file(path: str, binary: bool = False) -> Iterator[IO]:
   d = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=d)
   try:
+    os.fchmod(fd, _mode(path))  # mkstemp's 0600 would otherwise replace the file's mode
     with os.fdopen(fd, "wb" if binary else "w") as f:
       yield f
       f.flush()
@@ -26,6 +27,17 @@ def atomic_file(path: str, binary: bool = False) -> Iterator[IO]:
     if os.path.exists(tmp):
       os.remove(tmp)
     raise
+
+
+def _mode(path: str) -> int:
+  """The mode of the file at `path`, or for a new file what `open` would give it (0666 less
+  the umask)."""
+  try:
+    return os.stat(path).st_mode & 0o7777
+  except FileNotFoundError:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_atomic(path: str, text: str) -> None:

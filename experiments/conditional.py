@@ -75,7 +75,7 @@ def main(argv):
   def quality(field, value, gen):
     if not gen:
       return "–"
-    distinct = len({dataclasses.astuple(g) for g in gen})
+    distinct = len({repr(g) for g in gen})
     if field == "postcode":
       p = evaluate.pvalue_report(train, gen, config)
       q = f"p mean {p['pvalue/mean']:.3f} / median {p['pvalue/median']:.3f}"

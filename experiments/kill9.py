@@ -140,10 +140,10 @@ def run_campaign(
 
   ckpt_dir = os.path.join(killed, "checkpoints")
   history: list[Kill] = []
-  launches, finished = 0, False
+  launches, restarts, finished = 0, 0, False
   while not finished:
     p = _launch(killed, steps, model, cache, logf)
-    launches += 1
+    launches = len(history) + 1
     t_launch = time.time()
     if len(history) >= kills:  # the final, uninterrupted resume
       finished = p.wait() == 0
@@ -156,8 +156,9 @@ def run_campaign(
       deadline = t_launch + rng.uniform(0.0, run_seconds * remaining)
       while time.time() < deadline and p.poll() is None:
         time.sleep(0.002)
-    else:  # the k-th save of this launch, k in 1..4
-      target, seen, was = rng.randint(1, 4), 0, False
+    else:  # the k-th save of this launch, k in 1..4 (at most the saves left)
+      left = (steps - (_latest_step(ckpt_dir) or 0)) // CHECKPOINT_EVERY
+      target, seen, was = rng.randint(1, max(1, min(4, left))), 0, False
       while p.poll() is None and seen < target:
         now = _saving(ckpt_dir, t_launch)
         seen += now and not was
@@ -167,8 +168,11 @@ def run_campaign(
     if p.poll() is not None:  # finished before the kill: run it again from scratch
       if p.returncode != 0:
         raise RuntimeError(f"a resumed run failed (exit {p.returncode}); see {logf.name}")
-      log("the run finished before its kill; restarting it from scratch")
+      # the kills so far were verified by nothing: start the run and the count again
+      log(f"the run finished before kill {len(history) + 1}; restarting it and the count")
       shutil.rmtree(killed)
+      restarts += 1
+      history = []
       continue
     latest, during = _latest_step(ckpt_dir), _saving(ckpt_dir, t_launch)
     p.send_signal(signal.SIGKILL)
@@ -179,7 +183,12 @@ def run_campaign(
       f"{latest}, {'during a save' if during else 'not saving'}"
     )
   logf.close()
-  return {"kills": history, "launches": launches, **verify(ref, killed, steps, model)}
+  return {
+    "kills": history,
+    "launches": launches,
+    "restarts": restarts,
+    **verify(ref, killed, steps, model),
+  }
 
 
 def verify(ref: str, killed: str, steps: int, model: str = "test") -> dict:
@@ -245,7 +254,9 @@ def format_report(res: dict, kills: int, steps: int, seed: int, model: str) -> s
     f"| SIGKILLs | {len(h)} ({sum(k.mode == 'random' for k in h)} at random moments, "
     f"{sum(k.mode == 'save' for k in h)} aimed at a save) |",
     f"| kills that landed during a checkpoint save | {during} |",
-    f"| launches (kills + final resume) | {res['launches']} |",
+    f"| launches | {res['launches']} (the kills and the final resume of the verified run; "
+    f"before it, {res['restarts']} runs finished before their next kill and were discarded "
+    "with their kills) |",
     f"| final step | {res['final_step']} of {steps} |",
     f"| final TrainState bit-identical to the uninterrupted run ({res['leaves']} arrays) | "
     f"{yes(res['bit_identical'])} |",
@@ -263,7 +274,8 @@ def format_report(res: dict, kills: int, steps: int, seed: int, model: str) -> s
   ]
   for i, k in enumerate(h, 1):
     lines.append(
-      f"| {i} | {k.mode} | {k.after_s:.2f} | {k.latest_before} | {yes(k.during_save)[:3]} |"
+      f"| {i} | {k.mode} | {k.after_s:.2f} | {k.latest_before} | "
+      f"{'yes' if k.during_save else 'no'} |"
     )
   return "\n".join(lines) + "\n"
 
@@ -275,6 +287,7 @@ def ok(res: dict) -> bool:
     and res["metric_steps_ok"]
     and res["metric_values_identical"]
     and res["killed_restorable"] == len(res["kept_steps"])
+    and res["leftover_tmp_dirs"] == 0
   )
 
 

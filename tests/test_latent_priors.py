@@ -190,7 +190,7 @@ def test_saved_prior_records_its_model_step_and_temperature(tmp_path):
   assert isinstance(prior, lp.Aggregate) and meta == {"step": 300.0, "temperature": 0.5}
 
 
-@pytest.mark.parametrize("kind", ["aggregate", "mixture"])
+@pytest.mark.parametrize("kind", ["aggregate", "mixture", "full_mixture"])
 def test_sample_with_scales_names_each_samples_component(kind):
   """The scales returned with the samples are those of the component each sample came from:
   components far apart with tiny, distinct spreads identify the component by nearest mean."""
@@ -201,6 +201,9 @@ def test_sample_with_scales_names_each_samples_component(kind):
     prior = lp.Aggregate(means, scales)
   else:
     chols = jax.vmap(jnp.diag)(scales)
+    if kind == "full_mixture":  # off-diagonal terms: the spread is sqrt(sum_j L_ij^2)
+      chols = chols + jnp.tril(jnp.full((d, d), 2e-3), -1)[None]
+      scales = jnp.sqrt(jnp.sum(chols**2, -1))
     prior = lp.Mixture(jnp.log(jnp.full(n_comp, 1.0 / n_comp)), means, chols)
   key = jax.random.key(11)
   z, s = lp.sample_with_scales(prior, key, 40, t)

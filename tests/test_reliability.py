@@ -58,16 +58,35 @@ def test_metric_writer_rewind_drops_later_final_and_torn_rows(tmp_path):
   w.write(2, "eval", {"x": 2.0})
   with open(path, "a") as f:
     f.write('{"step": 6, "split": "tra')  # a run killed mid-write
-  assert w.rewind(3) == 4  # steps 4, 5, the 'final' row at 3 and the torn line
-  with open(path) as f:
-    rows = [json.loads(line) for line in f]
-  assert [(r["step"], r["split"]) for r in rows] == [
-    (1, "train"),
-    (2, "train"),
-    (3, "train"),
-    (2, "eval"),
-  ]
+  assert w.rewind(3) == 3  # steps 4, 5 and the torn line; the final row at 3 stays
+  rows = lambda: [(r["step"], r["split"]) for r in map(json.loads, open(path))]
+  assert rows() == [(1, "train"), (2, "train"), (3, "train"), (3, "final"), (2, "eval")]
+  assert w.rewind(3, drop_final=True) == 1  # an evaluation of step 3 is about to write again
+  assert rows() == [(1, "train"), (2, "train"), (3, "train"), (2, "eval")]
   assert w.rewind(3) == 0 and loop.MetricWriter(str(tmp_path / "none")).rewind(0) == 0
+  with open(path, "a") as f:  # a complete last row without its newline: the next row
+    f.write('{"step": 3, "split": "strategy"}')  # must not be appended to it
+  assert w.rewind(3) == 0
+  w.write(3, "train", {"loss": 1.0})
+  assert rows()[-2:] == [(3, "strategy"), (3, "train")]
+
+
+def test_save_error_names_the_write_failure_not_the_error_the_run_stopped_with(tmp_path):
+  class Mngr:
+    directory = str(tmp_path)
+
+  try:
+    raise loop.NonFiniteLossError("the run's own error")
+  except loop.NonFiniteLossError as during:
+    try:
+      try:
+        raise OSError(28, "No space left on device")
+      except OSError as inner:
+        raise ValueError("RESOURCE_EXHAUSTED: wrapped") from inner
+    except ValueError as e:
+      err = loop._save_error(Mngr(), 9, e, during)
+  assert "step 9" in str(err) and "No space left on device" in str(err)
+  assert "the run's own error" not in str(err) and "(none) is intact" in str(err)
 
 
 def test_atomic_file_keeps_the_old_file_when_the_writer_fails(tmp_path):
@@ -77,8 +96,16 @@ def test_atomic_file_keeps_the_old_file_when_the_writer_fails(tmp_path):
     f.write("half of the new")
     raise RuntimeError("killed")
   assert open(path).read() == "old" and os.listdir(tmp_path) == ["spec.json"]
+  os.chmod(path, 0o640)
   files.write_atomic(path, "new")
   assert open(path).read() == "new" and os.listdir(tmp_path) == ["spec.json"]
+  assert os.stat(path).st_mode & 0o777 == 0o640  # the file keeps its mode
+  umask = os.umask(0o022)
+  try:
+    files.write_atomic(str(tmp_path / "fresh.json"), "x")  # a new file gets open()'s mode
+  finally:
+    os.umask(umask)
+  assert os.stat(tmp_path / "fresh.json").st_mode & 0o777 == 0o644
 
 
 def test_nan_mid_run_stops_keeps_the_last_good_checkpoint_and_resumes_with_a_lower_lr(

@@ -54,15 +54,16 @@ class MetricWriter:
   def __init__(self, path: str):
     self.path = path
 
-  def rewind(self, step: int) -> int:
-    """Drops the rows after `step`, the 'final' evaluation rows at `step` (evaluation runs
-    again) and a torn last line (a run killed mid-write), so that a run resuming from its
-    checkpoint at `step` writes each row once; returns the rows dropped. The file is replaced
-    atomically."""
+  def rewind(self, step: int, drop_final: bool = False) -> int:
+    """Drops the rows after `step` and a torn last line (a run killed mid-write), so that a run
+    resuming from its checkpoint at `step` writes each row once; with `drop_final` also the
+    'final' evaluation rows at `step` (an evaluation about to write its row again). Returns the
+    rows dropped; the file is replaced atomically."""
     if not os.path.exists(self.path):
       return 0
     with open(self.path) as f:
-      lines = f.read().split("\n")
+      text = f.read()
+    lines = text.split("\n")
     keep, dropped = [], 0
     for line in lines:
       if not line:
@@ -72,11 +73,11 @@ class MetricWriter:
         row_step, final = row["step"], row.get("split") == "final"
       except (json.JSONDecodeError, KeyError, TypeError):
         row_step, final = None, False
-      if row_step is None or row_step > step or (final and row_step == step):
+      if row_step is None or row_step > step or (drop_final and final and row_step == step):
         dropped += 1
       else:
         keep.append(line)
-    if dropped:
+    if dropped or (text and not text.endswith("\n")):  # the next row starts on its own line
       files.write_atomic(self.path, "".join(f"{line}\n" for line in keep))
     return dropped
 
@@ -141,20 +142,23 @@ def _finalized_steps(directory) -> list[int]:
     return []
 
 
-def _root_cause(e: BaseException) -> BaseException:
-  """The innermost exception of a chain (orbax wraps the OSError of a write several times)."""
+def _root_cause(e: BaseException, stop: BaseException | None = None) -> BaseException:
+  """The innermost exception of a chain (orbax wraps the OSError of a write several times),
+  not descending into `stop` (an exception that was propagating when `e` was raised)."""
   seen = set()
   while id(e) not in seen:
     seen.add(id(e))
-    nxt = e.__cause__ or e.__context__
-    if nxt is None:
+    nxt = e.__cause__ or (None if e.__suppress_context__ else e.__context__)
+    if nxt is None or nxt is stop:
       break
     e = nxt
   return e
 
 
-def _save_error(mngr: ocp.CheckpointManager, step: int, e: BaseException) -> CheckpointSaveError:
-  cause = _root_cause(e)
+def _save_error(
+  mngr: ocp.CheckpointManager, step: int | None, e: BaseException, during=None
+) -> CheckpointSaveError:
+  cause = _root_cause(e, during)
   steps = _finalized_steps(mngr.directory)
   last = f"step {steps[-1]}" if steps else "none"
   return CheckpointSaveError(
@@ -171,12 +175,12 @@ class _Saver:
   def __init__(self, mngr: ocp.CheckpointManager):
     self.mngr, self.pending = mngr, None
 
-  def wait(self) -> None:
+  def wait(self, during: BaseException | None = None) -> None:
     try:
       self.mngr.wait_until_finished()
     except Exception as e:
       step, self.pending = self.pending, None
-      raise _save_error(self.mngr, step, e) from e
+      raise _save_error(self.mngr, step, e, during) from e
     self.pending = None
 
   def save(self, step: int, state: TrainState) -> None:
@@ -187,9 +191,16 @@ class _Saver:
       raise _save_error(self.mngr, step, e) from e
     self.pending = step
 
-  def close(self) -> None:
+  def close(self, during: BaseException | None = None) -> None:
+    """Waits for the save in flight and closes the manager. `during`: the exception the run
+    is stopping with; a save error is then added to it as a note, so that it stays the error
+    the caller sees."""
     try:
-      self.wait()
+      self.wait(during)
+    except CheckpointSaveError as save_error:
+      if during is None:
+        raise
+      during.add_note(str(save_error))
     finally:
       self.mngr.close()
 
@@ -236,6 +247,8 @@ def train(
 
   Raises:
     NonFiniteLossError: a step's loss or gradient was not finite.
+    CheckpointSaveError: a checkpoint could not be written (e.g. the disk is full); the last
+      complete checkpoint stays restorable.
   """
   os.makedirs(workdir, exist_ok=True)
   tc = config.train
@@ -321,9 +334,12 @@ def train(
       if step % tc.checkpoint_every == 0 or step == end:
         check_finite(state)
         saver.save(step, state)
-  finally:  # a save in flight completes (and reports its error) even if the run stops
+  except BaseException as e:  # a save in flight completes even if the run stops
     progress.close()
-    saver.close()
+    saver.close(during=e)
+    raise
+  progress.close()
+  saver.close()
   check_finite(state)
   return state, task
 
@@ -340,7 +356,9 @@ def train_and_evaluate(config, workdir: str, log=print, task: Task | None = None
   res = task.final_eval(state, config)
   res["eval_seconds"] = time.time() - t_eval
   task.save_final(workdir)
-  MetricWriter(os.path.join(workdir, "metrics.jsonl")).write(
+  writer = MetricWriter(os.path.join(workdir, "metrics.jsonl"))
+  writer.rewind(int(state.step), drop_final=True)  # an evaluation of this step ran before
+  writer.write(
     int(state.step), "final", {k: v for k, v in res.items() if isinstance(v, (int, float))}
   )
   files.write_atomic(
