@@ -96,13 +96,13 @@ def main(argv):
   conditional.sample(
     task, state, {"city": conds[2][1]}, key, n=8, prior=prior, candidates=_CANDIDATES.value
   )
-  if svi is not None:
+  if svi is not None:  # n rows: the SVI batch is sized to the group (up to 512 rows)
     conditional.sample(
       task,
       state,
       {"city": conds[2][1]},
       key,
-      n=8,
+      n=n,
       prior=prior,
       candidates=_CANDIDATES.value,
       svi=svi,
