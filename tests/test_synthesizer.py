@@ -88,6 +88,10 @@ def test_fit_sample_conditions_save_load_report(fitted, tmp_path):
   city = df.city.iloc[0]
   cond = synth.sample(5, conditions={"city": city}, candidates=32)
   assert (cond.city == city).all()
+  refined = synth.sample(5, conditions={"city": city}, candidates=32, svi_steps=2)
+  assert (refined.city == city).all() and not refined.drop(columns="city").equals(
+    cond.drop(columns="city")
+  )
   partial = pd.DataFrame({"city": [city, None], "postcode": [None, df.postcode.iloc[1]]})
   both = synth.sample(conditions=partial, candidates=32)
   assert both.city.iloc[0] == city and both.postcode.iloc[1] == df.postcode.iloc[1]
