@@ -114,9 +114,16 @@ def _latest_step(ckpt_dir: str) -> int | None:
 
 
 def run_campaign(
-  kills: int, steps: int, seed: int, workdir: str, model: str = "test", log=print
+  kills: int,
+  steps: int,
+  seed: int,
+  workdir: str,
+  model: str = "test",
+  log=print,
+  save_delay_s: float = 0.03,
 ) -> dict:
-  """Runs the reference and the killed run in `workdir`; returns the report dict."""
+  """Runs the reference and the killed run in `workdir`; returns the report dict. A kill
+  aimed at a save waits uniform(0, `save_delay_s`) after the save's directory appears."""
   rng = random.Random(seed)
   cache = os.path.join(workdir, "jax_cache")
   ref, killed = os.path.join(workdir, "reference"), os.path.join(workdir, "killed")
@@ -164,7 +171,7 @@ def run_campaign(
         seen += now and not was
         was = now
         time.sleep(0.0005)
-      time.sleep(rng.uniform(0.0, 0.03))
+      time.sleep(rng.uniform(0.0, save_delay_s))
     if p.poll() is not None:  # finished before the kill: run it again from scratch
       if p.returncode != 0:
         raise RuntimeError(f"a resumed run failed (exit {p.returncode}); see {logf.name}")
