@@ -28,3 +28,27 @@ def test_images_smoke_config_trains_and_evaluates(tmp_path):
   assert any("test/iw_nll" in s for s in logs[-1:]) or "IW-NLL" in logs[-1]
   state, task = loop.load_trained(workdir, config)
   assert int(state.step) == config.train.num_steps and state.ema_params is not None
+
+
+@pytest.mark.parametrize("variant", ["lvae", "lvae+", "biva"])
+def test_hierarchical_configs_build_paper_002s_setting(variant):
+  from alala_jax.models.hierarchical import HierarchicalVAE
+  from alala_jax.tasks.images import ImageTask
+
+  config = images_config.get_config(f"smoke,{variant}")
+  task = ImageTask.from_config(config)
+  assert isinstance(task.model, HierarchicalVAE) and task.model.config.variant == variant
+  assert task.model.config.latent_dims == (6, 4, 2)  # smoke sizes whatever the order
+  assert (config.objective.name, config.objective.free_bits) == ("free_bits", 2.0)
+  assert (config.optim.name, config.optim.learning_rate, config.train.batch_size) == (
+    "adamax",
+    2e-3,
+    48,
+  )
+  assert f"hierarchical VAE ({variant} L=3" in task.notes()[1]
+  full = images_config.get_config(variant)
+  assert full.model.latent_dims == (48, 40, 32, 24, 16, 8) and full.optim.ema_decay == 0.9995
+  with pytest.raises(ValueError, match="model.kind"):
+    bad = images_config.get_config("smoke")
+    bad.model.kind = "conv"
+    ImageTask.from_config(bad)

@@ -1,7 +1,8 @@
-"""Likelihood metrics of any VAE with a diagonal-Gaussian posterior and a N(0, I) prior.
+"""Likelihood metrics of any VAE on the core's interface.
 
-Generic over `alala_jax.models.base.VAEModel`: only `encode`, `reparameterize`, `recon(...).nll`
-and `kl` of the model are used, plus `DiagGaussian.log_prob` and `standard_normal_log_prob`.
+Generic over `alala_jax.models.base.VAEModel`: only `encode`, `reparameterize`, `recon(...).nll`,
+`kl` and `log_density_ratio` (log p(z) - log q(z | x); by default a diagonal-Gaussian posterior
+and the N(0, I) prior, overridden by the hierarchical VAEs) of the model are used.
 
   ELBO(x)   = E_q[log p(x | z)] - KL(q(z | x) || p(z))       one z sample, analytic KL (model.kl)
   IW-NLL(x) = -log (1/k sum_k p(x | z_k) p(z_k) / q(z_k | x)),  z_k ~ q(z | x)
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from alala_jax.data import batching
-from alala_jax.models.base import DiagGaussian, VAEModel, standard_normal_log_prob
+from alala_jax.models.base import VAEModel
 
 
 def _sample_keys(key: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -71,7 +72,7 @@ def log_weights(
   model: VAEModel,
   variables: dict,
   x: Any,
-  posterior: DiagGaussian,
+  posterior: Any,
   aux: Any,
   key: jax.Array,
   sample_ids: jax.Array,
@@ -80,7 +81,7 @@ def log_weights(
 
   Args:
     model, variables, x: as `iw_nll`.
-    posterior: q(z | x) of x (mean, scale [B, D]); aux: the encoder's aux for x.
+    posterior: q(z | x) of x (what `model.encode` returns); aux: the encoder's aux for x.
     key: the PRNG key of the estimate (module doc: how sample j's keys derive from it).
     sample_ids: [c] int sample indices j.
 
@@ -92,7 +93,7 @@ def log_weights(
   def one(j):
     z = model.reparameterize(variables, posterior, jax.random.fold_in(k_z, j))
     nll = model.recon(variables, x, z, aux, key=jax.random.fold_in(k_recon, j)).nll
-    return standard_normal_log_prob(z) - posterior.log_prob(z) - nll
+    return model.log_density_ratio(posterior, z) - nll
 
   return jax.vmap(one)(sample_ids).astype(jnp.float32)
 
@@ -112,7 +113,7 @@ def iw_nll(
   chunk does not divide k the last chunk's surplus samples get weight 0.
 
   Args:
-    model: a VAEModel whose posterior is a DiagGaussian and whose prior is N(0, I).
+    model: a VAEModel (its `log_density_ratio` gives log p(z) - log q(z | x)).
     variables: the model's variables.
     x: a batch of B inputs.
     key: PRNG key (module doc: the result does not depend on chunk).
@@ -124,16 +125,15 @@ def iw_nll(
 
   Raises:
     ValueError: num_samples or chunk below 1.
-    TypeError: the posterior is not a DiagGaussian.
   """
   if num_samples < 1 or chunk < 1:
     raise ValueError(f"num_samples ({num_samples}) and chunk ({chunk}) must be >= 1")
   chunk = min(chunk, num_samples)
   num_chunks = -(-num_samples // chunk)
   posterior, aux = model.encode(variables, x)
-  if not isinstance(posterior, DiagGaussian):
-    raise TypeError(f"iw_nll needs a DiagGaussian posterior, got {type(posterior).__name__}")
-  batch = posterior.mean.shape[0]
+  batch = jax.eval_shape(
+    lambda: log_weights(model, variables, x, posterior, aux, key, jnp.arange(1))
+  ).shape[1]
 
   def body(carry, i):
     running_max, running_sum = carry  # [B], [B]: sum exp(lw - running_max)
@@ -183,8 +183,7 @@ def evaluate_images(
   `k_elbo, k_iw = jax.random.split(jax.random.fold_in(key, i))`.
 
   Args:
-    model: a hashable VAEModel (a static argument of the jitted batch program) with a
-      DiagGaussian posterior and N(0, I) prior.
+    model: a hashable VAEModel (a static argument of the jitted batch program).
     variables: the model's variables.
     data_x: [N, ...] inputs (images [N, P]), N >= 1.
     key: PRNG key.

@@ -146,6 +146,12 @@ class VAEModel(abc.ABC):
     del z
     return posterior.kl_standard_normal()
 
+  def log_density_ratio(self, posterior: Any, z: jax.Array) -> jax.Array:
+    """log p(z) - log q(z | x) [B] at z: the latent part of an importance weight
+    (`metrics.likelihood.iw_nll`). Default: a diagonal-Gaussian posterior and the N(0, I) prior;
+    a hierarchy overrides it."""
+    return standard_normal_log_prob(z) - posterior.log_prob(z)
+
   def track_latents(self, variables: dict, z: jax.Array, row_mask: jax.Array | None) -> dict:
     """The non-gradient collections after seeing the sampled training latents z [B, D]."""
     del z, row_mask

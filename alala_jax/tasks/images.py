@@ -1,8 +1,10 @@
 """The 'images' task: a dense Bernoulli VAE on binary images (`alala_jax.models.image`).
 
 Data: `config.data` as described by `alala_jax.data.images.default_config()` (an embedded
-synthetic set by default, or the static binarized MNIST of `../shared/data`); model: latent
-`config.model.latent_dim`, hidden layers `config.model.hidden`; evaluators: the objective's
+synthetic set by default, or the static binarized MNIST of `../shared/data`); model
+(`config.model.kind`): 'dense' (latent `config.model.latent_dim`, hidden layers
+`config.model.hidden`) or 'hierarchical' (paper 002's LVAE / LVAE+ / BIVA,
+`alala_jax.models.hierarchical`, the `HierarchicalConfig` fields from `config.model`); evaluators: the objective's
 test loss every `eval_every` steps, and at the end the test-set ELBO, KL and importance-weighted
 NLL (`config.eval.iw_samples` samples, `config.eval.iw_chunk` at a time, float32 log space)
 with the EMA parameters when the run keeps them, plus a PNG grid of samples.
@@ -19,6 +21,7 @@ import numpy as np
 from alala_jax import image_grid, objectives
 from alala_jax.data import images as image_data
 from alala_jax.metrics import likelihood
+from alala_jax.models.hierarchical import HierarchicalVAE, config_from_model_config
 from alala_jax.models.image import DenseImageVAE, ImageVAEConfig
 from alala_jax.tasks.base import Task
 from alala_jax.train import state as state_lib
@@ -35,14 +38,20 @@ class ImageTask(Task):
   def __init__(self, config, data: image_data.ImageData):
     self.config, self.data = config, data
     mc = config.model
-    self.model = DenseImageVAE(
-      ImageVAEConfig(
-        num_pixels=data.num_pixels,
-        latent_dim=mc.latent_dim,
-        hidden=tuple(int(h) for h in mc.get("hidden", (200, 200))),
-        activation=mc.get("activation", "tanh"),
+    kind = mc.get("kind", "dense")
+    if kind == "hierarchical":  # paper 002's LVAE / LVAE+ / BIVA (model.variant)
+      self.model = HierarchicalVAE(config_from_model_config(mc, data.num_pixels))
+    elif kind == "dense":
+      self.model = DenseImageVAE(
+        ImageVAEConfig(
+          num_pixels=data.num_pixels,
+          latent_dim=mc.latent_dim,
+          hidden=tuple(int(h) for h in mc.get("hidden", (200, 200))),
+          activation=mc.get("activation", "tanh"),
+        )
       )
-    )
+    else:
+      raise ValueError(f"config.model.kind must be 'dense' or 'hierarchical', got {kind!r}")
     setup = state_lib.make_setup(
       self.model,
       objectives.build(config, self.model),
@@ -65,9 +74,13 @@ class ImageTask(Task):
     return [
       f"data: {d.source}: {d.notes}; train {len(d.train)}, test {len(d.test)} images of "
       f"{d.shape[0]}x{d.shape[1]}",
-      f"model: dense Bernoulli VAE, latent {self.model.latent_dim}, hidden "
-      f"{self.model.config.hidden}; objective {self.trainer.objective.name}",
+      f"model: {self.describe_model()}; objective {self.trainer.objective.name}",
     ]
+
+  def describe_model(self) -> str:
+    if isinstance(self.model, HierarchicalVAE):
+      return f"hierarchical VAE ({self.model.describe()})"
+    return f"dense Bernoulli VAE, latent {self.model.latent_dim}, hidden {self.model.config.hidden}"
 
   def save(self, workdir: str) -> None:
     self.workdir = workdir

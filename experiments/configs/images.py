@@ -9,7 +9,8 @@ beta = 1 constant: the model's kl_scale is 1).
 
 Arguments (comma-separated): mnist, smoke, steps=N, objective=NAME (any registered objective,
 e.g. geco with objective.geco.constraints='pixels<=90'), ema (evaluate with EMA parameters,
-decay 0.999). Prints the test ELBO and the importance-weighted NLL (k = eval.iw_samples) and
+decay 0.999), lvae / lvae+ / biva (paper 002's hierarchical VAEs with its training setting:
+`hierarchical` below). Prints the test ELBO and the importance-weighted NLL (k = eval.iw_samples) and
 writes samples.png to the workdir. Burda et al. report NLL 86.76 nats (k = 5000) for this model
 trained 3^8 passes over the data (~3.3M steps of batch 20): our CPU budgets are far smaller and
 say so in BUILD_NOTES.md.
@@ -63,7 +64,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.train.checkpoint_every = 5000
     elif a == "smoke":
       c.data.num_synthetic = 300
-      c.model.latent_dim, c.model.hidden = 4, (16,)
+      if c.model.get("kind") != "hierarchical":
+        c.model.latent_dim, c.model.hidden = 4, (16,)
       c.train.batch_size, c.train.num_steps = 20, 20
       c.train.log_every = c.train.eval_every = c.train.checkpoint_every = 10
       c.train.eval_batches = 1
@@ -77,6 +79,38 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.objective.name = a.split("=", 1)[1]
     elif a == "ema":
       c.optim.ema_decay = 0.999
+    elif a in ("lvae", "lvae+", "biva"):
+      hierarchical(c, a)
     else:
-      raise ValueError(f"unknown config argument {a!r}: mnist, smoke, steps=N, objective=NAME, ema")
+      raise ValueError(
+        f"unknown config argument {a!r}: mnist, smoke, steps=N, objective=NAME, ema, lvae, "
+        "lvae+, biva"
+      )
+  if c.model.get("kind") == "hierarchical" and "smoke" in args:  # whatever the order
+    c.model.latent_dims, c.model.hidden, c.model.block_layers = (6, 4, 2), 16, 1
+    # an EMA of 0.9995 after 20 steps is the initial model, whose deep ancestral samples can
+    # overflow (NaN test losses): a short EMA for the smoke run
+    c.optim.ema_decay = 0.9
   return c
+
+
+def hierarchical(c: ml_collections.ConfigDict, variant: str) -> None:
+  """Paper 002's binary-image setting (App C; DESIGN §2): the dense hierarchy (L = 6, M = 3),
+  free bits of 2 nats per layer and example (BIVA's BU and TD halves each a layer), Adamax 2e-3,
+  batch 48, EMA 0.9995 of the parameters for evaluation, dropout 0.5. The paper then fine-tunes
+  with free bits 0: resume the workdir with `--config.objective.free_bits=0` and more steps."""
+  c.model = ml_collections.ConfigDict()
+  c.model.kind = "hierarchical"
+  c.model.variant = variant
+  c.model.latent_dims = (48, 40, 32, 24, 16, 8)
+  c.model.hidden = 64
+  c.model.block_layers = 3
+  c.model.q_dropout = c.model.p_dropout = 0.5
+  c.model.kl_estimator = "sample"
+  c.model.softplus_logvar = True
+  c.objective.name = "free_bits"
+  c.objective.free_bits = 2.0
+  c.optim.name = "adamax"
+  c.optim.learning_rate = 2e-3
+  c.optim.ema_decay = 0.9995
+  c.train.batch_size = 48
