@@ -51,6 +51,8 @@ def base_config() -> ml_collections.ConfigDict:
   # (App I: deterministic encoder, beta weighs the
   # batch's W2^2 to N(0, I) per dim) | aae (App H)
   c.objective.free_bits = 2.0  # free_bits: lambda, nats per example and layer
+  c.objective.free_bits_until = 1.0  # ... until this fraction of the run, then lambda = 0
+  # (paper 002 fine-tunes with lambda = 0 after the main run)
   c.objective.geco = ml_collections.ConfigDict()  # GECO (paper 003, objectives/geco.py)
   c.objective.geco.constraints = "(lat,long)<=0.05,postcode<=0.05"  # 'field<=tolerance,...'
   # on the model's per-field recon terms (records: the

@@ -164,6 +164,23 @@ def test_free_bits_clamps_each_layer_from_below():
     objectives.make("free_bits", _config("free_bits", free_bits=-1.0), _Model())
 
 
+def test_free_bits_switch_off_for_the_lambda_0_fine_tune():
+  """free_bits_until = 0.6 of 100 steps: lambda until step 59, 0 from step 60 (the plain
+  beta-ELBO), as paper 002's fine-tune."""
+  obj = objectives.make(
+    "free_bits", _config("free_bits", beta=1.0, free_bits=5.0, free_bits_until=0.6), _Model()
+  )
+  kl = jnp.asarray([[4.0, 20.0, 11.0], [6.0, 1.0, 0.0]])
+  terms = _terms(RECON, kl)
+  for step, lam in ((0, 5.0), (59, 5.0), (60, 0.0), (99, 0.0)):
+    loss, metrics = obj.loss({}, terms, step=jnp.int32(step), level=Level())
+    want = np.mean(RECON + np.maximum(np.asarray(kl), lam).sum(0) / 8)
+    np.testing.assert_allclose(float(loss), want, rtol=1e-6)
+    assert float(metrics["free_bits"]) == lam
+  with pytest.raises(ValueError, match="free_bits_until"):
+    objectives.make("free_bits", _config("free_bits", free_bits_until=1.5), _Model())
+
+
 def test_registry():
   assert {"beta", "inverted", "capacity", "free_bits", "wae", "aae"} <= set(objectives.names())
   with pytest.raises(ValueError, match="unknown objective 'vae'"):

@@ -5,7 +5,9 @@ registered by name (`objectives.base`). Every one of them works on any model of 
   'inverted'   recon / beta_i + kl_scale KL                       (App J, Eq 8)
   'capacity'   recon + gamma kl_scale max(KL - C_i, 0)            (App J, Eq 9; gamma = 128)
   'free_bits'  recon + beta_i kl_scale sum_l max(KL_l, lambda)    (BIVA: per example and per
-                                                                   stochastic layer, 2 nats)
+                                                                   stochastic layer, 2 nats;
+                                                                   lambda = 0 after
+                                                                   free_bits_until: fine-tune)
 
 recon is the model's training reconstruction `terms.recon.loss` [B] and KL its per-example KL
 [B] or [L, B] in nats; kl_scale the model's beta units (1 / latent_dim for the record VAE:
@@ -90,12 +92,26 @@ def free_bits_kl(kl, lam) -> jnp.ndarray:
 
 @register("free_bits")
 def make_free_bits(config, model) -> Objective:
+  """lambda = `objective.free_bits` until `objective.free_bits_until` x num_steps (default 1:
+  the whole run), 0 after it: paper 002 trains with free bits, then fine-tunes with lambda = 0
+  (e.g. free_bits_until = 0.9 fine-tunes the last 10 % of the steps)."""
   del model
   lam = float(config.objective.get("free_bits", 2.0))
+  until = float(config.objective.get("free_bits_until", 1.0))
   if lam < 0:
     raise ValueError(f"objective.free_bits (lambda, nats) must be >= 0, got {lam}")
-  return _stateless(
-    "free_bits",
-    lambda t, b, lv: t.recon.loss + b * t.kl_scale * free_bits_kl(t.kl, lam),
-    beta_from_config(config),
-  )
+  if not 0.0 <= until <= 1.0:
+    raise ValueError(
+      f"objective.free_bits_until (a fraction of the run) must be in [0, 1], {until}"
+    )
+  end = until * config.train.num_steps
+  beta = beta_from_config(config)
+
+  def loss(state, terms: Terms, *, step, level):
+    del state
+    b = beta(step)
+    lam_t = jnp.where(step < end, lam, 0.0)
+    per = terms.recon.loss + b * level.beta_scale * terms.kl_scale * free_bits_kl(terms.kl, lam_t)
+    return jnp.mean(per), {"beta": b, "free_bits": lam_t}
+
+  return Objective(name="free_bits", init=no_state, loss=loss)

@@ -98,7 +98,8 @@ def hierarchical(c: ml_collections.ConfigDict, variant: str) -> None:
   """Paper 002's binary-image setting (App C; DESIGN §2): the dense hierarchy (L = 6, M = 3),
   free bits of 2 nats per layer and example (BIVA's BU and TD halves each a layer), Adamax 2e-3,
   batch 48, EMA 0.9995 of the parameters for evaluation, dropout 0.5. The paper then fine-tunes
-  with free bits 0: resume the workdir with `--config.objective.free_bits=0` and more steps."""
+  with free bits 0: `--config.objective.free_bits_until=0.9` switches lambda to 0 for the last
+  10 % of the steps (or resume a finished workdir with `free_bits=0` and more steps)."""
   c.model = ml_collections.ConfigDict()
   c.model.kind = "hierarchical"
   c.model.variant = variant
