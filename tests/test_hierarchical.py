@@ -490,3 +490,30 @@ def test_iw_nll_uses_the_hierarchy_density_ratio(setup):
   nll = model.recon(v, x, z, aux, key=jax.random.fold_in(k_r, 0)).nll
   one = -(np.asarray(nll) + np.asarray(model.kl(post, z)).sum(0))  # sample KL: log p - log q
   np.testing.assert_allclose(lw[0], one, rtol=1e-4, atol=1e-3)
+
+
+def test_layer_report_per_slot_kl_and_active_units(setup):
+  """KL rows and active units per slot against the model's own terms computed explicitly; the
+  means do not depend on the batching, so neither do the active units."""
+  from alala_jax.metrics import hierarchy
+  from alala_jax.metrics.latent import au_from_means
+
+  model, v, x, _ = setup
+  key = jax.random.key(4)
+  rep = hierarchy.layer_report(model, v, x, key, batch_size=x.shape[0])
+  post, _ = model.encode(v, x)
+  kl = np.asarray(model.kl(post, model.reparameterize(v, post, jax.random.fold_in(key, 0))))
+  means = np.asarray(post.mean)
+  assert [k[3:] for k in rep if k.startswith("kl/")] == list(model.kl_rows)
+  for s, row in zip(model.slots, kl):
+    np.testing.assert_allclose(rep[f"kl/{s.name}"], row.mean(), rtol=1e-5)
+    au = au_from_means(means[:, s.start : s.start + s.size])["au"]
+    assert rep[f"au/{s.name}"] == au and rep[f"units/{s.name}"] == s.size
+  halves = hierarchy.layer_report(model, v, x, key, batch_size=x.shape[0] // 2)
+  assert {k: halves[k] for k in halves if k.startswith("au/")} == {
+    k: rep[k] for k in rep if k.startswith("au/")
+  }
+  lines = hierarchy.format_layers({f"test/{k}": val for k, val in rep.items()})
+  assert len(lines) == len(model.slots) and lines[0].strip().startswith(model.slots[-1].name)
+  with pytest.raises(ValueError, match="at least 2"):
+    hierarchy.layer_report(model, v, x[:1], key)

@@ -20,7 +20,7 @@ import numpy as np
 
 from alala_jax import image_grid, objectives
 from alala_jax.data import images as image_data
-from alala_jax.metrics import likelihood
+from alala_jax.metrics import hierarchy, likelihood
 from alala_jax.models.hierarchical import HierarchicalVAE, config_from_model_config
 from alala_jax.models.image import DenseImageVAE, ImageVAEConfig
 from alala_jax.tasks.base import Task
@@ -113,6 +113,15 @@ class ImageTask(Task):
         ).items()
       }
     )
+    if isinstance(self.model, HierarchicalVAE):  # KL and active units per stochastic layer
+      layers = hierarchy.layer_report(
+        self.trainer.eval_model,
+        variables,
+        self.test_arrays[:n_test],
+        jax.random.fold_in(key, 3),
+        batch_size=int(ec.get("batch_size", 100)),
+      )
+      res.update({f"test/{k}": v for k, v in layers.items()})
     if self.workdir:
       n = int(ec.get("num_samples_png", 100))
       imgs = np.asarray(self.trainer.generate(variables, jax.random.fold_in(key, 2), n, False))
@@ -132,6 +141,10 @@ class ImageTask(Task):
       f"KL {res['test/kl']:.3f})",
       f"  test IW-NLL (k = {res['test/num_samples']}) {res['test/iw_nll']:.3f} nats",
     ]
+    layers = hierarchy.format_layers(res)
+    if layers:
+      lines.append("  per stochastic layer (top first):")
+      lines.extend(layers)
     if "samples_png" in res:
       lines.append(f"  samples: {res['samples_png']}")
     return "\n".join(lines)
