@@ -288,15 +288,16 @@ def infer_latents(
   keys = [k for node in fixed for k in nll_keys(node)]
   x1, _ = codec.encode(task.root, task.spec, [_template(task.root, conditions)])
   k_z, k_s, k_r, k_svi = jax.random.split(key, 4)
-  z, scales = latent_priors.sample_with_scales(prior, k_z, candidates, temperature)
+  z = prior.sample(k_z, candidates, temperature)
   logw = _score(task, variables, x1, keys, z, k_s, chunk)
   w = jax.nn.softmax(logw)
   ess = float(1.0 / jnp.sum(w**2))
   idx = jax.random.categorical(k_r, logw, shape=(n,))
   z = z[idx]
   if svi is not None and svi.steps:  # q_0 = the prior component each latent was drawn from
+    scales = prior.component_scales(k_z, candidates, temperature)[idx]
     z, _ = refine_latents(
-      task, variables, x1, keys, z, prior, temperature, k_svi, svi, scales[idx], chunk
+      task, variables, x1, keys, z, prior, temperature, k_svi, svi, scales, chunk
     )
   return z, ess
 

@@ -66,12 +66,22 @@ class Mixture(NamedTuple):
     """[n]."""
     return jax.nn.logsumexp(self.component_log_prob(z) + self.log_weights, axis=1)
 
-  def sample(self, key: jax.Array, n: int, temperature: float = 1.0) -> jax.Array:
-    """[n, D]; `temperature` scales the components' standard deviations."""
+  def _draw(self, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """(component [n], standard normal noise [n, D]) of n samples."""
     k_c, k_e = jax.random.split(key)
     c = jax.random.categorical(k_c, self.log_weights, shape=(n,))
-    eps = temperature * jax.random.normal(k_e, (n, self.means.shape[1]), self.means.dtype)
-    return self.means[c] + jnp.einsum("nij,nj->ni", self.chols[c], eps)
+    return c, jax.random.normal(k_e, (n, self.means.shape[1]), self.means.dtype)
+
+  def sample(self, key: jax.Array, n: int, temperature: float = 1.0) -> jax.Array:
+    """[n, D]; `temperature` scales the components' standard deviations."""
+    c, eps = self._draw(key, n)
+    return self.means[c] + jnp.einsum("nij,nj->ni", self.chols[c], temperature * eps)
+
+  def component_scales(self, key: jax.Array, n: int, temperature: float = 1.0) -> jax.Array:
+    """[n, D]: the per-dimension standard deviation (square root of the covariance's diagonal)
+    of the component each of `sample(key, n, temperature)`'s samples came from."""
+    c, _ = self._draw(key, n)
+    return temperature * jnp.sqrt(jnp.sum(self.chols[c] ** 2, -1))
 
 
 class Aggregate(NamedTuple):
@@ -91,30 +101,26 @@ class Aggregate(NamedTuple):
     n_rec = self.means.shape[0]
     return jax.nn.logsumexp(-0.5 * quad + log_norm[None, :], axis=1) - math.log(n_rec)
 
+  def _draw(self, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array]:
+    """(record [n], standard normal noise [n, D]) of n samples."""
+    k_i, k_e = jax.random.split(key)
+    i = jax.random.randint(k_i, (n,), 0, self.means.shape[0])
+    return i, jax.random.normal(k_e, (n, self.means.shape[1]))
+
   def sample(self, key: jax.Array, n: int, temperature: float = 1.0) -> jax.Array:
     """[n, D]: z = means_i + temperature * scales_i * eps for uniformly drawn records i
     (temperature 0 decodes the posterior means: reconstructions of training records)."""
-    k_i, k_e = jax.random.split(key)
-    i = jax.random.randint(k_i, (n,), 0, self.means.shape[0])
-    eps = jax.random.normal(k_e, (n, self.means.shape[1]))
+    i, eps = self._draw(key, n)
     return self.means[i] + temperature * self.scales[i] * eps
+
+  def component_scales(self, key: jax.Array, n: int, temperature: float = 1.0) -> jax.Array:
+    """[n, D]: temperature * scales_i of the record each of `sample(key, n, temperature)`'s
+    samples came from."""
+    i, _ = self._draw(key, n)
+    return temperature * self.scales[i]
 
 
 Prior = Mixture | Aggregate
-
-
-def sample_with_scales(
-  prior: Prior, key: jax.Array, n: int, temperature: float = 1.0
-) -> tuple[jax.Array, jax.Array]:
-  """(`prior.sample(key, n, temperature)`, the per-dimension standard deviation [n, D] of the
-  component each sample was drawn from at that temperature: for a Mixture the square root of
-  its covariance's diagonal)."""
-  z = prior.sample(key, n, temperature)
-  if isinstance(prior, Aggregate):
-    i = jax.random.randint(jax.random.split(key)[0], (n,), 0, prior.means.shape[0])
-    return z, temperature * prior.scales[i]
-  c = jax.random.categorical(jax.random.split(key)[0], prior.log_weights, shape=(n,))
-  return z, temperature * jnp.sqrt(jnp.sum(prior.chols[c] ** 2, -1))
 
 
 def tempered(prior: Prior, temperature: float) -> Prior:
