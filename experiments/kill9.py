@@ -106,11 +106,9 @@ class Kill:
 
 
 def _latest_step(ckpt_dir: str) -> int | None:
-  try:
-    steps = [int(n) for n in os.listdir(ckpt_dir) if n.isdigit()]
-  except FileNotFoundError:
-    return None
-  return max(steps) if steps else None
+  from alala_jax.train import loop  # imports jax: after runtime.setup()
+
+  return max(loop._finalized_steps(ckpt_dir), default=None)
 
 
 def run_campaign(
