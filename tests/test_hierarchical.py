@@ -108,6 +108,16 @@ def _run(model, model_analytic, v, x, key):
     "jac_q": jax.jacfwd(q_fn, argnums=(1, 2))(v["params"], x, z),  # ([B, out, B, P], [.. D])
     "by_group": group_tangents(v["params"]),  # ({slot: [G, B, out]}, {slot or 'x': [G, ..]})
   }
+  # L^{>k} (Eq 3) for every k with its draws: z_{>k} = the posterior sample z above (same key),
+  # z_{<=k} ancestral from the prior given them
+  eps_p = jax.random.normal(jax.random.split(k_fused)[1], z.shape)
+  mixed = [
+    model.net.apply(v, eps_p, z, k, method=hnn.HierarchicalNet.prior_sample) for k in range(L + 1)
+  ]
+  out["l_above"] = [model.l_above_k(v, x, k_fused, k) for k in range(L + 1)]
+  out["eps_above"] = eps_p
+  out["mixed"] = mixed
+  out["mixed_p"] = [model.generate(v, zk) for zk in mixed]
   if model.config.variant == "lvae":  # q(z_L | x) reads x alone: Monte Carlo of its KL row
     keys = jax.random.split(k_mc, N_MC)
     out["mc_top"] = jax.vmap(lambda k: model.kl(q, q.sample(k))[-1])(keys)
@@ -328,6 +338,34 @@ def test_prior_sampling_is_ancestral(setup):
       np.testing.assert_allclose(cut(z), want, rtol=1e-4, atol=1e-5)
 
 
+def test_l_above_k_against_scipy(setup):
+  """Paper 002 Eq 3 for every k: the slots above k are the posterior sample, those at or below
+  k are ancestral draws from p given them; the value is log p(x | z) + log p(z_>k) -
+  log q(z_>k | x) from scipy's normal and Bernoulli log-densities (q's Gaussians at the
+  posterior sample: for BIVA's BU slots they read the discarded z^BU_<=k); k = 0 is the
+  one-sample ELBO of the same noise (fused_terms)."""
+  model, _, x, out = setup
+  z_q, q_stats, eps = out["z"], out["stats"], out["eps_above"]
+  for k in range(L + 1):
+    zk, (p, logits) = out["mixed"][k], out["mixed_p"][k]
+    want = scipy.stats.bernoulli.logpmf(x, scipy.special.expit(logits.astype(np.float64))).sum(-1)
+    for j, s in enumerate(model.slots):
+      cut = lambda a: np.asarray(a[:, s.start : s.start + s.size], np.float64)
+      pm, plv = (0.0, 0.0) if p.mean[j] is None else (p.mean[j], p.logvar[j])
+      if s.layer > k:
+        np.testing.assert_array_equal(cut(zk), cut(z_q))
+        qs = q_stats[s.name]
+        want += scipy.stats.norm.logpdf(cut(zk), pm, np.exp(0.5 * plv)).sum(-1)
+        want -= scipy.stats.norm.logpdf(cut(zk), qs["q_mean"], np.exp(0.5 * qs["q_logvar"])).sum(-1)
+      else:
+        np.testing.assert_allclose(cut(zk), pm + np.exp(0.5 * plv) * cut(eps), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out["l_above"][k], want, rtol=1e-4, atol=1e-3)
+  z, rec, kl = out["fused"]
+  np.testing.assert_allclose(out["l_above"][0], -(rec.nll + kl.sum(0)), rtol=1e-5, atol=1e-4)
+  with pytest.raises(ValueError, match="k must be in"):
+    model.l_above_k({}, x, jax.random.key(0), L + 1)
+
+
 def test_one_sample_kl_against_scipy(setup):
   """Row s of kl = log q(z_s | .) - log p(z_s | .) at the sampled z, with q's and p's
   Gaussians from the passes; scipy's normal log-density in float64 (the top's p is N(0, I));
@@ -422,15 +460,17 @@ def test_config_validation_and_from_model_config():
 
 
 @pytest.mark.parametrize("weight_norm", [True, False], ids=["weight_norm", "plain"])
-def test_linear_data_dependent_init(weight_norm):
-  """At init on a batch every unit's output has zero mean and unit variance (Salimans & Kingma,
-  the TF reference's init pass); one row (init_levels' example) keeps w = v and bias 0."""
+@pytest.mark.parametrize("init_scale", [0.01, 1.0])
+def test_linear_data_dependent_init(weight_norm, init_scale):
+  """At init on a batch every unit's output has zero mean and standard deviation init_scale
+  (Salimans & Kingma; the TF reference's init pass uses 0.01); one row (init_levels' example)
+  keeps w = v and bias 0."""
   x = jnp.asarray(np.random.default_rng(0).normal(3.0, 5.0, (64, 5)), jnp.float32)
-  layer = hnn.Linear(4, weight_norm=weight_norm)
+  layer = hnn.Linear(4, weight_norm=weight_norm, init_scale=init_scale)
   v = layer.init(jax.random.key(0), x)
   y = np.asarray(layer.apply(v, x), np.float64)
-  np.testing.assert_allclose(y.mean(0), 0.0, atol=1e-4)
-  np.testing.assert_allclose(y.var(0), 1.0, rtol=1e-3)
+  np.testing.assert_allclose(y.mean(0), 0.0, atol=1e-4 * init_scale)
+  np.testing.assert_allclose(y.std(0), init_scale, rtol=1e-3)
   assert set(v["params"]) == ({"kernel", "bias", "scale"} if weight_norm else {"kernel", "bias"})
   one = layer.init(jax.random.key(0), x[:1])["params"]
   np.testing.assert_array_equal(one["bias"], 0.0)
@@ -470,6 +510,39 @@ def test_trainer_steps_with_free_bits_lower_the_loss():
   assert state.ema_params is not None
   labels = jax.tree.leaves(model.partition(state.params))
   assert set(labels) == {base.ENCODER, base.DECODER}
+
+
+def test_core_step_uses_the_fused_pass_so_q_gets_dropout():
+  """The core's `level_terms` calls a model's `fused_terms` (no refinement, sampled z): in
+  training q's dropout changes the KL rows and z (the sequence encode / reparameterize / kl has
+  no train flag, so it could not), and in evaluation the terms are the sequence's."""
+  from alala_jax.train import step as step_lib
+
+  model = _model("biva", latent_dims=(3, 2), hidden=8, block_layers=1, p_dropout=0.0)
+  x = jnp.asarray(_binary(5, n=6))
+  v = model.init(jax.random.key(0), x)
+  c = base_config.base_config()
+  c.objective.name = "free_bits"
+  setup_ = state_lib.make_setup(model, objectives.build(c, model), c)
+  key = jax.random.key(1)
+  terms = {
+    train: jax.jit(
+      lambda v, x, k, train=train: step_lib.level_terms(setup_, v, x, None, k, 0, train=train)[0]
+    )(v, x, key)
+    for train in (False, True)
+  }
+  post, aux = model.encode(v, x)
+  z = model.reparameterize(v, post, jax.random.split(key)[0])
+  chex.assert_trees_all_close(
+    (terms[False].z, terms[False].kl, terms[False].recon.nll),
+    (z, model.kl(post, z), model.recon(v, x, z, aux, key=None).nll),
+    rtol=1e-5,
+    atol=1e-5,
+  )
+  _, zt, rect, klt = model.fused_terms(v, x, key, train=True)
+  chex.assert_trees_all_close((terms[True].z, terms[True].kl), (zt, klt), rtol=1e-5, atol=1e-5)
+  assert not np.allclose(terms[True].kl, terms[False].kl)
+  assert not np.allclose(terms[True].z, terms[False].z)
 
 
 def test_iw_nll_uses_the_hierarchy_density_ratio(setup):

@@ -16,6 +16,9 @@ returns arrays, never mutates anything.
   recon(variables, x, z, aux, *, key, step, train) -> Recon   per-example terms [B]; train:
                                                           the training step (dropout)
   kl(posterior, z)                  -> [B] or per stochastic layer [L, B], nats
+  fused_terms(variables, x, key, *, step, train) -> (posterior, z, Recon, kl)   optional: the
+                                                          four in one pass, for models whose
+                                                          q and p(z) take dropout in training
   track_latents(variables, z, row_mask) -> model_state    the generation prior's statistics
   decode(variables, z, key)         -> x                  g(z)
   sample(variables, key, n)         -> x                  generation
@@ -93,6 +96,12 @@ class VAEModel(abc.ABC):
   # collection -> top-level entries stacked on the level axis under multiscale, e.g.
   # {'params': ('sigma_net',), 'batch_stats': ('latent_moments',)}
   level_collections: Mapping[str, tuple[str, ...]] = {}
+  # Optional: a method (variables, x, key, *, step, train) -> (posterior, z, Recon, kl) that
+  # computes encode / reparameterize / recon / kl of one batch together. The core's step calls
+  # it instead of the sequence when there is no refinement and the objective samples z; its
+  # z must be the sequence's z for the latent key split(key)[0] when not training (dropout, as
+  # in paper 002's hierarchies, may differ in training).
+  fused_terms = None
 
   @abc.abstractmethod
   def init(self, key: jax.Array, x: Any) -> dict:

@@ -74,10 +74,13 @@ Defaults and their sources (config: `HierarchicalConfig`):
   softplus_logvar True                 both references (TF var = softplus + eps as log-variance;
                                        PyTorch log_var_act=Softplus): sigma >= 1; DESIGN §2
   weight_norm True                     App A
-  data_init True                       the TF reference's data-dependent init pass (Salimans &
-                                       Kingma): `init` standardises every layer's outputs on the
-                                       example batch, with sampled latents; without it the
-                                       default L = 6, M = 3 stack overflows on MNIST (NaN z^BU)
+  data_init True, init_scale 0.01      the TF reference's data-dependent init pass (Salimans &
+                                       Kingma) with its init_scale: `init` sets every layer's
+                                       outputs on the example batch, with sampled latents, to
+                                       mean 0 and std 0.01 (residual layers start near the
+                                       identity); without it, or at std 1, the default L = 6,
+                                       M = 3 stack overflows (NaN z^BU on MNIST, NaN held-out
+                                       ELBO after the smoke run)
   kl_estimator 'sample'                both references (DESIGN §2)
   free bits lambda = 2 per row, Adamax 2e-3, batch 48, EMA 0.9995: training config (Sec 4,
   App C; DESIGN §2), through the core's 'free_bits' objective and optimiser settings.
@@ -393,6 +396,38 @@ class HierarchicalVAE(base.VAEModel):
     """z ~ p(z) by ancestral sampling: [n, D]."""
     eps = jax.random.normal(key, (n, self.latent_dim))
     return self.net.apply(variables, eps, method=HierarchicalNet.prior_sample)
+
+  def l_above_k(self, variables: dict, x: Any, key: jax.Array, k: int) -> jax.Array:
+    """One-sample estimate of paper 002's L^{>k} (Eq 3) per image [B], nats (higher: more
+    likely; k = 0 is the one-sample ELBO with the same latent noise as `fused_terms`):
+
+      L^{>k} = E_{p(z_<=k | z_>k) q(z_>k | x)} [log p(x | z) + log p(z_>k) - log q(z_>k | x)].
+
+    z_{>k} is drawn from q (a whole posterior sample, its layers <= k discarded), z_{<=k} from
+    the conditional prior given z_{>k} (`HierarchicalNet.prior_sample`). log q(z_{>k} | x) is
+    the product of q's conditionals of the slots above k: exact for LVAE and LVAE+ (q is
+    top-down there); for BIVA the BU slots above k condition on the discarded z^BU_{<=k}, so
+    it is q's joint conditional at those draws (the marginal over them has no closed form),
+    as in a one-sample estimate of the joint. k = L: every layer from the prior, the
+    likelihood under prior samples."""
+    c = self.config
+    if not 0 <= k <= c.num_layers:
+      raise ValueError(f"k must be in 0..{c.num_layers} (L), got {k}")
+    x = self._check_x(x)
+    k_q, k_p = jax.random.split(key)
+    eps = jax.random.normal(k_q, (x.shape[0], self.latent_dim), x.dtype)
+    z_q, q = self.infer(variables, x, eps, given=False)
+    eps_p = jax.random.normal(k_p, z_q.shape, x.dtype)
+    z = self.net.apply(variables, eps_p, z_q, k, method=HierarchicalNet.prior_sample)
+    p, logits = self.generate(variables, z)
+    out = -bernoulli_nll(logits, x)
+    for s, mq, lq, mp, lp in zip(self.slots, q.mean, q.logvar, p.mean, p.logvar):
+      if s.layer > k:
+        zs = z[:, s.start : s.start + s.size]
+        if mp is None:
+          mp, lp = jnp.zeros_like(mq), jnp.zeros_like(lq)
+        out = out + gaussian_log_prob(zs, mp, lp) - gaussian_log_prob(zs, mq, lq)
+    return out
 
   def prior_moments(self, variables: dict):
     raise NotImplementedError(

@@ -9,7 +9,8 @@ convolutions:
   Linear        a dense layer with weight normalisation (App A: "Weight normalization ... in
                 all neural network layers") and the data-dependent initialisation of Salimans &
                 Kingma (the TF reference's `init` pass): at `init`, every layer's outputs on the
-                example batch get zero mean and unit variance
+                example batch get zero mean and standard deviation init_scale (0.01 as the
+                reference's `init_scale`)
   GatedDense    the reference's `gated_resnet` as a dense layer:
                   h = act(W_in act(x) [+ W_aux act(aux)]);  h = dropout(h)
                   a, g = split(W_out h);  y = a * sigmoid(g)  [+ x if residual]
@@ -73,6 +74,8 @@ class HierarchicalConfig:
   weight_norm: bool = True  # App A
   data_init: bool = True  # data-dependent initialisation of every layer (the TF reference's
   # `init` pass; `Linear`): needs an init batch of >= 2 rows
+  init_scale: float = 0.01  # the std of every layer's outputs on the init batch (the TF
+  # reference's `init_scale = .01` in dense / conv2d / deconv2d)
   kl_estimator: str = "sample"  # 'sample': log q - log p at the sampled z (both references);
   # 'analytic': the closed-form Gaussian KL where it is unbiased (models/hierarchical.py)
 
@@ -91,6 +94,8 @@ class HierarchicalConfig:
       rate = getattr(self, name)
       if not 0.0 <= rate < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {rate}")
+    if not self.init_scale > 0:
+      raise ValueError(f"init_scale must be positive, got {self.init_scale}")
     if self.kl_estimator not in KL_ESTIMATORS:
       raise ValueError(f"unknown kl_estimator {self.kl_estimator!r}: expected {KL_ESTIMATORS}")
     activation_fn(self.activation)
@@ -139,14 +144,16 @@ class Linear(nn.Module):
 
   Data-dependent initialisation (Salimans & Kingma 2016, as the TF reference's `init` pass):
   at `init` with a batch of >= 2 rows, scale and bias are set so that the layer's outputs on
-  that batch have zero mean and unit variance per unit (a plain kernel stores the same effective
-  weights). Deep stacks of residual layers otherwise grow their activations layer by layer
-  until exp(log-variance) overflows (measured: NaN latents with the default L = 6, M = 3 on
-  MNIST). With one row, or data_init off: w = v (scale = ||v||), bias 0."""
+  that batch have zero mean and standard deviation `init_scale` per unit (the reference's
+  0.01; a plain kernel stores the same effective weights), so that every residual layer starts
+  near the identity. Unit-variance outputs (init_scale 1) grew the activations of the default
+  L = 6, M = 3 stack layer by layer: on held-out rows the top posterior's log-variance reached
+  24 and the ancestral sample below overflowed. With one row, or init_scale 0 (off):
+  w = v (scale = ||v||), bias 0."""
 
   features: int
   weight_norm: bool = True
-  data_init: bool = True
+  init_scale: float = 0.01
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -156,9 +163,9 @@ class Linear(nn.Module):
       v0 = nn.initializers.lecun_normal()(self.make_rng("params"), shape, jnp.float32)
       unit = v0 * jax.lax.rsqrt(jnp.sum(v0**2, 0) + 1e-12)
       rows = x.reshape(-1, x.shape[-1])
-      if self.data_init and rows.shape[0] > 1:
+      if self.init_scale > 0 and rows.shape[0] > 1:
         t = rows @ unit
-        g0 = jax.lax.rsqrt(jnp.var(t, 0) + 1e-6)
+        g0 = self.init_scale * jax.lax.rsqrt(jnp.var(t, 0) + 1e-10)  # the reference's eps
         b0 = -jnp.mean(t, 0) * g0
       else:
         g0, b0 = jnp.sqrt(jnp.sum(v0**2, 0)), jnp.zeros((self.features,), jnp.float32)
@@ -180,14 +187,14 @@ class GatedDense(nn.Module):
   dropout: float
   residual: bool
   weight_norm: bool
-  data_init: bool
+  init_scale: float  # data-dependent init's output std; 0: off (`Linear`)
 
   @nn.compact
   def __call__(
     self, x: jax.Array, aux: jax.Array | None = None, *, deterministic: bool = True
   ) -> jax.Array:
     act = activation_fn(self.activation)
-    linear = lambda n, name: Linear(n, self.weight_norm, self.data_init, name=name)
+    linear = lambda n, name: Linear(n, self.weight_norm, self.init_scale, name=name)
     h = linear(self.features, "in")(act(x))
     if aux is not None:
       h = h + linear(self.features, "aux")(act(aux))
@@ -207,7 +214,7 @@ class Block(nn.Module):
   activation: str
   dropout: float
   weight_norm: bool
-  data_init: bool
+  init_scale: float  # data-dependent init's output std; 0: off (`Linear`)
   first_residual: bool  # False where the input's width is not `features` (x, a z projection)
 
   @nn.compact
@@ -228,7 +235,7 @@ class Block(nn.Module):
         self.dropout,
         residual,
         self.weight_norm,
-        self.data_init,
+        self.init_scale,
         name=f"layer_{j}",
       )(h, a, deterministic=deterministic)
       hiddens.append(h)
@@ -242,13 +249,13 @@ class GaussianHead(nn.Module):
   activation: str
   softplus_logvar: bool
   weight_norm: bool
-  data_init: bool
+  init_scale: float  # data-dependent init's output std; 0: off (`Linear`)
 
   @nn.compact
   def __call__(self, h: jax.Array) -> tuple[jax.Array, jax.Array]:
     h = activation_fn(self.activation)(h)
-    mean = Linear(self.size, self.weight_norm, self.data_init, name="mean")(h)
-    raw = Linear(self.size, self.weight_norm, self.data_init, name="logvar")(h)
+    mean = Linear(self.size, self.weight_norm, self.init_scale, name="mean")(h)
+    raw = Linear(self.size, self.weight_norm, self.init_scale, name="logvar")(h)
     return mean, (jax.nn.softplus(raw) if self.softplus_logvar else raw)
 
 
@@ -273,7 +280,7 @@ class HierarchicalNet(nn.Module):
   def setup(self):
     c = self.config
     L = c.num_layers
-    wn, di = c.weight_norm, c.data_init
+    wn, di = c.weight_norm, (c.init_scale if c.data_init else 0.0)
     block = lambda dropout, first_residual: Block(
       c.hidden, c.block_layers, c.activation, dropout, wn, di, first_residual
     )
@@ -339,16 +346,23 @@ class HierarchicalNet(nn.Module):
       [p[n][0] if n in p else None for n in names], [p[n][1] if n in p else None for n in names]
     ), logits
 
-  def prior_sample(self, eps_flat: jax.Array) -> jax.Array:
-    """Ancestral sampling z ~ p(z) from standard normal noise [n, D] (no dropout)."""
+  def prior_sample(
+    self, eps_flat: jax.Array, z_above: jax.Array | None = None, k: int = 0
+  ) -> jax.Array:
+    """Ancestral sampling from standard normal noise [n, D] (no dropout): z ~ p(z), or, with
+    z_above [n, D], the layers above k keep z_above's values and z_k..z_1 are drawn from
+    p(z_i | z_{>i}) (paper 002 Eq 3's p(z_{<=k} | z_{>k}); every part of a BIVA layer alike)."""
     c = self.config
+    L = c.num_layers
     eps = _split(eps_flat, c)
-    z = {f"z{c.num_layers}": eps[f"z{c.num_layers}"]}
+    keep = {} if z_above is None else _split(z_above, c)
+    top = f"z{L}"
+    z = {top: keep[top] if (keep and L > k) else eps[top]}
     skips = None
-    for i in range(c.num_layers - 1, 0, -1):
+    for i in range(L - 1, 0, -1):
       d, skips = self._g_block(i, self._z_in(z, i + 1), skips, True)
       for name, (m, lv) in self._prior_heads(i, d).items():
-        z[name] = m + jnp.exp(0.5 * lv) * eps[name]
+        z[name] = keep[name] if (keep and i > k) else m + jnp.exp(0.5 * lv) * eps[name]
     return jnp.concatenate([z[s.name] for s in slots(c)], -1)
 
   # ----------------------------------------------------------------- inference network --
@@ -406,8 +420,9 @@ class HierarchicalNet(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     """Touches every parameter (for `init`): the logits at a posterior sample [B, P]. At init the
     latents are sampled (noise from the 'params' stream), so that the data-dependent
-    initialisation sees the inputs training gives each layer: standardised on the mean path
-    alone, the BU path's sampled z^BU (sigma >= 1) overflowed by z_4^BU (L = 6, MNIST)."""
+    initialisation sees the inputs training gives each layer: calibrated on the mean path
+    alone (at init_scale 1), the BU path's sampled z^BU (sigma >= 1) overflowed by z_4^BU
+    (L = 6, MNIST)."""
     shape = (x.shape[0], latent_size(self.config))
     if self.is_initializing():
       eps = jax.random.normal(self.make_rng("params"), shape, x.dtype)

@@ -49,34 +49,44 @@ def level_terms(
 ) -> tuple[Terms, dict, dict]:
   """The model's terms on one level's batch, its updated non-gradient collections and the
   refinement's metrics (SVI losses; {} without refinement). With a refinement the posterior
-  is the refined q_K (alala_jax/refine.py)."""
+  is the refined q_K (alala_jax/refine.py); without one, a model with `fused_terms` computes
+  the four terms in one pass (models/base.py)."""
   model = setup.model
   k_z, k_recon = jax.random.split(key)
   if train:
     variables = {**variables, **model.update_stats(variables, x, row_mask)}
-  posterior, aux = model.encode(variables, x)
   encoder_loss, refine_metrics = None, {}
-  if setup.refinement is not None:  # SA-VAE & co (alala_jax/refine.py); its own key
-    posterior, encoder_loss, refine_metrics = setup.refinement.apply(
-      model,
-      variables,
-      x,
-      aux,
-      posterior,
-      jax.random.fold_in(key, REFINE_SALT),
-      step=step,
-      train=train,
-    )
-  if setup.objective.deterministic:
-    z = posterior.mean
+  if (
+    model.fused_terms is not None and setup.refinement is None and not setup.objective.deterministic
+  ):
+    # one pass (models/base.py): e.g. paper 002's dropout inside q and p(z)
+    posterior, z, recon, kl = model.fused_terms(variables, x, key, step=step, train=train)
+    if train:
+      variables = {**variables, **model.track_latents(variables, z, row_mask)}
   else:
-    z = model.reparameterize(variables, posterior, k_z)
-  if train:
-    variables = {**variables, **model.track_latents(variables, z, row_mask)}
-  recon = model.recon(variables, x, z, aux, key=k_recon, step=step, train=train)
+    posterior, aux = model.encode(variables, x)
+    if setup.refinement is not None:  # SA-VAE & co (alala_jax/refine.py); its own key
+      posterior, encoder_loss, refine_metrics = setup.refinement.apply(
+        model,
+        variables,
+        x,
+        aux,
+        posterior,
+        jax.random.fold_in(key, REFINE_SALT),
+        step=step,
+        train=train,
+      )
+    if setup.objective.deterministic:
+      z = posterior.mean
+    else:
+      z = model.reparameterize(variables, posterior, k_z)
+    if train:
+      variables = {**variables, **model.track_latents(variables, z, row_mask)}
+    recon = model.recon(variables, x, z, aux, key=k_recon, step=step, train=train)
+    kl = model.kl(posterior, z)
   terms = Terms(
     recon=recon,
-    kl=model.kl(posterior, z),
+    kl=kl,
     z=z,
     posterior=posterior,
     row_mask=row_mask,

@@ -88,9 +88,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       )
   if c.model.get("kind") == "hierarchical" and "smoke" in args:  # whatever the order
     c.model.latent_dims, c.model.hidden, c.model.block_layers = (6, 4, 2), 16, 1
-    # an EMA of 0.9995 after 20 steps is the initial model, whose deep ancestral samples can
-    # overflow (NaN test losses): a short EMA for the smoke run
-    c.optim.ema_decay = 0.9
   return c
 
 
