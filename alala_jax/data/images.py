@@ -12,6 +12,10 @@ Images are flattened in row-major (C) order to [N, P = H * W] float32 arrays in 
   `binarized_mnist_{train,valid,test}.amat` files. Those are MATLAB v5 MAT-files despite the
   extension in the shared copy (matrix 'X'); Larochelle's original `.amat` text format
   (whitespace-separated 0/1, 784 per line) is read too.
+* `load_omniglot_28`: Omniglot characters (Lake et al.) from the 105x105 originals in
+  `../shared/data/omniglot_105x105/` (see its SOURCE.md), made MNIST-like for out-of-distribution
+  tests: strokes set to 1, area-averaged to 28x28, binarized by one Bernoulli draw per pixel
+  from the grey level (as the static binarized MNIST was drawn from MNIST's grey levels).
 * `load(cfg)`: the configured one (its docstring lists the config fields).
 """
 
@@ -37,6 +41,7 @@ DEFAULT_MNIST_DIR = os.path.normpath(
     "binarized_mnist",
   )
 )
+DEFAULT_OMNIGLOT_DIR = os.path.join(os.path.dirname(DEFAULT_MNIST_DIR), "omniglot_105x105")
 SYNTHETIC_CLASSES = ("horizontal_bar", "vertical_bar", "rectangle", "cross", "square")
 _MAT_MAGIC = b"MATLAB"
 
@@ -275,6 +280,48 @@ def load_binarized_mnist(
   if limit or test_limit:
     notes += f"; kept {len(train)} train / {len(test)} test"
   return ImageData(train=train, test=test, shape=MNIST_SHAPE, source=read, notes=notes, valid=valid)
+
+
+def area_resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """[n_out, n_in] weights of area averaging: row i is the share of each input pixel [j, j + 1)
+  inside output pixel i's interval [i s, (i + 1) s), s = n_in / n_out, divided by s (rows sum
+  to 1). Resize an image by W @ img @ W.T."""
+  s = n_in / n_out
+  lo = np.arange(n_out)[:, None] * s
+  j = np.arange(n_in)[None, :]
+  overlap = np.clip(np.minimum(lo + s, j + 1) - np.maximum(lo, j), 0.0, None)
+  return overlap / s
+
+
+def load_omniglot_28(
+  path: str = DEFAULT_OMNIGLOT_DIR, *, split: str = "evaluation", limit: int = 0, seed: int = 0
+) -> np.ndarray:
+  """Omniglot as 28x28 binary images [N, 784] float32 (module doc): the 105x105 originals
+  (white background, black strokes) inverted so strokes are 1, area-averaged to 28x28
+  (`area_resize_matrix`), then binarized by one Bernoulli draw per pixel with probability the
+  grey level (numpy generator `seed`). Images in file order (character, drawer); `limit` keeps
+  the first `limit` (0 = all).
+
+  Raises:
+    FileNotFoundError: the .npz of the split is missing (the message names it).
+    ValueError: an unknown split, or images that are not [..., 105, 105].
+  """
+  if split not in ("background", "evaluation"):
+    raise ValueError(f"unknown Omniglot split {split!r}: expected 'background' or 'evaluation'")
+  f = path if path.endswith(".npz") else os.path.join(path, f"images_{split}.npz")
+  if not os.path.exists(f):
+    raise FileNotFoundError(f"Omniglot file not found: {f}")
+  with np.load(f) as d:
+    imgs = d["images"]
+  if imgs.shape[-2:] != (105, 105):
+    raise ValueError(f"{f}: expected images [..., 105, 105], got {imgs.shape}")
+  imgs = imgs.reshape(-1, 105, 105)
+  if limit:
+    imgs = imgs[:limit]
+  w = area_resize_matrix(105, 28)
+  grey = np.einsum("ij,njk,lk->nil", w, 1.0 - imgs.astype(np.float64), w)
+  rng = np.random.default_rng(seed)
+  return (rng.random(grey.shape) < grey).astype(np.float32).reshape(len(imgs), 784)
 
 
 # ------------------------------------------------------------------------------- config --

@@ -90,7 +90,9 @@ class ImageTask(Task):
     return self.test_loss_means(state, config)
 
   def final_eval(self, state, config) -> dict[str, Any]:
-    """Test-set ELBO and IW-NLL (nats per image), KL, and a PNG grid of samples."""
+    """Test-set ELBO and IW-NLL (nats per image), KL, and a PNG grid of samples; for a
+    hierarchical VAE also KL and active units per stochastic layer and the mean L^{>k} for
+    k = 0..L-1 (eval.l_above_samples one-sample estimates per image; 0: skip)."""
     ec = config.eval
     variables = self.trainer.variables(state)
     key = jax.random.key(config.seed + 7)
@@ -122,6 +124,17 @@ class ImageTask(Task):
         batch_size=int(ec.get("batch_size", 100)),
       )
       res.update({f"test/{k}": v for k, v in layers.items()})
+      s = int(ec.get("l_above_samples", 1))
+      if s > 0:  # paper 002 Eq 3 for k = 0..L-1: the mean over the test images
+        scores = hierarchy.l_above_k(
+          self.trainer.eval_model,
+          variables,
+          self.test_arrays[:n_test],
+          jax.random.fold_in(key, 4),
+          num_samples=s,
+          batch_size=int(ec.get("batch_size", 100)),
+        )
+        res.update({f"test/l_above/{k}": float(np.mean(row)) for k, row in enumerate(scores)})
     if self.workdir:
       n = int(ec.get("num_samples_png", 100))
       imgs = np.asarray(self.trainer.generate(variables, jax.random.fold_in(key, 2), n, False))
@@ -145,6 +158,11 @@ class ImageTask(Task):
     if layers:
       lines.append("  per stochastic layer (top first):")
       lines.extend(layers)
+    above = sorted((int(k.split("/")[-1]), v) for k, v in res.items() if "/l_above/" in k)
+    if above:
+      lines.append(
+        "  L^{>k} (paper 002 Eq 3), nats: " + ", ".join(f"k={k} {v:.2f}" for k, v in above)
+      )
     if "samples_png" in res:
       lines.append(f"  samples: {res['samples_png']}")
     return "\n".join(lines)

@@ -56,6 +56,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.eval.batch_size = 100  # test images per evaluation batch
   c.eval.num_test = 0  # 0 = the whole test set
   c.eval.num_samples_png = 100  # samples in samples.png
+  c.eval.l_above_samples = 1  # hierarchical VAEs: samples per image of L^{>k} (0: skip)
   for a in args:
     if a == "mnist":
       c.data.source = "binarized_mnist"
