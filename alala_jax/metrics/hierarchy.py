@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alala_jax.data import batching
 from alala_jax.metrics.latent import au_from_means
 from alala_jax.metrics.privacy import auc
 
@@ -79,10 +80,11 @@ def l_above_k(
   num_samples: int = 1,
   batch_size: int = 100,
 ) -> np.ndarray:
-  """L^{>k} per example [len(ks), N] (nats; default ks 0..L-1): the mean of `num_samples`
+  """L^{>k} per example [len(ks), N] of inputs x (an array [N, ...] or a pytree of them, e.g.
+  encoded records) (nats; default ks 0..L-1): the mean of `num_samples`
   one-sample estimates (`HierarchicalVAE.l_above_k`, an expectation: averaged, not
   log-mean-exp'd). Batch b's sample s uses key fold_in(fold_in(key, b), s) for every k."""
-  x = np.asarray(x)
+  n = batching.num_rows(x)
   ks = tuple(range(model.config.num_layers)) if ks is None else tuple(int(k) for k in ks)
   if num_samples < 1:
     raise ValueError(f"num_samples must be >= 1, got {num_samples}")
@@ -94,8 +96,8 @@ def l_above_k(
     return jnp.stack([jnp.mean(v, 0) for v in per_k])  # [K, B]
 
   out = [
-    np.asarray(batch(x[i : i + batch_size], jax.random.fold_in(key, i)))
-    for i in range(0, x.shape[0], batch_size)
+    np.asarray(batch(jax.tree.map(lambda a: a[i : i + batch_size], x), jax.random.fold_in(key, i)))
+    for i in range(0, n, batch_size)
   ]
   return np.concatenate(out, 1)
 

@@ -232,6 +232,34 @@ class HierarchicalVAE(base.VAEModel):
       )
     return x
 
+  # The observation model's hooks. Images: the hierarchy reads the pixels and p(x | .) is a
+  # Bernoulli on the logits `p_out` gives. `HierarchicalRecordVAE` (models/hierarchical_record.py)
+  # overrides them: the record encoder's embedding in, the record decoder out.
+
+  def _hvars(self, variables: dict) -> dict:
+    """The hierarchy's variables (`HierarchicalNet`) within the model's."""
+    return variables
+
+  def _features(self, variables: dict, x: Any) -> tuple[jax.Array, Any]:
+    """(what the hierarchy's inference network reads [B, num_pixels], aux for `_likelihood`)."""
+    del variables
+    return self._check_x(x), None
+
+  def _likelihood(
+    self, variables: dict, x: Any, out: jax.Array, aux: Any, *, key, step, train: bool
+  ) -> base.Recon:
+    """The Recon of x given the generative path's output [B, num_pixels] (here logits)."""
+    del variables, aux, key, step, train
+    nll = bernoulli_nll(out, self._check_x(x))
+    return base.Recon(nll=nll, loss=nll, fields={"pixels": nll})
+
+  def _decode_out(self, variables: dict, out: jax.Array, key: jax.Array, greedy: bool):
+    """Inputs drawn from p(x | .) given the generative path's output."""
+    del variables
+    if greedy:
+      return (out > 0).astype(jnp.float32)
+    return jax.random.bernoulli(key, jax.nn.sigmoid(out)).astype(jnp.float32)
+
   def _check_z(self, z: jax.Array) -> jax.Array:
     if z.ndim != 2 or z.shape[-1] != self.latent_dim:
       raise ValueError(f"latents must be [B, {self.latent_dim}], got shape {z.shape}")
@@ -278,8 +306,9 @@ class HierarchicalVAE(base.VAEModel):
   def layer_stats(self, variables: dict, x: Any, z: jax.Array) -> dict[str, dict[str, Any]]:
     """Per slot name: q's and p's Gaussian at the given z (no dropout):
     {'q_mean', 'q_logvar', 'p_mean', 'p_logvar'} ([B, size]; p None for the top slot)."""
-    _, q = self.infer(variables, x, z, given=True)
-    p, _ = self.generate(variables, z)
+    hv = self._hvars(variables)
+    _, q = self.infer(hv, self._features(variables, x)[0], z, given=True)
+    p, _ = self.generate(hv, z)
     return {
       s.name: {
         "q_mean": q.mean[k],
@@ -312,9 +341,10 @@ class HierarchicalVAE(base.VAEModel):
     """{'params': {'q_...': inference network, 'p_...': generative model}} for images x."""
     return {"params": self.net.init(key, self._check_x(x))["params"]}
 
-  def encode(self, variables: dict, x: Any) -> tuple[HierarchicalPosterior, None]:
-    """(q(z | x) as a HierarchicalPosterior, aux None)."""
-    return self._posterior(variables, self._check_x(x)), None
+  def encode(self, variables: dict, x: Any) -> tuple[HierarchicalPosterior, Any]:
+    """(q(z | x) as a HierarchicalPosterior, aux: None for images)."""
+    feats, aux = self._features(variables, x)
+    return self._posterior(self._hvars(variables), feats), aux
 
   def _posterior(self, variables: dict, x: jax.Array) -> HierarchicalPosterior:
     zeros = jnp.zeros((x.shape[0], self.latent_dim), x.dtype)
@@ -336,8 +366,8 @@ class HierarchicalVAE(base.VAEModel):
     return -jnp.sum(self._kl_rows(z, q, p, analytic=False), 0)
 
   def logits(self, variables: dict, z: jax.Array, *, dropout_key: jax.Array | None = None):
-    """Bernoulli logits of p(x | z): [n, P] for z [n, D]."""
-    return self.generate(variables, z, dropout_key=dropout_key)[1]
+    """The generative path's output at z [n, D]: [n, num_pixels] (images: Bernoulli logits)."""
+    return self.generate(self._hvars(variables), z, dropout_key=dropout_key)[1]
 
   def recon(
     self,
@@ -350,12 +380,11 @@ class HierarchicalVAE(base.VAEModel):
     step: jax.Array | int = 0,
     train: bool = False,
   ) -> base.Recon:
-    """-log p(x | z) summed over pixels [B] (nats); p_dropout in the generative blocks when
-    train (with a key); loss = nll; fields {'pixels': nll}."""
-    del aux, step
+    """-log p(x | z) [B] (nats; images: summed over pixels, loss = nll, fields
+    {'pixels': nll}); p_dropout in the generative blocks when train (with a key)."""
     drop = key if (train and key is not None and self.config.p_dropout > 0) else None
-    nll = bernoulli_nll(self.logits(variables, z, dropout_key=drop), self._check_x(x))
-    return base.Recon(nll=nll, loss=nll, fields={"pixels": nll})
+    out = self.logits(variables, z, dropout_key=drop)
+    return self._likelihood(variables, x, out, aux, key=key, step=step, train=train)
 
   def fused_terms(
     self,
@@ -371,31 +400,29 @@ class HierarchicalVAE(base.VAEModel):
     block when `train` (module doc): what the core's `level_terms` builds from encode /
     reparameterize / recon / kl, for a core that lets a model compute them together. Without
     `train` it equals that sequence with z = posterior.sample(k_z), k_z = split(key)[0] (the
-    latent key `level_terms` derives from the same key)."""
-    del step
-    x = self._check_x(x)
+    latent key `level_terms` derives from the same key, and its reconstruction key
+    split(key)[1])."""
+    hv = self._hvars(variables)
+    feats, aux = self._features(variables, x)
     k_z, k_drop = jax.random.split(key)
     k_q, k_p = jax.random.split(k_drop) if train else (None, None)
-    eps = jax.random.normal(k_z, (x.shape[0], self.latent_dim), x.dtype)
-    z, q = self.infer(variables, x, eps, given=False, dropout_key=k_q)
-    p, logits = self.generate(variables, z, dropout_key=k_p)
-    nll = bernoulli_nll(logits, x)
-    recon = base.Recon(nll=nll, loss=nll, fields={"pixels": nll})
-    return self._posterior(variables, x), z, recon, self._kl_rows(z, q, p)
+    eps = jax.random.normal(k_z, (feats.shape[0], self.latent_dim), feats.dtype)
+    z, q = self.infer(hv, feats, eps, given=False, dropout_key=k_q)
+    p, out = self.generate(hv, z, dropout_key=k_p)
+    recon = self._likelihood(variables, x, out, aux, key=k_drop, step=step, train=train)
+    return self._posterior(hv, feats), z, recon, self._kl_rows(z, q, p)
 
   def decode(
     self, variables: dict, z: jax.Array, key: jax.Array, *, greedy: bool = False
   ) -> jax.Array:
-    """Binary images [n, P] float32: Bernoulli samples of p(x | z), or logits > 0 if greedy."""
-    logits = self.logits(variables, z)
-    if greedy:
-      return (logits > 0).astype(jnp.float32)
-    return jax.random.bernoulli(key, jax.nn.sigmoid(logits)).astype(jnp.float32)
+    """Inputs drawn from p(x | z) (images: binary [n, P] float32, Bernoulli samples, or
+    logits > 0 if greedy)."""
+    return self._decode_out(variables, self.logits(variables, z), key, greedy)
 
   def sample_latents(self, variables: dict, key: jax.Array, n: int) -> jax.Array:
     """z ~ p(z) by ancestral sampling: [n, D]."""
     eps = jax.random.normal(key, (n, self.latent_dim))
-    return self.net.apply(variables, eps, method=HierarchicalNet.prior_sample)
+    return self.net.apply(self._hvars(variables), eps, method=HierarchicalNet.prior_sample)
 
   def l_above_k(self, variables: dict, x: Any, key: jax.Array, k: int) -> jax.Array:
     """One-sample estimate of paper 002's L^{>k} (Eq 3) per image [B], nats (higher: more
@@ -413,14 +440,18 @@ class HierarchicalVAE(base.VAEModel):
     c = self.config
     if not 0 <= k <= c.num_layers:
       raise ValueError(f"k must be in 0..{c.num_layers} (L), got {k}")
-    x = self._check_x(x)
+    hv = self._hvars(variables)
+    feats, aux = self._features(variables, x)
     k_q, k_p = jax.random.split(key)
-    eps = jax.random.normal(k_q, (x.shape[0], self.latent_dim), x.dtype)
-    z_q, q = self.infer(variables, x, eps, given=False)
-    eps_p = jax.random.normal(k_p, z_q.shape, x.dtype)
-    z = self.net.apply(variables, eps_p, z_q, k, method=HierarchicalNet.prior_sample)
-    p, logits = self.generate(variables, z)
-    out = -bernoulli_nll(logits, x)
+    eps = jax.random.normal(k_q, (feats.shape[0], self.latent_dim), feats.dtype)
+    z_q, q = self.infer(hv, feats, eps, given=False)
+    eps_p = jax.random.normal(k_p, z_q.shape, feats.dtype)
+    z = self.net.apply(hv, eps_p, z_q, k, method=HierarchicalNet.prior_sample)
+    p, gen_out = self.generate(hv, z)
+    rec = self._likelihood(
+      variables, x, gen_out, aux, key=jax.random.fold_in(key, 2), step=0, train=False
+    )
+    out = -rec.nll
     for s, mq, lq, mp, lp in zip(self.slots, q.mean, q.logvar, p.mean, p.logvar):
       if s.layer > k:
         zs = z[:, s.start : s.start + s.size]

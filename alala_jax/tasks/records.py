@@ -18,6 +18,7 @@ from alala_jax import evaluate, files, latent_priors, objectives
 from alala_jax import schema as schema_lib
 from alala_jax.data import codec, datasets
 from alala_jax.metrics import likelihood
+from alala_jax.models import hierarchical_record
 from alala_jax.models.record import RecordModel
 from alala_jax.nn import tree
 from alala_jax.objectives import schedules
@@ -43,15 +44,29 @@ def model_config(spec: codec.DataSpec, model_cfg) -> tree.ModelConfig:
   )
 
 
-def make_model(root: schema_lib.RecordNode, spec: codec.DataSpec, config) -> RecordModel:
-  """The record VAE of a config, with its decoding schedules (Table 1 schemes)."""
+def make_model(root: schema_lib.RecordNode, spec: codec.DataSpec, config):
+  """The record VAE of a config, with its decoding schedules (Table 1 schemes); with a
+  `config.model.hierarchy` naming a variant, paper 002's latent hierarchy between its encoder
+  and decoder (`models.hierarchical_record`), which generates from its own prior only."""
   obj, n = config.objective, config.train.num_steps
-  return RecordModel(
+  model = RecordModel(
     root,
     model_config(spec, config.model),
     p_tuple=schedules.teacher_schedule(obj.tuple_scheme, n, obj.ss_fraction),
     p_string=schedules.teacher_schedule(obj.string_scheme, n, obj.ss_fraction),
   )
+  hierarchy = config.model.get("hierarchy")
+  if hierarchy is not None and hierarchy.get("variant"):
+    if latent_priors.parse_kinds(config.eval.generation_prior) != ("tracked",):
+      raise ValueError(
+        "a record VAE with a latent hierarchy (config.model.hierarchy) generates from its own "
+        "prior p(z): set config.eval.generation_prior='tracked', got "
+        f"{config.eval.generation_prior!r}"
+      )
+    if config.objective.multiscale.n_levels > 1:
+      raise ValueError("config.model.hierarchy does not support objective.multiscale.n_levels > 1")
+    model = hierarchical_record.from_config(model, hierarchy)
+  return model
 
 
 def categorical_fields(data_cfg, record_cls: type, train: list[Any]) -> tuple[list[str], str]:
@@ -208,6 +223,8 @@ class RecordTask(Task):
       f"vocabulary: {rep.oov_chars}, truncated test strings: {rep.truncated_strings}"
       + (f", test values outside their category: {rep.oov_values}" if self.spec.categories else "")
     ]
+    if isinstance(self.model, hierarchical_record.HierarchicalRecordVAE):
+      lines.append(f"model: {self.model.describe()}; generation from its prior p(z)")
     lv, bs = self.levels, self.config.train.batch_size
     if lv.n > 1:
       lines.append(
