@@ -9,6 +9,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 import scipy.special
 import scipy.stats
@@ -590,3 +591,27 @@ def test_layer_report_per_slot_kl_and_active_units(setup):
   assert len(lines) == len(model.slots) and lines[0].strip().startswith(model.slots[-1].name)
   with pytest.raises(ValueError, match="at least 2"):
     hierarchy.layer_report(model, v, x[:1], key)
+
+
+def test_data_dependent_init_survives_a_checkpoint_restore(tmp_path):
+  """The data-dependent initialisation lives in the parameters (scale and bias), so a restored
+  state is the saved one, not a fresh init on the restoring process's batch (the PyTorch port
+  kept an 'initialised' flag outside its state dict and re-initialised after loading)."""
+  from alala_jax.train import loop
+
+  model = _model("biva", latent_dims=(3, 2), hidden=8, block_layers=1)
+  c = base_config.base_config()
+  c.objective.name = "free_bits"
+  trainer = Trainer(state_lib.make_setup(model, objectives.build(c, model), c))
+  saved = trainer.create_state(0, _binary(7, n=8))
+  other = trainer.create_state(0, _binary(8, n=8))  # the same key, another init batch
+  assert not np.allclose(saved.params["p_out"]["scale"], other.params["p_out"]["scale"])
+  mngr = loop.checkpoint_manager(str(tmp_path), 2)
+  mngr.save(0, args=ocp.args.StandardSave(saved))
+  mngr.wait_until_finished()
+  restored = loop.restore_latest(loop.checkpoint_manager(str(tmp_path), 2), other)
+  chex.assert_trees_all_equal(restored.params, saved.params)
+  chex.assert_trees_all_equal(
+    model.logits(restored.variables(), jnp.ones((4, model.latent_dim))),
+    model.logits(saved.variables(), jnp.ones((4, model.latent_dim))),
+  )
