@@ -61,3 +61,16 @@ def test_l_above_k_batches_and_anomaly_auc():
   assert rep["l_above/0/auc"] > 0.5 and rep["l_above/1/in"] == pytest.approx(got[1].mean())
   same = hierarchy.anomaly_report(got, got, (0, 1))
   assert same["l_above/0/auc"] == pytest.approx(0.5)
+
+
+def test_probe_overrides_parse_and_apply():
+  from experiments import hierarchy_probe
+  from experiments.configs import images as images_config
+
+  c = images_config.get_config("biva")
+  hierarchy_probe.apply_overrides(
+    c, "model.q_dropout=0,model.latent_dims=32-16,optim.name=adam,model.weight_norm=false"
+  )
+  assert c.model.q_dropout == 0 and c.model.latent_dims == (32, 16)
+  assert c.optim.name == "adam" and c.model.weight_norm is False
+  assert hierarchy_probe.parse_value("1e-3") == 1e-3
