@@ -24,6 +24,7 @@ import time
 from absl import app, flags, logging
 
 from alala_jax import runtime
+from experiments import results_io
 
 _VARIANTS = flags.DEFINE_list("variants", ["lvae", "lvae+", "biva"], "Paper 002 variants.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "Seeds (the run's config.seed).")
@@ -127,9 +128,7 @@ def main(argv):
 
 def write(results: dict, stem: str, np) -> None:
   """JSON and the Markdown tables (rewritten after every run)."""
-  os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
-  with open(stem + ".json", "w") as f:
-    json.dump(results, f, indent=1)
+  results_io.write_json(stem, results)
   runs = list(results.values())
   r0 = runs[0]
   lines = [
@@ -180,8 +179,7 @@ def write(results: dict, stem: str, np) -> None:
       lout = np.mean([r["anomaly"][f"l_above/{k}/out"] for r in rs])
       cells.append(f"{auc:.3f} ({lin:.0f} / {lout:.0f})")
     lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-  with open(stem + ".md", "w") as f:
-    f.write("\n".join(lines) + "\n")
+  results_io.write_markdown(stem, lines, echo=False)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ ELBO, IW-NLL, PPL, KL, MI (both estimators) and AU, with the wall time of each r
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
 from absl import app, flags, logging
 
 from alala_jax import runtime
+from experiments import results_io
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for the runs.", required=True)
 _EPOCHS = flags.DEFINE_integer("epochs", 50, "Training epochs of each run (paper: to convergence).")
@@ -114,9 +114,7 @@ def main(argv):
   os.makedirs(_WORKDIR.value, exist_ok=True)
   results = {name: run_one(name, _WORKDIR.value) for name in _RUNS.value}
   stem = _RESULTS.value
-  os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
-  with open(stem + ".json", "w") as f:
-    json.dump(results, f, indent=1)
+  results_io.write_json(stem, results)
   lines = [
     "| run | step | batches | KL | MI (valid set) | AU | near diagonal | aggressive |",
     "|---|---|---|---|---|---|---|---|",
@@ -140,9 +138,7 @@ def main(argv):
       f"{f_['test/kl']:.3f} | {f_['test/mi_dataset']:.3f} | {f_['test/mi_minibatch']:.3f} | "
       f"{int(f_['test/au'])} | {r['train_seconds']:.0f} |"
     )
-  with open(stem + ".md", "w") as f:
-    f.write("\n".join(lines) + "\n")
-  print("\n".join(lines))
+  results_io.write_markdown(stem, lines)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ import time
 from absl import app, flags, logging
 
 from alala_jax import runtime
+from experiments import results_io
 
 _VARIANT = flags.DEFINE_string("variant", "lvae+", "lvae | lvae+ | biva")
 _STEPS = flags.DEFINE_integer("steps", 2000, "Training steps of each model (batch 128).")
@@ -158,9 +159,7 @@ def main(argv):
 
 
 def write(results: dict, stem: str) -> None:
-  os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
-  with open(stem + ".json", "w") as f:
-    json.dump(results, f, indent=1)
+  results_io.write_json(stem, results)
   names = [k for k in results if isinstance(results[k], dict) and "seconds" in results[k]]
   data = "Vermont" if results["vermont"] else "the embedded synthetic addresses"
   lines = [
@@ -209,9 +208,7 @@ def write(results: dict, stem: str) -> None:
         f"{r['auc'][f'street_scramble/k{k}']:.3f} | {ms[f'clean/k{k}']:.1f} / "
         f"{ms[f'zip_swap/k{k}']:.1f} / {ms[f'street_scramble/k{k}']:.1f} |"
       )
-  with open(stem + ".md", "w") as f:
-    f.write("\n".join(lines) + "\n")
-  print("\n".join(lines))
+  results_io.write_markdown(stem, lines)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ true NLL is -log of the integral of p(x | z) N(z; 0, I) on a 2-d grid
 
 from __future__ import annotations
 
-import json
-import os
 import tempfile
 import time
 
 from absl import app, flags, logging
 
 from alala_jax import runtime
+from experiments import results_io
 
 _EPOCHS = flags.DEFINE_integer("epochs", 10, "Training epochs of each row.")
 _SVAE_EPOCHS = flags.DEFINE_integer(
@@ -125,9 +124,7 @@ def main(argv):
 
 def write(results: dict, stem: str) -> None:
   """JSON and a Markdown table of the rows (the paper's numbers are ELBO bounds)."""
-  os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
-  with open(stem + ".json", "w") as f:
-    json.dump(results, f, indent=1)
+  results_io.write_json(stem, results)
   true_nll = results.get("true_nll")
   ks = {r.get("iw_samples", 500) for k, r in results.items() if k != "true_nll"}
   k_label = "/".join(str(k) for k in sorted(ks))  # rows written before the field: 500
@@ -150,9 +147,7 @@ def write(results: dict, stem: str) -> None:
       f"{r['mi_dataset']:.2f} | {int(r['au'])} | {r['steps']} | {r['seconds']:.0f} | "
       f"<= {r['paper']} |"
     )
-  with open(stem + ".md", "w") as f:
-    f.write("\n".join(lines) + "\n")
-  print("\n".join(lines))
+  results_io.write_markdown(stem, lines)
 
 
 if __name__ == "__main__":
