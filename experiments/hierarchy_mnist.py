@@ -39,6 +39,9 @@ _ABOVE_S = flags.DEFINE_integer("l_above_samples", 10, "One-sample estimates per
 _WORKDIR = flags.DEFINE_string("workdir", "/tmp/hierarchy_mnist", "Parent of the run workdirs.")
 _RESULTS = flags.DEFINE_string("results", "results/hierarchy_mnist", "Results file stem.")
 _SMOKE = flags.DEFINE_bool("smoke", False, "Tiny models and budgets (a test of the script).")
+_REPLOT = flags.DEFINE_bool(
+  "replot", False, "Only rewrite the Markdown and the per-layer PNG from the results JSON."
+)
 
 
 def run_config(variant: str, seed: int, steps: int, free_bits: float):
@@ -81,6 +84,9 @@ def main(argv):
   if os.path.exists(stem + ".json"):
     with open(stem + ".json") as f:
       results = json.load(f)
+  if _REPLOT.value:
+    write(results, stem, np)
+    return
   ood = images.load_omniglot_28(limit=_OOD.value, seed=0)
   for variant in _VARIANTS.value:
     for seed in map(int, _SEEDS.value):
@@ -180,6 +186,43 @@ def write(results: dict, stem: str, np) -> None:
       cells.append(f"{auc:.3f} ({lin:.0f} / {lout:.0f})")
     lines.append(f"| {variant} | " + " | ".join(cells) + " |")
   results_io.write_markdown(stem, lines, echo=False)
+  plot_layers(by_variant, stem + "_layers.png", np)
+
+
+def per_layer(run: dict, what: str, np) -> list[float]:
+  """KL (nats) or active-unit share per paper layer i = 1..L after the fine-tune; BIVA's BU and
+  TD halves of a layer are summed (KL) or pooled (active units)."""
+  lay = run["after"]["layers"]
+  out, i = [], 1
+  while any(k.startswith(f"kl/z{i}") for k in lay):
+    names = [k[3:] for k in lay if k.startswith("kl/") and k[3:].split("_")[0] == f"z{i}"]
+    if what == "kl":
+      out.append(float(sum(lay[f"kl/{n}"] for n in names)))
+    else:
+      out.append(sum(lay[f"au/{n}"] for n in names) / sum(lay[f"units/{n}"] for n in names))
+    i += 1
+  return out
+
+
+def plot_layers(by_variant: dict, path: str, np) -> None:
+  """Paper 002's per-layer figure in kind: KL and the share of active units per stochastic layer
+  (seed mean), one line per variant."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+  for variant, rs in by_variant.items():
+    for ax, what in zip(axes, ("kl", "au")):
+      ys = np.mean([per_layer(r, what, np) for r in rs], 0)
+      ax.plot(np.arange(1, len(ys) + 1), ys, marker="o", label=f"{variant} (seeds: {len(rs)})")
+  axes[0].set(xlabel="stochastic layer i", ylabel="KL (nats)", title="KL per layer")
+  axes[1].set(xlabel="stochastic layer i", ylabel="active units / units", title="active units")
+  axes[0].legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -19,32 +19,10 @@ import time
 from absl import app, flags
 
 from alala_jax import runtime
+from experiments.overrides import apply_overrides
 
 _VARIANT = flags.DEFINE_string("variant", "lvae", "lvae | lvae+ | biva")
 _STEPS = flags.DEFINE_integer("steps", 1500, "Training steps per setting (batch 48).")
-
-
-def parse_value(v: str):
-  if v.lower() in ("true", "false"):
-    return v.lower() == "true"
-  for cast in (int, float):
-    try:
-      return cast(v)
-    except ValueError:
-      pass
-  if "-" in v and all(p.isdigit() for p in v.split("-")):
-    return tuple(int(p) for p in v.split("-"))
-  return v
-
-
-def apply_overrides(c, spec: str) -> None:
-  for item in filter(None, spec.split(",")):
-    key, _, value = item.partition("=")
-    *path, leaf = key.strip().split(".")
-    node = c
-    for p in path:
-      node = node[p]
-    node[leaf] = parse_value(value.strip())
 
 
 def main(argv):

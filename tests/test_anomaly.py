@@ -64,13 +64,13 @@ def test_l_above_k_batches_and_anomaly_auc():
 
 
 def test_probe_overrides_parse_and_apply():
-  from experiments import hierarchy_probe
+  from experiments import overrides
   from experiments.configs import images as images_config
 
   c = images_config.get_config("biva")
-  hierarchy_probe.apply_overrides(
+  overrides.apply_overrides(
     c, "model.q_dropout=0,model.latent_dims=32-16,optim.name=adam,model.weight_norm=false"
   )
   assert c.model.q_dropout == 0 and c.model.latent_dims == (32, 16)
   assert c.optim.name == "adam" and c.model.weight_norm is False
-  assert hierarchy_probe.parse_value("1e-3") == 1e-3
+  assert overrides.parse_value("1e-3") == 1e-3
