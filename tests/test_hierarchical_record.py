@@ -80,8 +80,9 @@ def test_config_errors():
   c.eval.generation_prior = "aggregate,tracked"
   with pytest.raises(ValueError, match="generation_prior='tracked'"):
     RecordTask.from_config(c)
-  with pytest.raises(ValueError, match="name a variant"):
-    records_hierarchy.get_config("smoke")
+  assert records_hierarchy.get_config("smoke").model.hierarchy.variant == "lvae+"
+  with pytest.raises(ValueError, match="unknown config argument"):
+    records_hierarchy.get_config("lvae,bogus")
   task = RecordTask.from_config(records_hierarchy.get_config("lvae,smoke"))
   with pytest.raises(ValueError, match="num_pixels must be"):
     HierarchicalRecordVAE(HierarchicalConfig(num_pixels=3), record=task.model.record)

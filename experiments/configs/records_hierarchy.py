@@ -1,9 +1,9 @@
 """Paper 002's latent hierarchy on paper 000's record VAE (issue #15), against the single-layer
 β-VAE at the same budget:
 
-  --config=experiments/configs/records_hierarchy.py:VARIANT[,vermont][,smoke][,steps=N][,seed=S]
+  --config=experiments/configs/records_hierarchy.py:[VARIANT][,vermont][,smoke][,steps=N][,seed=S]
 
-VARIANT: lvae | lvae+ | biva (`models.hierarchical_record`). Everything else is
+VARIANT: lvae | lvae+ (default) | biva (`models.hierarchical_record`). Everything else is
 `paper.py:repro/beta_vae` (Tuple SS + String TF, latent 128, batch 128, lr 1e-3, beta 0 -> 0.384
 per latent dimension over the run): the record encoder's 128-dim embedding feeds the
 hierarchy's inference network and its generative path feeds the record decoder. The hierarchy
@@ -23,17 +23,21 @@ import ml_collections
 from alala_jax.nn.hierarchical import VARIANTS
 from experiments.configs import paper
 
+OPTS = ("steps", "seed")
+
 
 def get_config(arg=None):
-  head, *opts = (arg or "").split(",")
-  if head not in VARIANTS:
+  opts = [o for o in (arg or "").split(",") if o]
+  variant = opts.pop(0) if opts and opts[0] in VARIANTS else "lvae+"
+  unknown = [o for o in opts if o not in ("vermont", "smoke") and o.split("=")[0] not in OPTS]
+  if unknown:
     raise ValueError(
-      f"name a variant first: records_hierarchy.py:VARIANT[,vermont][,smoke][,steps=N][,seed=S] "
-      f"with VARIANT one of {VARIANTS}, got {head!r}"
+      f"unknown config arguments {unknown}: records_hierarchy.py:[VARIANT][,vermont][,smoke]"
+      f"[,steps=N][,seed=S] with VARIANT one of {VARIANTS} (default lvae+)"
     )
   c = paper.build(**paper.parse_arg(",".join(["repro/beta_vae", *opts])))
   h = ml_collections.ConfigDict()
-  h.variant = head
+  h.variant = variant
   h.latent_dims = (32, 16, 8)
   h.hidden = 128
   h.block_layers = 2
