@@ -146,7 +146,7 @@ def test_one_step_trains_the_autoencoder_and_then_the_discriminator(task):
   d0 = jax.tree.map(lambda a: np.asarray(a)[0], s0.objective_state)  # the one level
   p0 = jax.tree.map(np.asarray, s0.params)
   key = state_lib.step_key(s0, state_lib.Salt.OBJECTIVE_UPDATE)  # one level: used as is
-  s1, metrics, aux = trainer.step_fn(0)(s0, batch)  # (donates s0)
+  s1, metrics, aux = trainer.step_fn(0, means=True)(s0, batch)  # (donates s0)
   # the discriminator moved by exactly one of its own steps on this step's encoder latents
   want, want_m = objective.update(
     jax.tree.map(jnp.asarray, d0), _terms(aux["mu"][0]), step=0, key=key, phase=TRAIN, level=Level()

@@ -154,22 +154,29 @@ def config_from_model_config(mc, num_pixels: int) -> HierarchicalConfig:
 
 @struct.dataclass
 class HierarchicalPosterior:
-  """q(z | x) of a hierarchical model: the model's variables, the inputs x [B, P] and the mean
-  path [B, D].
+  """q(z | x) of a hierarchical model: the model's variables and the inputs x [B, P].
 
   q is sequential (z_i's Gaussian depends on sampled latents), so it is kept as the inputs of
   its pass: `sample(key)` runs it top-down with fresh noise, `log_prob(z)` teacher-forces it.
   `mean` is the mean path (every slot at its conditional mean given the means above), computed
-  by `encode` (an array field, so that stacked posteriors, e.g. over multiscale levels, keep it)."""
+  on access: a deterministic inference pass that a training step does not pay for unless it
+  reads it. Posteriors stacked over a leading axis (multiscale levels: x [n, B, P]) give
+  [n, B, D]."""
 
   variables: Any
   x: jax.Array
-  mean: jax.Array
   model: "HierarchicalVAE" = struct.field(pytree_node=False)
+
+  @property
+  def mean(self) -> jax.Array:
+    """The mean path [B, D] (class doc)."""
+    if self.x.ndim == 3:
+      return jax.vmap(self.model.mean_path)(self.variables, self.x)
+    return self.model.mean_path(self.variables, self.x)
 
   def sample(self, key: jax.Array) -> jax.Array:
     """z ~ q(z | x): [B, D]."""
-    eps = jax.random.normal(key, self.mean.shape, self.mean.dtype)
+    eps = jax.random.normal(key, (self.x.shape[0], self.model.latent_dim), self.x.dtype)
     return self.model.infer(self.variables, self.x, eps, given=False)[0]
 
   def log_prob(self, z: jax.Array) -> jax.Array:
@@ -347,10 +354,12 @@ class HierarchicalVAE(base.VAEModel):
     return self._posterior(self._hvars(variables), feats), aux
 
   def _posterior(self, variables: dict, x: jax.Array) -> HierarchicalPosterior:
+    return HierarchicalPosterior(variables, x, self)
+
+  def mean_path(self, variables: dict, x: jax.Array) -> jax.Array:
+    """q's mean path [B, D] of the (hierarchy) variables and inputs x: z at zero noise."""
     zeros = jnp.zeros((x.shape[0], self.latent_dim), x.dtype)
-    return HierarchicalPosterior(
-      variables, x, self.infer(variables, x, zeros, given=False)[0], self
-    )
+    return self.infer(variables, x, zeros, given=False)[0]
 
   def kl(self, posterior: HierarchicalPosterior, z: jax.Array) -> jax.Array:
     """Per-slot KL [L', B] nats at the sampled z (module doc: estimator, row order)."""
@@ -396,7 +405,7 @@ class HierarchicalVAE(base.VAEModel):
     train: bool = False,
   ) -> tuple[HierarchicalPosterior, jax.Array, base.Recon, jax.Array]:
     """(posterior, z, Recon, kl [L', B]) of one batch in one sampling inference pass and one
-    generative pass (plus the posterior's mean path), with the references' dropout in every
+    generative pass, with the references' dropout in every
     block when `train` (module doc): what the core's `level_terms` builds from encode /
     reparameterize / recon / kl, for a core that lets a model compute them together. Without
     `train` it equals that sequence with z = posterior.sample(k_z), k_z = split(key)[0] (the

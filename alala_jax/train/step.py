@@ -178,7 +178,13 @@ def _keys(state: TrainState, update: str):
 
 
 def train_step(
-  state: TrainState, batch: Any, *, setup: Setup, phase: str, update: str = "all"
+  state: TrainState,
+  batch: Any,
+  *,
+  setup: Setup,
+  phase: str,
+  update: str = "all",
+  means: bool = True,
 ) -> tuple[TrainState, dict, dict]:
   """One optimiser step (module doc).
 
@@ -192,10 +198,13 @@ def train_step(
       Counters (`UPDATES`): 'all' advances step and data_position; 'encoder' (an inner step of
       aggressive training) consumes a batch without counting a step; 'decoder' counts the step
       on the batch its inner loop started with. EMA parameters follow counted steps only.
+    means: whether aux carries the posterior means (static). A jitted step computes what it
+      returns, and a posterior whose mean is a pass of its own (the hierarchical VAEs' mean
+      path) would pay that pass every step: the Trainer's loops compile without it.
 
   Returns:
     (new state, scalar metrics, aux) with aux = {'z': latents [n, rows, D], 'mu': posterior
-    means [n, rows, D]} of the rows trained on (left on device).
+    means [n, rows, D] (with `means`)} of the rows trained on (left on device).
   """
   if update not in UPDATES:
     raise ValueError(f"unknown update {update!r}: expected one of {tuple(UPDATES)}")
@@ -260,7 +269,10 @@ def train_step(
     for name in ("kl", "recon"):
       out[f"{name}/level0"] = metrics[name][0]
       out[f"{name}/level{n - 1}"] = metrics[name][-1]
-  return new_state, out, {"z": terms.z, "mu": terms.posterior.mean}
+  aux = {"z": terms.z}
+  if means:
+    aux["mu"] = terms.posterior.mean
+  return new_state, out, aux
 
 
 def eval_terms(

@@ -43,16 +43,21 @@ class Trainer:
   def phase_at(self, step: int) -> str:
     return self.objective.phase_at(step)
 
-  def step_fn(self, step: int):
+  def step_fn(self, step: int, *, means: bool = False):
     """The compiled step for `step` (the objective's phase then), compiled on first use."""
-    return self.phase_step(self.phase_at(step))
+    return self.phase_step(self.phase_at(step), means=means)
 
-  def phase_step(self, phase: str, update: str = "all"):
-    """The compiled step of `phase` updating `update` ('all', 'encoder', 'decoder')."""
+  def phase_step(self, phase: str, update: str = "all", *, means: bool = False):
+    """The compiled step of `phase` updating `update` ('all', 'encoder', 'decoder'); its aux
+    carries the posterior means only with `means` (`step.train_step`)."""
     name = phase if update == "all" else f"{phase}/{update}"
+    if means:
+      name += "+means"
     if name not in self._steps:
       self._steps[name] = jax.jit(
-        functools.partial(step_lib.train_step, setup=self.setup, phase=phase, update=update),
+        functools.partial(
+          step_lib.train_step, setup=self.setup, phase=phase, update=update, means=means
+        ),
         donate_argnums=0,
       )
     return self._steps[name]
