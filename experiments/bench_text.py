@@ -12,6 +12,9 @@ r"""Benchmark of the text VAE's training strategies, ratios measured in one run 
    while aggressive (encoder-only inner steps until the windowed loss stops improving, then a
    decoder step) and the mean number of inner steps; the whole-run ratio depends on how long
    the aggressive phase lasts (experiments/lagging.py records it).
+3. The aggressive inner loop on the host (one compiled encoder step per inner step) against
+   the same loop on the device (`strategies.encoder_loop`, one lax.while_loop per counted
+   step): time per inner step from the same initial state, the same batches.
 Paper 001 Table 3 for comparison: aggressive 2.2-3.7x, SA-VAE 9.9-15.2x the VAE's time.
 """
 
@@ -101,6 +104,39 @@ def main(argv):
     f"{t_agg / t0:.1f}x a plain VAE step (while aggressive; paper 001 Table 3: whole runs "
     "2.2-3.7x)"
   )
+  _inner_loops(task, _AGG_STEPS.value)
+
+
+def _inner_loops(task, steps: int) -> None:
+  """Section 3 of the module doc: host against device inner loops."""
+  import dataclasses
+
+  import jax
+
+  from alala_jax.data import batching
+  from alala_jax.train import strategies
+
+  trainer, c = task.trainer, task.config
+  stream = batching.Stream(task.train_arrays, c.train.batch_size, c.seed)
+  per_inner = {}
+  for inner in strategies.INNER_LOOPS:
+    agg = dataclasses.replace(trainer.setup.strategy, inner_loop=inner)
+    state = trainer.create_state(0, stream(0))
+    host = agg.host_state(state)
+    state, _, position = agg.advance(trainer, state, 0, 0, stream, host)  # compiles
+    jax.block_until_ready(state)
+    t, n0 = time.perf_counter(), position
+    for s in range(1, steps + 1):
+      state, m, position = agg.advance(trainer, state, s, position, stream, host)
+    jax.block_until_ready(state)
+    dt = time.perf_counter() - t
+    per_inner[inner] = dt / (position - n0)
+    print(
+      f"inner loop on the {inner}: {1e3 * dt / steps:.1f} ms per counted step, "
+      f"{(position - n0) / steps:.1f} inner steps each, {1e3 * per_inner[inner]:.2f} ms per "
+      "inner step (decoder step included)"
+    )
+  print(f"device / host time per inner step: {per_inner['device'] / per_inner['host']:.2f}")
 
 
 if __name__ == "__main__":

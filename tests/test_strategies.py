@@ -2,8 +2,12 @@
 paper 001's reference loop, its exit rule, encoder-/decoder-only steps on the text VAE, and a
 resume in the middle of an aggressive phase (data_position != step)."""
 
+import dataclasses
+import functools
+
 import chex
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -76,6 +80,58 @@ def test_inner_loop_matches_the_reference_loop(seed):
   # the first inner step and the decoder step share the batch at the starting position;
   # later inner steps read the following batches of the stream
   assert [c[1] for c in trainer.calls] == list(range(40, 40 + want)) + [40]
+
+
+def _scripted_step(losses):
+  """A pure encoder step for `encoder_loop`: the state counts steps and the batch is the data
+  position, whose scripted (loss per unit, units) it returns as (loss * units, units)."""
+  per_unit, units = (jnp.asarray(a, jnp.float32) for a in np.asarray(losses).T)
+
+  def step(state, batch):
+    i = batch[0, 0]  # batch [1, 1]: one row of [position]
+    return state + 1, {"loss": per_unit[i] * units[i], "units": units[i]}, None
+
+  return step
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_device_inner_loop_matches_the_reference_loop(seed):
+  """`encoder_loop` (one lax.while_loop) runs the reference's steps on scripted losses, and
+  reads the batches of the positions after the first in order."""
+  rng = np.random.default_rng(seed)
+  t = np.arange(200)
+  per_unit = 5 * np.exp(-t / rng.uniform(5, 60)) + 0.05 * rng.standard_normal(200) + 1
+  units = rng.integers(5, 30, 200).astype(float)
+  losses = list(zip(per_unit, units))
+  window, cap = int(rng.choice([3, 5, 15])), int(rng.choice([20, 100]))
+  data = jnp.arange(200)[:, None]  # row i holds data position i
+  idx = np.arange(cap - 1)[:, None]  # the batch of inner step j is row j
+  loop_fn = jax.jit(
+    functools.partial(strategies.encoder_loop, _scripted_step(losses), window=window, max_inner=cap)
+  )
+  count, steps = loop_fn(jnp.int32(0), data, idx)
+  want = _reference_inner_steps(losses, window, cap)
+  assert int(steps) == want and int(count) == want
+
+
+def test_device_inner_loop_equals_the_host_loop(text_setup):
+  """The same aggressive outer step with the inner loop on the host and on the device: the
+  same number of inner steps, counters and (to float tolerance) parameters."""
+  config, task = text_setup
+  trainer = task.trainer
+  stream = batching.Stream(task.train_arrays, config.train.batch_size, config.seed)
+  out = {}
+  for inner in strategies.INNER_LOOPS:
+    agg = dataclasses.replace(trainer.setup.strategy, inner_loop=inner)
+    state = trainer.create_state(0, stream(0))
+    host = agg.host_state(state)
+    state, metrics, position = agg.advance(trainer, state, 0, 0, stream, host)
+    out[inner] = (state, int(metrics["inner_steps"]), position)
+  (s_host, n_host, p_host), (s_dev, n_dev, p_dev) = out["host"], out["device"]
+  assert n_host == n_dev >= 2 and p_host == p_dev == n_host
+  assert int(s_dev.data_position) == int(s_host.data_position) == n_host
+  chex.assert_trees_all_close(s_dev.params, s_host.params, rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_close(s_dev.opt_state, s_host.opt_state, rtol=1e-4, atol=1e-5)
 
 
 def test_not_aggressive_is_one_joint_step():

@@ -8,7 +8,9 @@ uninterrupted run would. The remainder of each epoch that does not fill a batch 
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import dataclasses
+import functools
+from typing import Any, Callable, Iterator
 
 import jax
 import numpy as np
@@ -22,14 +24,51 @@ def take(arrays: Any, idx: np.ndarray) -> Any:
   return jax.tree.map(lambda a: a[idx], arrays)
 
 
-def batch_at(arrays: Any, step: int, batch_size: int, seed: int) -> Any:
-  n = num_rows(arrays)
+@functools.lru_cache(maxsize=4)
+def _permutation(n: int, seed: int, epoch: int) -> np.ndarray:
+  perm = np.random.default_rng([seed, epoch]).permutation(n)
+  perm.flags.writeable = False
+  return perm
+
+
+def indices_at(n: int, step: int, batch_size: int, seed: int) -> np.ndarray:
+  """The rows [batch_size] of the batch at `step` of a data set of n rows (module doc)."""
   if n < batch_size:
     raise ValueError(f"batch size {batch_size} exceeds the {n} training records")
-  per_epoch = n // batch_size
-  epoch, i = divmod(step, per_epoch)
-  perm = np.random.default_rng([seed, epoch]).permutation(n)
-  return take(arrays, perm[i * batch_size : (i + 1) * batch_size])
+  epoch, i = divmod(step, n // batch_size)
+  return _permutation(n, seed, epoch)[i * batch_size : (i + 1) * batch_size]
+
+
+def batch_at(arrays: Any, step: int, batch_size: int, seed: int) -> Any:
+  return take(arrays, indices_at(num_rows(arrays), step, batch_size, seed))
+
+
+@dataclasses.dataclass
+class Stream:
+  """The deterministic batch stream of a training set: `stream(pos)` is the batch at data
+  position pos (`batch_at`, then `put`, e.g. a device_put with the batch sharding);
+  `indices(pos, n)` the rows [n, B] of the n batches from pos on; `device_data()` the arrays
+  on the device, put there on first use (for loops that gather their batches on the device,
+  e.g. aggressive training's on-device inner loop)."""
+
+  arrays: Any
+  batch_size: int
+  seed: int
+  put: Callable[[Any], Any] | None = None
+  _on_device: Any = dataclasses.field(default=None, init=False, repr=False)
+
+  def __call__(self, pos: int) -> Any:
+    batch = batch_at(self.arrays, pos, self.batch_size, self.seed)
+    return batch if self.put is None else self.put(batch)
+
+  def indices(self, pos: int, n: int) -> np.ndarray:
+    rows = num_rows(self.arrays)
+    return np.stack([indices_at(rows, p, self.batch_size, self.seed) for p in range(pos, pos + n)])
+
+  def device_data(self) -> Any:
+    if self._on_device is None:
+      self._on_device = jax.device_put(self.arrays)
+    return self._on_device
 
 
 def eval_batches(arrays: Any, batch_size: int, n_batches: int, seed: int) -> Iterator[Any]:

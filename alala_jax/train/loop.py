@@ -290,9 +290,12 @@ def train(
         f"in {mngr.directory}"
       )
 
-  def batch_at(pos: int):
-    batch = batching.batch_at(task.train_arrays, pos, tc.batch_size, config.seed)
-    return batch if mesh is None else jax.device_put(batch, sharding.batch_sharding(mesh))
+  batch_at = batching.Stream(
+    task.train_arrays,
+    tc.batch_size,
+    config.seed,
+    put=None if mesh is None else lambda b: jax.device_put(b, sharding.batch_sharding(mesh)),
+  )
 
   strategy = trainer.setup.strategy
   host = strategy.host_state(state)

@@ -31,6 +31,13 @@ step never waits for the device.
   images: 5) the run leaves aggressive mode for good and continues with joint steps, both
   optimisers stepping.
 
+  The inner loop runs on the host (`inner_loop='host'`: one compiled encoder step per inner
+  step, one device sync per window) or on the device (`'device'`: `encoder_loop`, the whole
+  loop as one `lax.while_loop` that gathers its batches from the training set on the device,
+  one sync per counted step). The device loop sums a window's losses in float32 where the
+  host loop sums the same float32 values in float64, so a near-tie can end a window
+  differently; each is deterministic, so a resume is bit-identical under either.
+
 Deviation: the reference draws each later inner batch uniformly with replacement; here the
 inner loop reads the next batches of the same deterministic data stream (`data_position`),
 which is what makes a resume bit-identical without saving a host RNG.
@@ -39,6 +46,7 @@ which is what makes a resume bit-identical without saving a host RNG.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -46,8 +54,48 @@ import jax.numpy as jnp
 import numpy as np
 
 from alala_jax.models.base import DECODER, ENCODER
+from alala_jax.train import step as step_lib
 
 STRATEGIES = ("plain", "aggressive")
+INNER_LOOPS = ("host", "device")
+
+
+def encoder_loop(
+  encoder_step: Callable, state: Any, data: Any, idx: jax.Array, *, window: int, max_inner: int
+) -> tuple[Any, jax.Array]:
+  """Aggressive training's inner loop (module doc) as one `lax.while_loop`.
+
+  Args:
+    encoder_step: (state, batch) -> (state, metrics with scalar 'loss' and 'units', ...), pure.
+    state: the state it steps.
+    data: the training arrays (a pytree of [N, ...]).
+    idx: [max_inner - 1, B] rows of `data` of the inner steps' batches, in order.
+    window, max_inner: as in `Aggressive`.
+
+  Returns:
+    (state, the number of encoder steps run).
+  """
+  f32 = jnp.float32
+
+  def cond(c):
+    return (c[1] < max_inner) & ~c[5]
+
+  def body(c):
+    state, sub, pre, loss_sum, unit_sum, _ = c
+    batch = jax.tree.map(lambda a: a[idx[sub - 1]], data)
+    state, m = encoder_step(state, batch)[:2]
+    loss_sum = loss_sum + m["loss"].astype(f32)
+    unit_sum = unit_sum + m["units"].astype(f32)
+    at_window = sub % window == 0
+    cur = loss_sum / unit_sum
+    stop = at_window & (pre - cur < 0)
+    pre = jnp.where(at_window, cur, pre)
+    loss_sum, unit_sum = (jnp.where(at_window, f32(0), a) for a in (loss_sum, unit_sum))
+    return state, jnp.where(stop, sub, sub + 1), pre, loss_sum, unit_sum, stop
+
+  init = (state, jnp.int32(1), f32(1e4), f32(0), f32(0), jnp.bool_(False))
+  state, sub, *_, stopped = jax.lax.while_loop(cond, body, init)
+  return state, jnp.where(stopped, sub, sub - 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +132,7 @@ class Aggressive:
   window: int = 15  # inner steps per plateau window (text 15, images 10)
   max_inner: int = 100  # `while sub < max_inner`, sub from 1: at most max_inner - 1 steps
   patience: int = 1  # MI checks without a new best before leaving (text 1, images 5)
+  inner_loop: str = "host"  # 'host' | 'device' (module doc)
 
   name = "aggressive"
   separate_states = True
@@ -94,6 +143,8 @@ class Aggressive:
         f"aggressive training needs check_every >= 1, window >= 1, max_inner >= 2, patience "
         f">= 1; got {self.check_every}, {self.window}, {self.max_inner}, {self.patience}"
       )
+    if self.inner_loop not in INNER_LOOPS:
+      raise ValueError(f"unknown inner_loop {self.inner_loop!r}: expected one of {INNER_LOOPS}")
 
   def init_state(self) -> dict:
     return {
@@ -115,8 +166,15 @@ class Aggressive:
       state, metrics, _ = trainer.step_fn(step)(state, batch_at(position))
       return state, metrics, position + 1
     phase = trainer.phase_at(step)
-    encoder_step = trainer.phase_step(phase, ENCODER)
     batch0 = batch_at(position)
+    if self.inner_loop == "device":
+      state, steps = self._device_loop(trainer, phase)(
+        state, batch_at.device_data(), batch_at.indices(position, self.max_inner - 1)
+      )
+      steps = int(steps)
+      state, metrics, _ = trainer.phase_step(phase, DECODER)(state, batch0)
+      return state, {**metrics, "inner_steps": steps}, position + steps
+    encoder_step = trainer.phase_step(phase, ENCODER)
     batch, sub, pre, window = batch0, 1, 1e4, []
     while sub < self.max_inner:
       state, m, _ = encoder_step(state, batch)
@@ -133,6 +191,15 @@ class Aggressive:
     state, metrics, _ = trainer.phase_step(phase, DECODER)(state, batch0)
     metrics = {**metrics, "inner_steps": sub if sub < self.max_inner else sub - 1}
     return state, metrics, position
+
+  def _device_loop(self, trainer, phase: str):
+    """The compiled `encoder_loop` of `phase` (state donated)."""
+    step = functools.partial(
+      step_lib.train_step, setup=trainer.setup, phase=phase, update=ENCODER, means=False
+    )
+    loop = functools.partial(encoder_loop, step, window=self.window, max_inner=self.max_inner)
+    name = f"{phase}/encoder_loop/{self.window}/{self.max_inner}"
+    return trainer.compiled(name, lambda: jax.jit(loop, donate_argnums=0))
 
   def after_step(self, task, state, step: int, host: dict, config):
     if not host["aggressive"] or step % self.check_every:
@@ -157,8 +224,9 @@ class Aggressive:
 
 def from_config(config, steps_per_epoch: int = 0):
   """The strategy of `config.train.strategy` ('plain' by default; 'aggressive' reads
-  `config.train.aggressive`: window, max_inner, patience, check_every (0 = `steps_per_epoch`,
-  one pass of counted steps over the training set, as in the reference))."""
+  `config.train.aggressive`: window, max_inner, patience, inner_loop ('host' | 'device'),
+  check_every (0 = `steps_per_epoch`, one pass of counted steps over the training set, as in
+  the reference))."""
   tc = config.train
   name = tc.get("strategy", "plain")
   if name == "plain":
@@ -176,5 +244,6 @@ def from_config(config, steps_per_epoch: int = 0):
       window=int(ac.get("window", 15)),
       max_inner=int(ac.get("max_inner", 100)),
       patience=int(ac.get("patience", 1)),
+      inner_loop=str(ac.get("inner_loop", "host")),
     )
   raise ValueError(f"unknown train.strategy {name!r}: expected one of {STRATEGIES}")

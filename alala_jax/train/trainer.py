@@ -8,7 +8,7 @@ generation level, the generated loss, sampling, encoding and decoding.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Callable
 
 import jax
 
@@ -60,6 +60,13 @@ class Trainer:
         ),
         donate_argnums=0,
       )
+    return self._steps[name]
+
+  def compiled(self, name: str, build: Callable[[], Any]):
+    """A compiled program of this trainer's setup, built by `build()` on first use and kept
+    under `name` with the phase steps (e.g. aggressive training's on-device inner loop)."""
+    if name not in self._steps:
+      self._steps[name] = build()
     return self._steps[name]
 
   def compiled_phases(self) -> dict[str, Any]:
