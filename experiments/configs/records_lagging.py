@@ -1,0 +1,78 @@
+"""Papers 001 and 004 on paper 000's record VAE (issue #14): the β-VAE row trained plainly, with
+aggressive inference-network training, or with SA-VAE refinement, at one budget:
+
+  --config=experiments/configs/records_lagging.py:[METHOD][,vermont][,smoke][,steps=N][,seed=S]
+      [,k=K][,host]
+
+METHOD: vae (default) | aggressive | savae. Everything else is `paper.py:repro/beta_vae`
+(Tuple SS + String TF, latent 128, batch 128, lr 1e-3, β 0 -> 0.384 per latent dimension over
+the run) with one change for all three rows: a constant learning rate (aggressive training
+refuses a decaying one: each half's optax schedule would count its own updates), so that the
+rows differ only in the method.
+
+* aggressive (paper 001 Alg. 1): encoder-only inner steps in windows of 10 (the reference's
+  image setting: per-example losses), at most 99, then one decoder step; held-out MI checked
+  once per epoch; the run leaves aggressive mode at the first check without a new best
+  (patience 1, the text setting: at this budget 5 epochs would be most of the run). The inner
+  loop runs on the device (`inner_loop='device'`, `,host` for the host loop).
+* savae (paper 004): K SVI steps (k=K, default 20) of SGD with momentum 0.5, lr 1, clip 5,
+  differentiated end to end with exact Hessian-vector products; SVI also at evaluation.
+
+A counted step of either costs many plain steps (BUILD_NOTES #14 measures how many), so
+compare the rows at the same number of counted steps and read the wall times beside them.
+
+  python -m experiments.train \
+      --config=experiments/configs/records_lagging.py:aggressive,vermont,steps=1000 \
+      --workdir=/tmp/rl_aggressive
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.configs import paper
+
+METHODS = ("vae", "aggressive", "savae")
+OPTS = ("steps", "seed", "k")
+
+
+def get_config(arg=None):
+  opts = [o for o in (arg or "").split(",") if o]
+  method = opts.pop(0) if opts and opts[0] in METHODS else "vae"
+  unknown = [
+    o for o in opts if o not in ("vermont", "smoke", "host") and o.split("=")[0] not in OPTS
+  ]
+  if unknown:
+    raise ValueError(
+      f"unknown config arguments {unknown}: records_lagging.py:[METHOD][,vermont][,smoke]"
+      f"[,steps=N][,seed=S][,k=K][,host] with METHOD one of {METHODS} (default vae)"
+    )
+  k = [int(o[2:]) for o in opts if o.startswith("k=")]
+  kept = [o for o in opts if not o.startswith("k=") and o != "host"]
+  c = paper.build(**paper.parse_arg(",".join(["repro/beta_vae", *kept])))
+  c.optim.decay_rate = 1.0
+  c.train.strategy = "plain"
+  a = ml_collections.ConfigDict()
+  a.window = 10
+  a.max_inner = 100
+  a.patience = 1
+  a.check_every = 0  # one epoch of counted steps
+  a.inner_loop = "host" if "host" in opts else "device"
+  c.train.aggressive = a
+  r = ml_collections.ConfigDict()
+  r.name = "none"
+  r.variant = "savae"
+  r.steps = k[0] if k else 20
+  r.lr, r.momentum, r.clip = 1.0, 0.5, 5.0
+  r.mode = "reference"
+  r.gradient = "exact"
+  r.at_eval = True
+  c.refine = r
+  if method == "aggressive":
+    c.train.strategy = "aggressive"
+  elif method == "savae":
+    r.name = "svi"
+  if "smoke" in opts:
+    a.window, a.max_inner, a.check_every = 2, 5, 4
+    r.steps = k[0] if k else 2
+  return c
