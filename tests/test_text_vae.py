@@ -120,6 +120,31 @@ def test_decoder_nll_matches_a_numpy_loop(z_in_output):
   np.testing.assert_array_equal(model.units(rec), x["length"])
 
 
+def test_latent_dim_0_is_the_lstm_language_model():
+  """latent_dim 0: no encoder and no z parameters; the decoder starts from a zero state and its
+  NLL matches a numpy LSTM loop; the posterior is empty, so KL and the likelihood bounds are
+  the exact log-likelihood."""
+  model = _model(latent_dim=0)
+  x = _batch()
+  v = jax.tree.map(lambda a: 30 * a, model.init(jax.random.key(1), x))
+  assert set(v["params"]) == {"decoder"} and "z_to_c0" not in v["params"]["decoder"]
+  q, _ = model.encode(v, x)
+  chex.assert_shape([q.mean, q.scale], (4, 0))
+  z = model.reparameterize(v, q, jax.random.key(0))
+  rec = model.recon(v, x, z, None, key=None)
+  np.testing.assert_array_equal(model.kl(q, z), np.zeros(4))
+  p = _np(v["params"])["decoder"]
+  inp = p["embed"]["embedding"][x["tokens"][:, :-1]].transpose(1, 0, 2)
+  zeros = np.zeros((4, H + 1))
+  logits = _lstm_np(p["lstm"]["cell"], inp, zeros, zeros).transpose(1, 0, 2) @ p["out"]["kernel"]
+  logp = logits - np.log(np.sum(np.exp(logits), -1, keepdims=True))
+  want = [
+    -sum(logp[b, t, x["tokens"][b, t + 1]] for t in range(n)) for b, n in enumerate(x["length"])
+  ]
+  np.testing.assert_allclose(rec.nll, want, rtol=1e-4)
+  assert model.level_collections == {}
+
+
 def test_dropout_only_in_training():
   v, x = _variables(), _batch()
   z = jnp.ones((4, D))

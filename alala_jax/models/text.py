@@ -60,7 +60,7 @@ class TextVAEConfig:
   """Hyper-parameters of `TextVAE` (defaults: paper 001 App B.2 / paper 004's text model)."""
 
   vocab_size: int  # V, specials included
-  latent_dim: int = 32  # D
+  latent_dim: int = 32  # D; 0: the LSTM language model baseline (the decoder alone, no z)
   embed_dim: int = 512  # E, encoder and decoder word embeddings (separate tables)
   enc_hidden: int = 1024
   dec_hidden: int = 1024
@@ -74,7 +74,9 @@ class TextVAEConfig:
   embed_init_scale: float = 0.1  # U(-s, s) for the embeddings
 
   def __post_init__(self):
-    for name in ("vocab_size", "latent_dim", "embed_dim", "enc_hidden", "dec_hidden"):
+    if self.latent_dim < 0:
+      raise ValueError(f"TextVAEConfig.latent_dim must be >= 0, got {self.latent_dim}")
+    for name in ("vocab_size", "embed_dim", "enc_hidden", "dec_hidden"):
       if getattr(self, name) < 1:
         raise ValueError(f"TextVAEConfig.{name} must be positive, got {getattr(self, name)}")
     if self.vocab_size <= EOS:
@@ -159,7 +161,7 @@ class TextDecoder(nn.Module):
     c = self.config
     init = uniform(c.init_scale)
     self.embed = nn.Embed(c.vocab_size, c.embed_dim, embedding_init=uniform(c.embed_init_scale))
-    if c.z_to_h0:
+    if c.z_to_h0 and c.latent_dim:
       self.z_to_c0 = nn.Dense(c.dec_hidden, use_bias=False, kernel_init=init)
     self.lstm = run_lstm(c.dec_hidden, c.init_scale, "lstm")
     self.out = nn.Dense(c.vocab_size, use_bias=c.out_bias, kernel_init=init, bias_init=init)
@@ -167,7 +169,7 @@ class TextDecoder(nn.Module):
     self.drop_out = nn.Dropout(c.dec_dropout_out)
 
   def initial_state(self, z):
-    if self.config.z_to_h0:
+    if self.config.z_to_h0 and self.config.latent_dim:
       c0 = self.z_to_c0(z)
       return c0, jnp.tanh(c0)
     zeros = jnp.zeros((z.shape[0], self.config.dec_hidden), z.dtype)
@@ -205,11 +207,15 @@ class TextVAENet(nn.Module):
 
   def setup(self):
     c = self.config
-    self.encoder = TextEncoder(c)
-    self.encoder_scale = nn.Dense(c.latent_dim, use_bias=False, kernel_init=uniform(c.init_scale))
+    if c.latent_dim:  # latent_dim 0: the LSTM language model (TextVAEConfig), no encoder
+      self.encoder = TextEncoder(c)
+      self.encoder_scale = nn.Dense(c.latent_dim, use_bias=False, kernel_init=uniform(c.init_scale))
     self.decoder = TextDecoder(c)
 
   def encode(self, tokens, length):
+    if not self.config.latent_dim:
+      empty = jnp.zeros((tokens.shape[0], 0), jnp.float32)
+      return empty, empty
     h, mean = self.encoder(tokens, length)
     return mean, self.encoder_scale(h)
 
@@ -273,7 +279,13 @@ class TextVAE(base.VAEModel):
   net: TextVAENet = dataclasses.field(init=False, repr=False, compare=False)
 
   kl_scale = 1.0
-  level_collections = types.MappingProxyType({"params": ("encoder_scale",)})
+
+  @property
+  def level_collections(self):
+    """Per-level: the log-variance head (none for the language model, latent_dim 0)."""
+    if not self.config.latent_dim:
+      return types.MappingProxyType({})
+    return types.MappingProxyType({"params": ("encoder_scale",)})
 
   def __post_init__(self):
     if self.max_tokens < 3:

@@ -119,11 +119,17 @@ class TextTask(Task):
       for name, a in (("train", d.train), ("valid", d.valid), ("test", d.test))
       if a is not None
     )
+    if c.latent_dim:
+      what = (
+        f"LSTM VAE, embeddings {c.embed_dim}, encoder {c.enc_hidden}, decoder {decoder} "
+        f"{c.dec_hidden}, latent {c.latent_dim}"
+      )
+    else:
+      what = f"LSTM language model (latent 0), embeddings {c.embed_dim}, LSTM {c.dec_hidden}"
     return [
       f"data: {d.source}: {d.notes}",
       f"  sentences: {sizes}; vocabulary {d.vocab_size}; {d.max_tokens} tokens per row",
-      f"model: LSTM VAE, embeddings {c.embed_dim}, encoder {c.enc_hidden}, decoder {decoder} "
-      f"{c.dec_hidden}, latent {c.latent_dim}, dropout {c.dec_dropout_in}/{c.dec_dropout_out}; "
+      f"model: {what}, dropout {c.dec_dropout_in}/{c.dec_dropout_out}; "
       f"objective {self.trainer.objective.name}; strategy {self.trainer.setup.strategy.name}",
     ]
 

@@ -12,7 +12,8 @@ beta = 1: the model's kl_scale is 1), optionally with aggressive inference-netwo
                               latent 32): far beyond a CPU session; scale down with
                               model.* overrides and say so
 
-Arguments (comma-separated): synthetic, ptb, aggressive (train.strategy), anneal (KL weight
+Arguments (comma-separated): synthetic, ptb, lm (the LSTM language model baseline: the
+decoder alone, model.latent_dim 0), aggressive (train.strategy), anneal (KL weight
 0.1 -> 1 linearly over the first 10 epochs, paper 001 App B), savae | vae_svi | vae_svi_kl |
 svi (paper 004's refinement variants, K = 20 steps; k=N, fd for finite-difference HVPs),
 synthetic004 (paper 004's synthetic data and generator architecture), oracle_decoder (that
@@ -102,6 +103,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.data.source = "ptb"
       c.model.latent_dim, c.model.embed_dim = 32, 512
       c.model.enc_hidden = c.model.dec_hidden = 1024
+    elif a == "lm":  # the LSTM language model baseline: the decoder alone (latent_dim 0)
+      c.model.latent_dim = 0
     elif a == "aggressive":
       c.train.strategy = "aggressive"
     elif a == "anneal":
@@ -136,7 +139,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.objective.name = a.split("=", 1)[1]
     else:
       raise ValueError(
-        f"unknown config argument {a!r}: synthetic, synthetic004, oracle_decoder, ptb, "
+        f"unknown config argument {a!r}: synthetic, synthetic004, oracle_decoder, ptb, lm, "
         "aggressive, anneal, savae, vae_svi, vae_svi_kl, svi, k=N, fd, smoke, steps=N, "
         "epochs=N, objective=NAME"
       )
