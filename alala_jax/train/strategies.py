@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alala_jax.data import batching
 from alala_jax.models.base import DECODER, ENCODER
 from alala_jax.train import step as step_lib
 
@@ -168,6 +169,11 @@ class Aggressive:
     phase = trainer.phase_at(step)
     batch0 = batch_at(position)
     if self.inner_loop == "device":
+      if not isinstance(batch_at, batching.Stream):
+        raise TypeError(
+          "the device inner loop gathers its batches on the device: pass a "
+          "data.batching.Stream as batch_at (the training loop does)"
+        )
       state, steps = self._device_loop(trainer, phase)(
         state, batch_at.device_data(), batch_at.indices(position, self.max_inner - 1)
       )
