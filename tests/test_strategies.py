@@ -69,7 +69,7 @@ def test_inner_loop_matches_the_reference_loop(seed):
   units = rng.integers(5, 30, 200).astype(float)
   losses = list(zip(per_unit, units))
   window, cap = int(rng.choice([3, 5, 15])), int(rng.choice([20, 100]))
-  agg = strategies.Aggressive(check_every=10, window=window, max_inner=cap)
+  agg = strategies.Aggressive(check_every=10, window=window, max_inner=cap, inner_loop="host")
   trainer = _FakeTrainer(losses)
   host = {"aggressive": True}
   _, metrics, position = agg.advance(trainer, None, 0, 40, lambda p: p, host)
@@ -134,9 +134,15 @@ def test_device_inner_loop_equals_the_host_loop(text_setup):
   chex.assert_trees_all_close(s_dev.opt_state, s_host.opt_state, rtol=1e-4, atol=1e-5)
 
 
+def test_device_inner_loop_needs_the_device_stream():
+  agg = strategies.Aggressive(check_every=10)  # inner_loop 'device' by default
+  with pytest.raises(TypeError, match="Stream"):
+    agg.advance(_FakeTrainer([]), None, 0, 0, lambda p: p, {"aggressive": True})
+
+
 def test_not_aggressive_is_one_joint_step():
   trainer = _FakeTrainer([])
-  agg = strategies.Aggressive(check_every=10)
+  agg = strategies.Aggressive(check_every=10, inner_loop="host")
   _, _, position = agg.advance(trainer, None, 5, 7, lambda p: p, {"aggressive": False})
   assert trainer.calls == [("all", 7)] and position == 8
 
@@ -235,9 +241,9 @@ def test_resume_inside_an_aggressive_phase_is_bit_identical(text_setup, tmp_path
   chex.assert_trees_all_equal(straight.opt_state, resumed.opt_state)
   chex.assert_trees_all_equal(straight.strategy_state, resumed.strategy_state)
   # the plain step never ran: every counted step was an aggressive one
-  # (the shared task: an earlier test compiled the encoder step with means too)
+  # (the shared task: earlier tests compiled the host loop's encoder step too)
   compiled = set(task.trainer.compiled_phases())
-  assert {"train/encoder", "train/decoder"} <= compiled
+  assert {"train/encoder_loop/3/8", "train/decoder"} <= compiled  # the device inner loop
   assert not compiled & {"train", "train+means"}
 
 
@@ -270,7 +276,7 @@ def test_aggressive_and_savae_run_on_every_model(name):
   bs = config.train.batch_size
   state = trainer.create_state(0, task.example_batch(bs))
   before = jax.tree.map(np.array, state.params)
-  batch_at = lambda p: batching.batch_at(task.train_arrays, p, bs, 0)
+  batch_at = batching.Stream(task.train_arrays, bs, 0)
   host = trainer.setup.strategy.host_state(state)
   state, metrics, position = trainer.setup.strategy.advance(trainer, state, 0, 0, batch_at, host)
   assert metrics["inner_steps"] >= 2 and position == metrics["inner_steps"]

@@ -65,7 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.train.aggressive.max_inner = 100  # `while sub_iter < 100`
   c.train.aggressive.patience = 1  # text: leave on the first epoch the held-out MI drops
   c.train.aggressive.check_every = 0  # counted steps between MI checks (0 = one epoch)
-  c.train.aggressive.inner_loop = "host"  # host | device (lax.while_loop; BUILD_NOTES #14)
+  c.train.aggressive.inner_loop = "device"  # device (lax.while_loop) | host (BUILD_NOTES #14)
   c.refine = ml_collections.ConfigDict()  # semi-amortized refinement (alala_jax/refine.py)
   c.refine.name = "none"  # none | svi
   c.refine.variant = "savae"  # savae | vae_svi | vae_svi_kl | svi

@@ -1,0 +1,120 @@
+r"""Paper 001's text comparison on PTB at a stated CPU budget (issue #14): the LSTM language
+model, the VAE, the VAE with KL annealing, aggressive training and SA-VAE, each trained for the
+same number of counted steps of the same small model, with PPL, NLL, KL, MI and AU.
+
+  python -m experiments.ptb_table --steps=2000 --results=results/ptb_table
+
+Rows run `experiments/configs/text.py:ptb[,lm|anneal|aggressive|savae],steps=N` with the model
+scaled down by flags (paper 001 App B.2: embeddings 512, LSTMs 1024, latent 32: far beyond a
+CPU session) and sentences capped at --max_length words (longer ones dropped, counted in the
+data line the run prints). The LM row is the text VAE with latent_dim 0 (the decoder alone):
+its NLL is exact. Every other row's NLL is the IW bound (k = --iw_samples) on the first
+--num_test test sentences; PPL = exp(NLL summed / tokens incl. </s>). Aggressive training's
+counted steps each take up to 99 encoder steps first (the 'batches' column counts what it
+consumed); SA-VAE takes K = --savae_k SVI steps per training step and at evaluation. The
+seconds are wall times of training plus evaluation. Writes JSON and a Markdown table.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+from absl import app, flags, logging
+
+from alala_jax import runtime
+from experiments import results_io
+
+ROWS = ("lm", "vae", "vae_anneal", "aggressive", "savae")
+
+_ROWS = flags.DEFINE_list("rows", list(ROWS), f"Rows, of {ROWS}.")
+_STEPS = flags.DEFINE_integer("steps", 2000, "Counted training steps of every row (batch 32).")
+_EMBED = flags.DEFINE_integer("embed", 128, "Word embedding size (paper: 512).")
+_HIDDEN = flags.DEFINE_integer("hidden", 256, "Encoder and decoder LSTM units (paper: 1024).")
+_LATENT = flags.DEFINE_integer("latent", 16, "Latent dimensions (paper: 32).")
+_MAX_LENGTH = flags.DEFINE_integer("max_length", 30, "Most words per sentence (longer: dropped).")
+_SAVAE_K = flags.DEFINE_integer("savae_k", 10, "SVI steps of SA-VAE (paper 001's runs: 10).")
+_NUM_TEST = flags.DEFINE_integer("num_test", 500, "Test sentences evaluated (0 = all 3761).")
+_IW = flags.DEFINE_integer("iw_samples", 100, "Importance samples of the NLL bound.")
+_RESULTS = flags.DEFINE_string("results", "results/ptb_table", "Results file stem.")
+_SMOKE = flags.DEFINE_bool("smoke", False, "A tiny version (a check of the script).")
+
+ARGS = {"lm": "lm", "vae": "", "vae_anneal": "anneal", "aggressive": "aggressive", "savae": "savae"}
+
+
+def row_config(row: str):
+  """(config argument, config) of one row."""
+  from experiments.configs import text as text_config
+
+  if row not in ARGS:
+    raise ValueError(f"unknown row {row!r}: expected some of {ROWS}")
+  arg = ",".join(a for a in ("ptb", ARGS[row]) if a)
+  arg += ",smoke" if _SMOKE.value else f",steps={_STEPS.value}"
+  c = text_config.get_config(arg)
+  if not _SMOKE.value:
+    c.model.embed_dim = _EMBED.value
+    c.model.enc_hidden = c.model.dec_hidden = _HIDDEN.value
+    c.model.latent_dim = _LATENT.value
+    c.data.max_length = _MAX_LENGTH.value
+    c.eval.num_test = _NUM_TEST.value
+    c.eval.iw_samples = _IW.value
+    c.eval.iw_chunk = min(c.eval.iw_chunk, _IW.value)
+    c.refine.steps = _SAVAE_K.value
+  if row == "lm":  # after the sizes: `smoke` sets a latent too
+    c.model.latent_dim = 0
+  c.train.checkpoint_every = max(c.train.num_steps, 1)
+  return arg, c
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  from alala_jax.train import loop
+
+  results = {}
+  for row in _ROWS.value:
+    arg, config = row_config(row)
+    t0 = time.time()
+    lines = []
+    with tempfile.TemporaryDirectory() as wd:
+      res = loop.train_and_evaluate(config, wd, log=lines.append)
+      state = loop.load_trained(wd, config)[0] if row == "aggressive" else None
+    r = {
+      "config": arg,
+      "model": f"embed {config.model.embed_dim}, LSTM {config.model.dec_hidden}, latent "
+      f"{config.model.latent_dim}, max_length {config.data.max_length}",
+      "steps": config.train.num_steps,
+      "batches": int(state.data_position) if state is not None else config.train.num_steps,
+      "seconds": time.time() - t0,
+      **{k: res[f"test/{k}"] for k in ("iw_nll", "elbo", "kl", "mi_dataset", "mi_minibatch", "au")},
+      "ppl": res["test/ppl_iw"],
+      "iw_samples": int(res["test/iw_samples"]),
+      "data": next((s for s in lines if s.startswith("data:")), ""),
+    }
+    results[row] = r
+    print(row, {k: v for k, v in r.items() if k != "data"}, flush=True)
+  write(results, _RESULTS.value)
+
+
+def write(results: dict, stem: str) -> None:
+  results_io.write_json(stem, results)
+  any_row = next(iter(results.values()))
+  lines = [
+    f"PTB, {any_row['model']}; {any_row['data']}",
+    "",
+    "| row | PPL | NLL (IW) | -ELBO | KL | MI (test set) | MI (minibatch) | AU | counted steps | "
+    "batches | seconds |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  ]
+  for row, r in results.items():
+    lines.append(
+      f"| {row} | {r['ppl']:.1f} | {r['iw_nll']:.2f} | {-r['elbo']:.2f} | {r['kl']:.2f} | "
+      f"{r['mi_dataset']:.2f} | {r['mi_minibatch']:.2f} | {int(r['au'])} | {r['steps']} | "
+      f"{r['batches']} | {r['seconds']:.0f} |"
+    )
+  results_io.write_markdown(stem, lines)
+
+
+if __name__ == "__main__":
+  runtime.setup()
+  app.run(main)
