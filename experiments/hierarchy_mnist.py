@@ -80,10 +80,7 @@ def main(argv):
   from alala_jax.train import loop
 
   stem = _RESULTS.value
-  results = {}
-  if os.path.exists(stem + ".json"):
-    with open(stem + ".json") as f:
-      results = json.load(f)
+  results = results_io.read_json(stem) or {}
   if _REPLOT.value:
     write(results, stem, np)
     return

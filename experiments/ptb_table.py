@@ -28,11 +28,11 @@ from experiments import results_io
 ROWS = ("lm", "vae", "vae_anneal", "aggressive", "savae")
 
 _ROWS = flags.DEFINE_list("rows", list(ROWS), f"Rows, of {ROWS}.")
-_STEPS = flags.DEFINE_integer("steps", 2000, "Counted training steps of every row (batch 32).")
-_EMBED = flags.DEFINE_integer("embed", 128, "Word embedding size (paper: 512).")
-_HIDDEN = flags.DEFINE_integer("hidden", 256, "Encoder and decoder LSTM units (paper: 1024).")
+_STEPS = flags.DEFINE_integer("steps", 1000, "Counted training steps of every row (batch 32).")
+_EMBED = flags.DEFINE_integer("embed", 64, "Word embedding size (paper: 512).")
+_HIDDEN = flags.DEFINE_integer("hidden", 128, "Encoder and decoder LSTM units (paper: 1024).")
 _LATENT = flags.DEFINE_integer("latent", 16, "Latent dimensions (paper: 32).")
-_MAX_LENGTH = flags.DEFINE_integer("max_length", 30, "Most words per sentence (longer: dropped).")
+_MAX_LENGTH = flags.DEFINE_integer("max_length", 20, "Most words per sentence (longer: dropped).")
 _SAVAE_K = flags.DEFINE_integer("savae_k", 10, "SVI steps of SA-VAE (paper 001's runs: 10).")
 _NUM_TEST = flags.DEFINE_integer("num_test", 500, "Test sentences evaluated (0 = all 3761).")
 _IW = flags.DEFINE_integer("iw_samples", 100, "Importance samples of the NLL bound.")
@@ -71,9 +71,12 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)
   from alala_jax.train import loop
 
-  results = {}
+  results = results_io.read_json(_RESULTS.value) or {}
   for row in _ROWS.value:
     arg, config = row_config(row)
+    if row in results and results[row]["config"] == arg and results[row]["model"] == _model(config):
+      print(f"{row}: in {_RESULTS.value}.json already (same config): skipped", flush=True)
+      continue
     t0 = time.time()
     lines = []
     with tempfile.TemporaryDirectory() as wd:
@@ -81,8 +84,7 @@ def main(argv):
       state = loop.load_trained(wd, config)[0] if row == "aggressive" else None
     r = {
       "config": arg,
-      "model": f"embed {config.model.embed_dim}, LSTM {config.model.dec_hidden}, latent "
-      f"{config.model.latent_dim}, max_length {config.data.max_length}",
+      "model": _model(config),
       "steps": config.train.num_steps,
       "batches": int(state.data_position) if state is not None else config.train.num_steps,
       "seconds": time.time() - t0,
@@ -93,7 +95,17 @@ def main(argv):
     }
     results[row] = r
     print(row, {k: v for k, v in r.items() if k != "data"}, flush=True)
-  write(results, _RESULTS.value)
+    write(results, _RESULTS.value)  # after every row: a stopped table keeps the rows it ran
+
+
+def _model(config) -> str:
+  """The sizes shared by the rows (the LM's latent is 0 whatever --latent says)."""
+  m = config.model
+  return (
+    f"embed {m.embed_dim}, LSTM {m.dec_hidden}, latent {_LATENT.value}, SVI K "
+    f"{config.refine.steps}, max_length {config.data.max_length}, test {config.eval.num_test} "
+    f"sentences, k = {config.eval.iw_samples}"
+  )
 
 
 def write(results: dict, stem: str) -> None:

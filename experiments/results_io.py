@@ -12,6 +12,14 @@ def write_json(stem: str, results: dict) -> None:
     json.dump(results, f, indent=1)
 
 
+def read_json(stem: str) -> dict | None:
+  """`<stem>.json` as written by `write_json`, or None when there is none (a first run)."""
+  if not os.path.exists(stem + ".json"):
+    return None
+  with open(stem + ".json") as f:
+    return json.load(f)
+
+
 def write_markdown(stem: str, lines: list[str], echo: bool = True) -> None:
   """The lines as `<stem>.md` (printed too when echo)."""
   os.makedirs(os.path.dirname(stem) or ".", exist_ok=True)
