@@ -60,15 +60,20 @@ class _FakeTrainer:
     return self.phase_step(self.phase_at(step), means=means)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_inner_loop_matches_the_reference_loop(seed):
+def _scripted_losses(seed):
+  """(200 (loss per unit, units) pairs, window, cap) of one seed: losses that fall, then
+  plateau with noise, so that windows stop improving at a random point."""
   rng = np.random.default_rng(seed)
-  # losses that fall, then plateau with noise: windows stop improving at a random point
   t = np.arange(200)
   per_unit = 5 * np.exp(-t / rng.uniform(5, 60)) + 0.05 * rng.standard_normal(200) + 1
   units = rng.integers(5, 30, 200).astype(float)
-  losses = list(zip(per_unit, units))
   window, cap = int(rng.choice([3, 5, 15])), int(rng.choice([20, 100]))
+  return list(zip(per_unit, units)), window, cap
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_inner_loop_matches_the_reference_loop(seed):
+  losses, window, cap = _scripted_losses(seed)
   agg = strategies.Aggressive(check_every=10, window=window, max_inner=cap, inner_loop="host")
   trainer = _FakeTrainer(losses)
   host = {"aggressive": True}
@@ -83,13 +88,16 @@ def test_inner_loop_matches_the_reference_loop(seed):
 
 
 def _scripted_step(losses):
-  """A pure encoder step for `encoder_loop`: the state counts steps and the batch is the data
-  position, whose scripted (loss per unit, units) it returns as (loss * units, units)."""
+  """A pure encoder step for `encoder_loop`: the batch is a data position, whose scripted
+  (loss per unit, units) it returns as (loss * units, units); the state (steps, in_order)
+  counts steps and whether step j read position j."""
   per_unit, units = (jnp.asarray(a, jnp.float32) for a in np.asarray(losses).T)
 
   def step(state, batch):
+    count, in_order = state
     i = batch[0, 0]  # batch [1, 1]: one row of [position]
-    return state + 1, {"loss": per_unit[i] * units[i], "units": units[i]}, None
+    new = (count + 1, in_order & (i == count))
+    return new, {"loss": per_unit[i] * units[i], "units": units[i]}, None
 
   return step
 
@@ -98,20 +106,15 @@ def _scripted_step(losses):
 def test_device_inner_loop_matches_the_reference_loop(seed):
   """`encoder_loop` (one lax.while_loop) runs the reference's steps on scripted losses, and
   reads the batches of the positions after the first in order."""
-  rng = np.random.default_rng(seed)
-  t = np.arange(200)
-  per_unit = 5 * np.exp(-t / rng.uniform(5, 60)) + 0.05 * rng.standard_normal(200) + 1
-  units = rng.integers(5, 30, 200).astype(float)
-  losses = list(zip(per_unit, units))
-  window, cap = int(rng.choice([3, 5, 15])), int(rng.choice([20, 100]))
+  losses, window, cap = _scripted_losses(seed)
   data = jnp.arange(200)[:, None]  # row i holds data position i
   idx = np.arange(cap - 1)[:, None]  # the batch of inner step j is row j
   loop_fn = jax.jit(
     functools.partial(strategies.encoder_loop, _scripted_step(losses), window=window, max_inner=cap)
   )
-  count, steps = loop_fn(jnp.int32(0), data, idx)
+  (count, in_order), steps = loop_fn((jnp.int32(0), jnp.bool_(True)), data, idx)
   want = _reference_inner_steps(losses, window, cap)
-  assert int(steps) == want and int(count) == want
+  assert int(steps) == want and int(count) == want and bool(in_order)
 
 
 def test_device_inner_loop_equals_the_host_loop(text_setup):
