@@ -81,12 +81,11 @@ def main(argv):
     lines = []
     with tempfile.TemporaryDirectory() as wd:
       res = loop.train_and_evaluate(config, wd, log=lines.append)
-      state = loop.load_trained(wd, config)[0] if row == "aggressive" else None
     r = {
       "config": arg,
       "model": _model(config),
       "steps": config.train.num_steps,
-      "batches": int(state.data_position) if state is not None else config.train.num_steps,
+      "batches": int(res["data_position"]),  # batches consumed (aggressive: inner steps too)
       "seconds": time.time() - t0,
       **{k: res[f"test/{k}"] for k in ("iw_nll", "elbo", "kl", "mi_dataset", "mi_minibatch", "au")},
       "ppl": res["test/ppl_iw"],

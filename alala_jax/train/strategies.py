@@ -35,9 +35,10 @@ step never waits for the device.
   whole loop as one `lax.while_loop` that gathers its batches from the training set on the
   device, one sync per counted step; 0.89x the host loop's time per inner step on paper 004's
   synthetic text model, `experiments/bench_text.py`) or on the host (`'host'`: one compiled
-  encoder step per inner step, one device sync per window). The device loop sums a window's losses in float32 where the
-  host loop sums the same float32 values in float64, so a near-tie can end a window
-  differently; each is deterministic, so a resume is bit-identical under either.
+  encoder step per inner step, one device sync per window). The device loop sums a window's
+  losses in float32 where the host loop sums the same float32 values in float64, so a
+  near-tie can end a window differently; each is deterministic, so a resume is bit-identical
+  under either.
 
 Deviation: the reference draws each later inner batch uniformly with replacement; here the
 inner loop reads the next batches of the same deterministic data stream (`data_position`),

@@ -53,14 +53,10 @@ class Trainer:
     name = phase if update == "all" else f"{phase}/{update}"
     if means:
       name += "+means"
-    if name not in self._steps:
-      self._steps[name] = jax.jit(
-        functools.partial(
-          step_lib.train_step, setup=self.setup, phase=phase, update=update, means=means
-        ),
-        donate_argnums=0,
-      )
-    return self._steps[name]
+    step = functools.partial(
+      step_lib.train_step, setup=self.setup, phase=phase, update=update, means=means
+    )
+    return self.compiled(name, lambda: jax.jit(step, donate_argnums=0))
 
   def compiled(self, name: str, build: Callable[[], Any]):
     """A compiled program of this trainer's setup, built by `build()` on first use and kept
