@@ -38,7 +38,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.tuple_type = "tuple"  # 'tuple' (App B.3) or 'simple' (pass-through, App G)
   c.model.string_scan = "field"  # 'field': a scan per string field; 'grouped': a
   # Tuple's string fields share padded scans (compiles
-  # faster; 0.85x the step speed at B256, BUILD_NOTES)
+  # faster; 0.85x the step speed at B256, BUILD_NOTES);
+  # 'packed': they share scans without padding
   c.model.gru_remat = "full"  # string GRU cells under nn.remat: none | dots (save
   # matmul outputs) | full (recompute the cell: 1.2x
   # faster step at B256 on CPU, 3x fewer temporaries;

@@ -10,6 +10,9 @@ loop's body instructions appear once per iteration, nested inside the loop's own
   duration less that of the events nested in it on the same thread;
 * busy time per thread (the union of its top-level op events) against the traced wall span,
   i.e. how much of the step each core worked;
+* concurrency: how long 0, 1, 2, ... threads were each inside a leaf op (an event with no op
+  nested in it), over the span. Time with none is spent between ops (dispatch, loop control);
+  a matmul that Eigen splits over the pool shows as one leaf event on one thread;
 * the most expensive single instructions.
 
 The profiler adds about a microsecond per event, so small steps read slower than they run; use
@@ -40,6 +43,8 @@ class OpSummary:
   kind_count: dict[str, int]  # op kind -> executions
   op_us: dict[str, float]  # HLO instruction -> exclusive time
   op_count: dict[str, int]
+  concurrency_us: dict[int, float] = dataclasses.field(default_factory=dict)  # threads in a
+  # leaf op -> time over the span
 
   def table(self, top: int = 15) -> str:
     """A plain-text report: per-step times, thread utilisation, op kinds and instructions."""
@@ -50,6 +55,14 @@ class OpSummary:
       lines.append(
         f"  thread {name:28s} busy {busy / s / 1e3:8.1f} ms/step "
         f"({busy / self.span_us:5.1%} of the span)"
+      )
+    if self.concurrency_us:
+      lines.append(
+        "  threads inside a leaf op: "
+        + ", ".join(
+          f"{k}: {v / s / 1e3:.1f} ms/step ({v / self.span_us:.0%})"
+          for k, v in sorted(self.concurrency_us.items())
+        )
       )
     lines.append(f"op kind (exclusive time, all threads: {total / s / 1e3:.1f} ms/step)")
     for k, v in sorted(self.kind_us.items(), key=lambda kv: -kv[1])[:top]:
@@ -77,6 +90,7 @@ def summarize(events: list[dict[str, Any]], thread_names: dict[Any, str], steps:
     by_thread[e["tid"]].append(e)
   excl = {}
   busy = {}
+  parents = set()  # events with an op nested in them
   for tid, es in by_thread.items():
     es.sort(key=lambda e: (e["ts"], -e["dur"]))
     stack: list[dict] = []
@@ -87,6 +101,7 @@ def summarize(events: list[dict[str, Any]], thread_names: dict[Any, str], steps:
         stack.pop()
       if stack:
         excl[id(stack[-1])] -= e["dur"]
+        parents.add(id(stack[-1]))
       else:
         top_level += e["dur"]
       stack.append(e)
@@ -99,8 +114,36 @@ def summarize(events: list[dict[str, Any]], thread_names: dict[Any, str], steps:
     kind_count[op_kind(e["name"])] += 1
     op_us[e["name"]] += excl[id(e)]
     op_count[e["name"]] += 1
-  span = max(e["ts"] + e["dur"] for e in ops) - min(e["ts"] for e in ops)
-  return OpSummary(steps, span, busy, dict(kind_us), dict(kind_count), dict(op_us), dict(op_count))
+  t0, t1 = min(e["ts"] for e in ops), max(e["ts"] + e["dur"] for e in ops)
+  leaves = [e for e in ops if id(e) not in parents]
+  return OpSummary(
+    steps,
+    t1 - t0,
+    busy,
+    dict(kind_us),
+    dict(kind_count),
+    dict(op_us),
+    dict(op_count),
+    _concurrency(leaves, t0, t1),
+  )
+
+
+def _concurrency(leaves: list[dict], t0: float, t1: float) -> dict[int, float]:
+  """Time over [t0, t1] with k threads inside a leaf event, k -> time (a sweep over the
+  events' starts and ends; one thread's leaves never overlap)."""
+  points = sorted(
+    [(e["ts"], 1, e["tid"]) for e in leaves] + [(e["ts"] + e["dur"], -1, e["tid"]) for e in leaves],
+    key=lambda p: (p[0], p[1]),  # ends before starts at the same instant
+  )
+  out: collections.Counter = collections.Counter()
+  running: collections.Counter = collections.Counter()
+  last = t0
+  for t, d, tid in points:
+    out[sum(1 for v in running.values() if v > 0)] += t - last
+    running[tid] += d
+    last = t
+  out[0] += t1 - last
+  return {k: v for k, v in out.items() if v > 0}
 
 
 def read_perfetto(path: str) -> tuple[list[dict], dict[Any, str]]:

@@ -3,14 +3,15 @@ r"""Training-step benchmark: model FLOP utilisation against this machine's measu
   python -m experiments.bench_train                       # Address, batch 256, latent 128
   python -m experiments.bench_train --batch=128 --latent=64 --steps=30
   python -m experiments.bench_train --string_scan=both     # per-field vs grouped string scans
+  python -m experiments.bench_train --string_scan=field,packed  # vs scans packed without padding
   python -m experiments.bench_train --malloc=compare       # glibc malloc modes (runtime.py)
   python -m experiments.bench_train --dots=compare         # XLA:CPU dots: Eigen vs YNNPACK
   python -m experiments.bench_train --gru_remat=none,dots,full  # string GRU cells, nn.remat
 
 Measures in ONE run: the float32 matmul peak (GFLOP/s, 1024^3 jit'd matmul, all cores), the
 model's matmul FLOPs per training step (counted from the jaxpr of the step with one scan per
-string field and no remat: scan bodies x length; XLA's cost analysis counts a loop body once and
-is printed for comparison), each variant's executed FLOPs (with padding / recomputation),
+string field and no remat: scan bodies x length, dead code removed; XLA's cost analysis counts a
+loop body once and is printed for comparison), each variant's executed FLOPs (with padding / recomputation),
 compile time, steps/s, records/s, XLA's temporary buffer size, minor page faults per step and
 peak resident memory, and prints MFU = model FLOPs x steps/s / matmul peak. Variants
 (--string_scan x --gru_remat) are timed in interleaved rounds (peak, variant 1, variant 2, ...)
@@ -44,12 +45,12 @@ _ROUNDS = flags.DEFINE_integer(
   "rounds", 3, "Interleaved timing rounds (matmul peak, then each variant); medians are reported."
 )
 _RECORDS = flags.DEFINE_integer("records", 5000, "Synthetic records to draw batches from.")
-_SCAN = flags.DEFINE_enum(
+_SCAN = flags.DEFINE_list(
   "string_scan",
-  "field",
-  ["field", "grouped", "both"],
-  "String scans: one per field, grouped (shared padded scans), or both "
-  "(measured one after the other in this run, with their ratio).",
+  ["field"],
+  "model.string_scan values to compare: field (one scan per field), grouped (shared padded "
+  "scans), packed (shared scans without padding); 'both' = field,grouped, 'all' = the three. "
+  "Each is a variant, timed in the same rounds, with its ratio to the first.",
 )
 _REMAT = flags.DEFINE_list(
   "gru_remat",
@@ -128,7 +129,9 @@ def prepare(scan: str, remat: str) -> dict:
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(
     flops_lib.matmul_flops(
-      functools.partial(step_lib.train_step, setup=p.setup, phase="train"), state, batch
+      functools.partial(step_lib.train_step, setup=p.setup, phase="train", means=False),
+      state,
+      batch,
     )
   )
   temp = compiled.memory_analysis().temp_size_in_bytes
@@ -156,6 +159,18 @@ def prepare(scan: str, remat: str) -> dict:
     temp_mb=temp / 1e6,
     time=time_steps,
   )
+
+
+def string_scans() -> list[str]:
+  """--string_scan's variants ('both' and 'all' expanded), checked against the model's."""
+  from alala_jax.nn import tree
+
+  alias = {"both": ["field", "grouped"], "all": list(tree.STRING_SCANS)}
+  scans = [s for v in _SCAN.value for s in alias.get(v, [v])]
+  bad = [s for s in scans if s not in tree.STRING_SCANS]
+  if bad:
+    raise app.UsageError(f"--string_scan: unknown {bad}; one of {tree.STRING_SCANS}, both, all")
+  return scans
 
 
 def compare_processes(flag: str, env_var: str, modes: tuple[str, ...]) -> None:
@@ -202,7 +217,7 @@ def main(argv):
     return compare_processes("dots", "ALALA_XLA_DOTS", runtime.DOT_MODES)
   import jax
 
-  scans = ["field", "grouped"] if _SCAN.value == "both" else [_SCAN.value]
+  scans = string_scans()
   rows = [prepare(s, r) for s in scans for r in _REMAT.value]
   # interleaved rounds (peak, variant 1, variant 2, peak, ...): this machine's speed drifts
   # by +-20% within minutes, so each round's MFU is taken against that round's own peak
@@ -228,11 +243,18 @@ def main(argv):
   )
   if model_flops is None:
     from alala_jax.train import flops as flops_lib
+    from alala_jax.train import step as step_lib
 
     _, p0, state0, batch0 = default_step(
       "field", _BATCH.value, _LATENT.value, _RECORDS.value, "none"
     )
-    model_flops = float(flops_lib.matmul_flops(p0._train_step, state0, batch0))
+    model_flops = float(
+      flops_lib.matmul_flops(
+        functools.partial(step_lib.train_step, setup=p0.setup, phase="train", means=False),
+        state0,
+        batch0,
+      )
+    )
   rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   print(f"devices: {jax.devices()}  cores: {os.cpu_count()}")
   print(

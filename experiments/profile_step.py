@@ -27,9 +27,10 @@ def main(argv):
   del argv
   from alala_jax import profiling
 
-  scan, b, latent = bench_train._SCAN.value, bench_train._BATCH.value, bench_train._LATENT.value
-  if scan == "both" or len(bench_train._REMAT.value) != 1:
+  scans, b, latent = bench_train.string_scans(), bench_train._BATCH.value, bench_train._LATENT.value
+  if len(scans) != 1 or len(bench_train._REMAT.value) != 1:
     raise app.UsageError("profile one variant at a time: one --string_scan, one --gru_remat")
+  scan = scans[0]
   remat = bench_train._REMAT.value[0]
   task, p, state, batch = bench_train.default_step(
     scan, b, latent, bench_train._RECORDS.value, remat

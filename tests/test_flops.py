@@ -27,6 +27,20 @@ def test_batched_dot_and_nested_jit():
   assert flops.matmul_flops(lambda a, b: f(a, b) + 1, x, y) == 2 * 3 * 4 * 5 * 6
 
 
+def test_dead_work_is_not_counted():
+  """A scan whose result no output uses costs nothing (XLA removes it); dce=False counts it."""
+  a, w = jnp.ones((8, 16)), jnp.ones((16, 16))
+
+  def f(x):
+    dead = jax.lax.scan(lambda c, _: (c @ w, None), x, None, length=5)[0]
+    del dead
+    return jnp.tanh(x @ w)
+
+  live = 2 * 8 * 16 * 16
+  assert flops.matmul_flops(jax.jit(f), a) == live
+  assert flops.matmul_flops(jax.jit(f), a, dce=False) == 6 * live
+
+
 def test_while_loop_is_refused():
   with pytest.raises(ValueError, match="while"):
     flops.matmul_flops(

@@ -181,14 +181,30 @@ def test_string_groups_bound_the_padding():
   assert tree.string_groups(steps, max_waste=1.0) == [[4, 5, 6], [0], [3], [2], [1]]
 
 
-def test_grouped_string_scans_equal_one_scan_per_field(address):
-  """Same variables, 'grouped' vs 'field' scans: teacher-forced losses, embeddings and
-  per-field terms agree; generation keeps every field's layout and max length."""
+@pytest.mark.parametrize("steps", [[6, 24, 14, 7, 3, 3, 3], [5, 5], [9, 2, 30, 2]])
+def test_packed_scan_plan_runs_every_field_its_own_width_without_padding(steps):
+  from alala_jax.nn import string_literal
+
+  order, segments = string_literal._pack_plan(steps)
+  assert sorted(order) == list(range(len(steps)))
+  assert [steps[i] for i in order] == sorted(steps, reverse=True)
+  assert segments[0][0] == 0 and segments[-1][1] == max(steps)
+  assert all(a[1] == b[0] for a, b in zip(segments, segments[1:]))  # contiguous in time
+  for j, i in enumerate(order):  # field i runs exactly while t < steps[i]
+    assert sum(t1 - t0 for t0, t1, n in segments if j < n) == steps[i]
+  assert sum(n * (t1 - t0) for t0, t1, n in segments) == sum(steps)  # no padded step
+
+
+@pytest.mark.parametrize("scan, num_groups", [("grouped", 2), ("packed", 1)])
+def test_shared_string_scans_equal_one_scan_per_field(address, scan, num_groups):
+  """Same variables, 'grouped' / 'packed' vs 'field' scans: teacher-forced losses, embeddings
+  and per-field terms agree; generation keeps every field's layout and max length."""
   import dataclasses
 
   root, spec, arrays, model, variables = address
-  grouped = vae.RecordVAE(root, dataclasses.replace(model.cfg, string_scan="grouped"))
-  assert len(grouped.bind(variables).body._groups()) >= 2
+  grouped = vae.RecordVAE(root, dataclasses.replace(model.cfg, string_scan=scan))
+  groups = grouped.bind(variables).body._groups()
+  assert len(groups) >= num_groups and all(len(g) >= 2 for g in groups)
   f = jax.jit(lambda v, a: _apply(model, v, a, 1.0, 1.0))
   g = jax.jit(lambda v, a: _apply(grouped, v, a, 1.0, 1.0))
   ref, got = f(variables, arrays), g(variables, arrays)

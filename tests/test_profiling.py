@@ -26,6 +26,9 @@ def test_summarize_nested_events_by_hand():
   assert s.thread_busy_us == {"a": 110, "b": 40}
   assert s.span_us == 130
   assert s.op_us["dot.7"] == 30
+  # leaves: dot.7 [10, 40], fusion.2 [50, 70], copy.1 [120, 130] on a; dot.8 [0, 40] on b
+  assert s.concurrency_us == {0: 60, 1: 40, 2: 30}
+  assert sum(s.concurrency_us.values()) == s.span_us
   assert "ms per step" in s.table()
 
 
@@ -60,3 +63,6 @@ def test_trace_of_a_scan_counts_its_body_once_per_iteration(tmp_path):
   assert any(n == length * steps for k, n in s.kind_count.items() if k != "while"), s.kind_count
   assert all(0 < b <= s.span_us * 1.001 for b in s.thread_busy_us.values())
   assert sum(s.kind_us.values()) == pytest.approx(sum(s.op_us.values()))
+  # the concurrency histogram partitions the span; some leaf op ran at some point
+  assert sum(s.concurrency_us.values()) == pytest.approx(s.span_us)
+  assert sum(v for k, v in s.concurrency_us.items() if k > 0) > 0

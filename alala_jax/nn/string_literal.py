@@ -108,13 +108,108 @@ class StringLiteral(nn.Module):
       tgt = target["chars"].T
       teacher = jax.random.uniform(self.make_rng("sample"), (steps, b)) < p_teacher
     _, (logits, sampled) = self.dec_scan(h0, (tgt, teacher, gumbel), self.table)
-    sample = normalize_chars(sampled.T)
-    if target is None:
-      return None, None, sample
-    ce = jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, tgt[..., None], -1)[..., 0]
-    mask = jnp.arange(steps)[:, None] <= target["length"][None, :]  # [T, B] incl. END
-    nats = jnp.sum(jnp.where(mask, ce, 0.0), 0)
-    return nats / (target["length"] + 1).astype(nats.dtype), nats, sample
+    return _decoded(None if target is None else _cross_entropy(logits, tgt), sampled, target)
+
+  def encode_packed(self, chars: list[jax.Array], length: list[jax.Array]) -> list[dict]:
+    """Several fields' `encode` in scans shared by all of them, without padding.
+
+    The fields' rows are stacked (longest field first), and time runs in segments: while t is
+    below every field's width all rows step together; from then on only the rows of fields
+    still running (a prefix of the stack) do. Every GRU step is then one matmul per gate for
+    all fields, and no field runs past its own width T_i. Same numbers as `encode` per field.
+
+    Args:
+      chars: per field [B, T_i] int.
+      length: per field [B].
+
+    Returns:
+      per field {'emb': [B, H]}, in the order given.
+    """
+    order, segments = _pack_plan([c.shape[1] for c in chars])
+    b = chars[0].shape[0]
+    h = jnp.zeros((len(chars) * b, self.features), self.table.dtype)
+    for t0, t1, n in segments:
+      rows = [order[j] for j in range(n)]
+      x = jnp.concatenate([chars[i][:, t0:t1] for i in rows], 0)  # [n B, L]
+      n_len = jnp.concatenate([length[i] for i in rows], 0)
+      active = jnp.arange(t0, t1)[:, None] < n_len[None, :]  # [L, n B]
+      h_run, _ = self.enc_scan(h[: n * b], (jnp.swapaxes(self.table[x], 0, 1), active))
+      h = jnp.concatenate([h_run, h[n * b :]], 0)
+    emb = jnp.split(self.enc_out(h), len(chars), 0)  # stacked in `order`
+    return [{"emb": emb[order.index(i)]} for i in range(len(chars))]
+
+  def decode_packed(
+    self, emb: list[jax.Array], target: list[dict] | None, steps: list[int], p_teacher, greedy
+  ):
+    """Several fields' `decode` in shared scans without padding (as `encode_packed`).
+
+    Args:
+      emb: per field [B, H].
+      target: per field {'chars': [B, steps_i], 'length': [B]}, or None to generate.
+      steps: per field T_i.
+      p_teacher, greedy: as in `decode`.
+
+    Returns:
+      per field, in the order given, what `decode` returns for it.
+    """
+    order, segments = _pack_plan(steps)
+    b = emb[0].shape[0]
+    h = self.dec_h0(jnp.concatenate([emb[i] for i in order], 0))
+    ce = [[] for _ in steps]  # per field, its [L, B] pieces over the segments
+    sampled = [[] for _ in steps]
+    for t0, t1, n in segments:
+      rows, shape = [order[j] for j in range(n)], (t1 - t0, n * b)
+      if greedy:
+        gumbel = jnp.zeros(shape + (self.vocab_size,), h.dtype)
+      else:
+        gumbel = jax.random.gumbel(self.make_rng("sample"), shape + (self.vocab_size,), h.dtype)
+      if target is None:
+        tgt, teacher = jnp.zeros(shape, jnp.int32), jnp.zeros(shape, bool)
+      else:
+        tgt = jnp.concatenate([target[i]["chars"][:, t0:t1] for i in rows], 0).T
+        teacher = jax.random.uniform(self.make_rng("sample"), shape) < p_teacher
+      h_run, (logits, smp) = self.dec_scan(h[: n * b], (tgt, teacher, gumbel), self.table)
+      h = jnp.concatenate([h_run, h[n * b :]], 0)
+      seg_ce = None if target is None else _cross_entropy(logits, tgt)
+      for j, i in enumerate(rows):
+        sampled[i].append(smp[:, j * b : (j + 1) * b])
+        if seg_ce is not None:
+          ce[i].append(seg_ce[:, j * b : (j + 1) * b])
+    return [
+      _decoded(
+        None if target is None else jnp.concatenate(ce[i], 0),
+        jnp.concatenate(sampled[i], 0),
+        None if target is None else target[i],
+      )
+      for i in range(len(steps))
+    ]
+
+
+def _pack_plan(steps: list[int]) -> tuple[list[int], list[tuple[int, int, int]]]:
+  """Fields by descending width, and the time segments (t0, t1, fields still running).
+
+  >>> _pack_plan([5, 23, 5])
+  ([1, 0, 2], [(0, 5, 3), (5, 23, 1)])
+  """
+  order = sorted(range(len(steps)), key=lambda i: -steps[i])
+  ends = sorted(set(steps))
+  starts = [0] + ends[:-1]
+  return order, [(t0, t1, sum(s >= t1 for s in steps)) for t0, t1 in zip(starts, ends)]
+
+
+def _cross_entropy(logits: jax.Array, tgt: jax.Array) -> jax.Array:
+  """[T, B, V] logits, [T, B] targets -> [T, B] nats."""
+  return jax.nn.logsumexp(logits, -1) - jnp.take_along_axis(logits, tgt[..., None], -1)[..., 0]
+
+
+def _decoded(ce: jax.Array | None, sampled: jax.Array, target: dict | None):
+  """(loss, nats, sample) of `StringLiteral.decode` from the [T, B] CE and sampled ids."""
+  sample = normalize_chars(sampled.T)
+  if target is None:
+    return None, None, sample
+  mask = jnp.arange(ce.shape[0])[:, None] <= target["length"][None, :]  # [T, B] incl. END
+  nats = jnp.sum(jnp.where(mask, ce, 0.0), 0)
+  return nats / (target["length"] + 1).astype(nats.dtype), nats, sample
 
 
 def normalize_chars(chars: jax.Array) -> dict:

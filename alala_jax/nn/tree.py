@@ -33,6 +33,7 @@ from alala_jax.nn.scalar_tuple import ScalarTuple
 from alala_jax.nn.string_literal import StringLiteral
 
 GROUP_WASTE = 1.5  # 'grouped' string scans: padded work <= 1.5 x the unpadded work per group
+STRING_SCANS = ("field", "grouped", "packed")  # ModelConfig.string_scan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +48,9 @@ class ModelConfig:
   char_dim: int = 16
   tuple_type: str = "tuple"  # 'tuple' (App B.3) or 'simple' (App G)
   string_scan: str = "field"  # 'field': one scan per string field; 'grouped':
-  # a Tuple's string fields share scans (see
-  # `string_groups`), same numbers up to rounding
+  # a Tuple's string fields share padded scans (see `string_groups`); 'packed': all of a
+  # Tuple's string fields share scans without padding (`StringLiteral.encode_packed`); the
+  # same numbers up to rounding
   gru_remat: str = "none"  # string GRU cells under nn.remat: none | dots |
   # full (gru.cell_class); same numbers
   sigma_layers: int = 3
@@ -432,11 +434,13 @@ class Tuple(nn.Module):
 
   def _groups(self) -> list[list[int]]:
     """Groups (of >= 2) of direct string children that share a scan (static)."""
+    if self.cfg.string_scan not in STRING_SCANS:
+      raise ValueError(f"unknown string_scan {self.cfg.string_scan!r}: one of {STRING_SCANS}")
     if self.cfg.string_scan == "field" or self.literal is None:
       return []
-    if self.cfg.string_scan != "grouped":
-      raise ValueError(f"unknown string_scan {self.cfg.string_scan!r}: 'field' or 'grouped'")
     idx = [k for k, c in enumerate(self.node.children) if isinstance(c, sc.StringNode)]
+    if self.cfg.string_scan == "packed":
+      return [idx] if len(idx) > 1 else []
     groups = string_groups([self.cfg.steps(self.node.children[k].path) for k in idx])
     return [[idx[j] for j in g] for g in groups if len(g) > 1]
 
@@ -446,8 +450,15 @@ class Tuple(nn.Module):
   def encode(self, data, mask, train):
     kids: list[Any] = [None] * len(self.kids)
     for g in self._groups():
-      steps = max(self._steps(k) for k in g)
       field = [data[self.node.children[k].key] for k in g]
+      if self.cfg.string_scan == "packed":
+        packed = self.literal.encode_packed(
+          [f["chars"] for f in field], [f["length"] for f in field]
+        )
+        for k, e in zip(g, packed):
+          kids[k] = e
+        continue
+      steps = max(self._steps(k) for k in g)
       emb = self.literal.encode(
         jnp.concatenate([_pad_time(f["chars"], steps) for f in field], 0),
         jnp.concatenate([f["length"] for f in field], 0),
@@ -498,9 +509,19 @@ class Tuple(nn.Module):
     return DecodeOut(loss, nats, chars, samples, fields, nll, field_nll)
 
   def _decode_group(self, g: list[int], es, target, ctx: DecodeContext, outs: list) -> None:
-    """Decodes the string children `g` in one padded scan; fills `outs[k]` for k in g."""
-    steps = max(self._steps(k) for k in g)
+    """Decodes the string children `g` in one shared scan; fills `outs[k]` for k in g."""
     keys = [self.node.children[k].key for k in g]
+    if self.cfg.string_scan == "packed":
+      tgts = None if target is None else [target[key] for key in keys]
+      decoded = self.literal.decode_packed(
+        [es[k] for k in g], tgts, [self._steps(k) for k in g], ctx.p_string, ctx.greedy
+      )
+      for j, (k, (loss_k, nats_k, sample_k)) in enumerate(zip(g, decoded)):
+        outs[k] = _string_out(
+          self.node.children[k], es[k], loss_k, nats_k, sample_k, None if tgts is None else tgts[j]
+        )
+      return
+    steps = max(self._steps(k) for k in g)
     tgt = (
       None
       if target is None

@@ -6,6 +6,11 @@ recurrent model. `matmul_flops` walks the jaxpr instead: a `dot_general` costs
 2 x (batch x free x contracting) sizes, a `scan` multiplies its body by its length, and nested
 calls (jit, custom_jvp/vjp, remat, cond branches: the max) are followed. Elementwise work is
 not counted: MFU is reported against the matmul peak.
+
+Dead code is removed first, as XLA does before anything runs: a value traced but never used,
+such as the string scans of the record VAE's statistics pass (`RecordVAE.observe` runs the whole
+encoder for the whitening statistics; only the ScalarTuple's part reaches an output), would
+otherwise count FLOPs that never execute.
 """
 
 from __future__ import annotations
@@ -54,6 +59,17 @@ def _count(jaxpr) -> int:
   return total
 
 
-def matmul_flops(fn, *args, **kwargs) -> int:
-  """Matmul FLOPs of one call of `fn(*args, **kwargs)` (traced, not run)."""
-  return _count(jax.make_jaxpr(fn, **kwargs)(*args))
+def live_jaxpr(closed) -> jex_core.Jaxpr:
+  """The jaxpr of `closed` without the equations no output depends on (jax's own DCE, which
+  follows jit, scan, cond and remat bodies)."""
+  from jax._src.interpreters import partial_eval as pe  # no public DCE in jax.extend yet
+
+  jaxpr, _ = pe.dce_jaxpr(closed.jaxpr, [True] * len(closed.jaxpr.outvars))
+  return jaxpr
+
+
+def matmul_flops(fn, *args, dce: bool = True, **kwargs) -> int:
+  """Matmul FLOPs of one call of `fn(*args, **kwargs)` (traced, not run); with `dce` only the
+  work some output depends on (module doc)."""
+  closed = jax.make_jaxpr(fn, **kwargs)(*args)
+  return _count(live_jaxpr(closed) if dce else closed)
