@@ -275,3 +275,33 @@ def test_progress_bar_prints_a_line_per_report_when_not_a_terminal():
   assert len(lines) == 2
   assert "100/300" in lines[0] and "geco/kl_nats 9.0000" in lines[0]
   assert "200/300" in lines[1] and "step/s" in lines[1] and lines[1].endswith("bpc 1.200]")
+
+
+def test_coordinate_precision_stages_on_a_model(config, prepared):
+  """Issue #13's precision study: every stage and split scored per row; g(mu(x)) equals the
+  task's own reconstruction path (`reconstruct_records`), the ridge readout beats the mean."""
+  from alala_jax import analysis
+  from alala_jax.metrics import coords
+
+  p = prepared
+  state = p.trainer.create_state(0, batching.batch_at(p.train_arrays, 0, 16, 0))
+  rows = 24
+  res = analysis.coordinate_precision(
+    p, state, p.train_arrays, p.test_arrays, jax.random.key(0), rows=rows, ridge=1e-6
+  )
+  assert res["fields"] == ("lat", "long") and res["order"][res["position"] - 1] == "__floats__"
+  for name in analysis.COORD_STAGES:
+    for split in ("train", "test"):
+      chex.assert_shape([res[(name, split)]["sq"], res[(name, split)]["km"]], [(rows,)] * 2)
+      assert np.all(np.isfinite(res[(name, split)]["sq"])), (name, split)
+  originals = p.data.train[:rows]
+  recon, _ = generate.reconstruct_records(p, state, originals, jax.random.key(1), rows, True)
+  km = coords.km_error(
+    np.array([[r.lat, r.long] for r in recon]),
+    np.array([[r.lat, r.long] for r in originals]),
+    ("lat", "long"),
+  )
+  np.testing.assert_allclose(res[("g(mu(x))", "train")]["km"], km, rtol=1e-3, atol=1e-3)
+  # least squares on the training rows: no worse than predicting the whitened mean (~ k)
+  readout = res[("linear readout of mu(x)", "train")]["sq"]
+  assert np.mean(readout) <= 2.0 * (1 + 1e-3)

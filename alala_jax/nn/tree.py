@@ -239,9 +239,14 @@ class FloatsField(nn.Module):
     z = _zeros_like_batch(emb)
     if target is None:
       return DecodeOut(z, z, z, pred, {}, z)
-    prefix = sc.path_name(self.node.path[:-1])
-    name = ("" if prefix == "<root>" else prefix + ".") + "(" + ",".join(self.node.names) + ")"
+    name = floats_name(self.node)
     return DecodeOut(loss, z, z, pred, {name: loss}, nll, {name: nll})
+
+
+def floats_name(node: sc.FloatsNode) -> str:
+  """The name of a record's float fields in `DecodeOut.fields`, e.g. '(lat,long)'."""
+  prefix = sc.path_name(node.path[:-1])
+  return ("" if prefix == "<root>" else prefix + ".") + "(" + ",".join(node.names) + ")"
 
 
 class OptionalField(nn.Module):
