@@ -105,7 +105,9 @@ def coordinate_precision(
   * a ridge readout from mu(x) to the whitened floats fitted on the training rows.
 
   Returns {'fields': names, 'position': the floats' place in the Tuple order (1-based),
-  'order': the Tuple's child keys, 'rows': rows, (stage, split): {'sq': [rows], 'km': [rows]}}.
+  'order': the Tuple's child keys, 'rows': rows, 'whitened_train_mean' / 'whitened_train_cov':
+  the moments of the whitened training rows ((0, I) when the whitening's moving statistics fit
+  the data), (stage, split): {'sq': [rows], 'km': [rows]}}.
   """
   from alala_jax import schema as sc
   from alala_jax.metrics import coords
@@ -155,6 +157,10 @@ def coordinate_precision(
     x = jax.tree.map(lambda a: a[:rows], arrays)
     got[split] = jax.device_get(stages(x, key)) + (np.asarray(x[node.key]),)
   res["rows"] = len(got["train"][3])
+  # the whitening's moving statistics against the rows themselves: (0, I) if they match
+  xw_train = np.asarray(got["train"][1], np.float64)
+  res["whitened_train_mean"] = xw_train.mean(0)
+  res["whitened_train_cov"] = np.cov(xw_train, rowvar=False)
   w, b = coords.ridge_fit(got["train"][0], got["train"][1], ridge)
   for split, (mu, xw, out, target) in got.items():
     pred_w = np.asarray(mu, np.float64) @ w + b

@@ -52,6 +52,13 @@ def main(argv):
     f"{res['rows']} training and test rows each; squared error of the whitened floats summed "
     f"over the fields (the data's variance: {len(res['fields'])}); km: median distance"
   )
+  print(
+    "whitened training rows: mean "
+    + np.array2string(res["whitened_train_mean"], precision=3)
+    + ", covariance "
+    + np.array2string(res["whitened_train_cov"], precision=3).replace("\n", "")
+    + " (the whitening fits the data when these are 0 and I)"
+  )
   print("| stage | train sq. error | test sq. error | train km | test km |")
   print("|---|---|---|---|---|")
   for name in analysis.COORD_STAGES:

@@ -305,3 +305,4 @@ def test_coordinate_precision_stages_on_a_model(config, prepared):
   # least squares on the training rows: no worse than predicting the whitened mean (~ k)
   readout = res[("linear readout of mu(x)", "train")]["sq"]
   assert np.mean(readout) <= 2.0 * (1 + 1e-3)
+  chex.assert_shape([res["whitened_train_mean"], res["whitened_train_cov"]], [(2,), (2, 2)])
