@@ -167,6 +167,7 @@ def smoke(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   c.data.num_synthetic = 600
   c.data.limit = 600 if c.data.csv else 0
   c.model.latent_dim = 32
+  c.model.string_scan = "grouped"  # compiles ~1.8x faster than per-field scans (test.py)
   c.train.batch_size = 32
   c.train.num_steps = 20
   c.train.log_every = 5
