@@ -280,6 +280,7 @@ class ActiveUnitsTest(chex.TestCase):
 class EvaluateLatentTest(chex.TestCase):
   def test_perplexity(self):
     np.testing.assert_allclose(latent.perplexity(30.0, 10), math.exp(3.0))
+    assert latent.perplexity(8000.0, 10) == math.inf  # a diverged bound: reported, not raised
     with self.assertRaisesRegex(ValueError, "positive"):
       latent.perplexity(1.0, 0)
 

@@ -363,14 +363,18 @@ def perplexity(total_nll_nats: float, num_tokens: float) -> float:
       token, excluding the start token, which is given.
 
   Returns:
-    the per-token perplexity.
+    the per-token perplexity; inf when it exceeds the float range (a per-token NLL above ~709
+    nats, e.g. a diverged bound), so that an evaluation still reports its other numbers.
 
   Raises:
     ValueError: num_tokens not positive.
   """
   if not num_tokens > 0:
     raise ValueError(f"num_tokens must be positive, got {num_tokens}")
-  return float(math.exp(total_nll_nats / num_tokens))
+  try:
+    return float(math.exp(total_nll_nats / num_tokens))
+  except OverflowError:
+    return math.inf
 
 
 def _latent_batch_terms(
