@@ -11,7 +11,8 @@ r"""Training-step benchmark: model FLOP utilisation against this machine's measu
 Measures in ONE run: the float32 matmul peak (GFLOP/s, 1024^3 jit'd matmul, all cores), the
 model's matmul FLOPs per training step (counted from the jaxpr of the step with one scan per
 string field and no remat: scan bodies x length, dead code removed; XLA's cost analysis counts a
-loop body once and is printed for comparison), each variant's executed FLOPs (with padding / recomputation),
+loop body once and is printed for comparison), each variant's executed FLOPs (with padding /
+recomputation),
 compile time, steps/s, records/s, XLA's temporary buffer size, minor page faults per step and
 peak resident memory, and prints MFU = model FLOPs x steps/s / matmul peak. Variants
 (--string_scan x --gru_remat) are timed in interleaved rounds (peak, variant 1, variant 2, ...)
@@ -111,6 +112,15 @@ def default_step(scan: str, batch_size: int, latent: int, records: int, remat: s
   return prep, prep.trainer, prep.trainer.create_state(0, batch), batch
 
 
+def step_flops(trainer, state, batch) -> float:
+  """Matmul FLOPs of the training step `trainer` compiles (no posterior means, as its loops)."""
+  from alala_jax.train import flops as flops_lib
+  from alala_jax.train import step as step_lib
+
+  step = functools.partial(step_lib.train_step, setup=trainer.setup, phase="train", means=False)
+  return float(flops_lib.matmul_flops(step, state, batch))
+
+
 def prepare(scan: str, remat: str) -> dict:
   """Compiles the default training step with `model.string_scan = scan` and `model.gru_remat =
   remat`; returns its counts and a `time()` closure: seconds per step and minor page faults per
@@ -118,8 +128,6 @@ def prepare(scan: str, remat: str) -> dict:
   import jax
 
   from alala_jax.data import batching
-  from alala_jax.train import flops as flops_lib
-  from alala_jax.train import step as step_lib
 
   prep, p, state, batch = default_step(scan, _BATCH.value, _LATENT.value, _RECORDS.value, remat)
   t = time.perf_counter()
@@ -127,13 +135,7 @@ def prepare(scan: str, remat: str) -> dict:
   compile_s = time.perf_counter() - t
   cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(
-    flops_lib.matmul_flops(
-      functools.partial(step_lib.train_step, setup=p.setup, phase="train", means=False),
-      state,
-      batch,
-    )
-  )
+  flops = step_flops(p, state, batch)
   temp = compiled.memory_analysis().temp_size_in_bytes
   # the AOT executable itself: calling the jitted step would trace and compile it again
   carry = {"state": compiled(state, batch)[0]}
@@ -242,19 +244,10 @@ def main(argv):
     (r["flops"] for r in rows if (r["scan"], r["remat"]) == ("field", "none")), None
   )
   if model_flops is None:
-    from alala_jax.train import flops as flops_lib
-    from alala_jax.train import step as step_lib
-
     _, p0, state0, batch0 = default_step(
       "field", _BATCH.value, _LATENT.value, _RECORDS.value, "none"
     )
-    model_flops = float(
-      flops_lib.matmul_flops(
-        functools.partial(step_lib.train_step, setup=p0.setup, phase="train", means=False),
-        state0,
-        batch0,
-      )
-    )
+    model_flops = step_flops(p0, state0, batch0)
   rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
   print(f"devices: {jax.devices()}  cores: {os.cpu_count()}")
   print(

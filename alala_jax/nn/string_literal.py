@@ -129,7 +129,7 @@ class StringLiteral(nn.Module):
     b = chars[0].shape[0]
     h = jnp.zeros((len(chars) * b, self.features), self.table.dtype)
     for t0, t1, n in segments:
-      rows = [order[j] for j in range(n)]
+      rows = order[:n]
       x = jnp.concatenate([chars[i][:, t0:t1] for i in rows], 0)  # [n B, L]
       n_len = jnp.concatenate([length[i] for i in rows], 0)
       active = jnp.arange(t0, t1)[:, None] < n_len[None, :]  # [L, n B]
@@ -158,7 +158,7 @@ class StringLiteral(nn.Module):
     ce = [[] for _ in steps]  # per field, its [L, B] pieces over the segments
     sampled = [[] for _ in steps]
     for t0, t1, n in segments:
-      rows, shape = [order[j] for j in range(n)], (t1 - t0, n * b)
+      rows, shape = order[:n], (t1 - t0, n * b)
       if greedy:
         gumbel = jnp.zeros(shape + (self.vocab_size,), h.dtype)
       else:
