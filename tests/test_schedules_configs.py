@@ -292,3 +292,9 @@ def test_records_recipe_is_the_beta_vae_row_with_geco_and_categories():
   assert (c.seed, c.data.csv, c.train.num_steps) == (1, row.data.csv, 6000)
   assert c.model.to_dict() == row.model.to_dict()
   assert mod.get_config("steps=10").train.num_steps == 10
+  cons = geco_lib.parse_constraints(c.objective.geco.constraints)
+  assert [t.tolerance for t in cons] == [0.2, 0.005, 0.02]
+  old = mod.get_config("vermont,coord=0.02").objective.geco.constraints
+  assert old == "loss<=0.2,(lat,long)<=0.02,postcode<=0.02"  # the rows measured before
+  with pytest.raises(ValueError, match="coord"):
+    mod.get_config("coord=2")
