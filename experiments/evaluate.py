@@ -9,6 +9,12 @@ sigma-network and tracked moments generating (and its losses); it writes
 eval_metrics_level{L}.json and leaves the run's generation prior alone. The summary ends with
 the privacy audit (`eval.privacy_records` > 0), including the repeated encode/decode extraction
 rate of paper 000 App E over `--extraction_rounds` rounds (default: the config's).
+
+`--eval_batch_size=B` evaluates in batches of B rows (text and image tasks; eval_metrics_batchB
+.json). It matters where the batch enters a metric: the reference minibatch MI (capped at
+log B) and SVI at evaluation in the refinement's 'reference' mode, whose step averages over the
+batch (each row moves lr / B times its own gradient): B = the training batch refines exactly as
+training did.
 """
 
 import json
@@ -23,6 +29,9 @@ _NUM = flags.DEFINE_integer("num_generated", None, "Generated records (default: 
 _GREEDY = flags.DEFINE_bool("greedy", None, "Argmax decoding (default: the config's).")
 _EXTRACTION = flags.DEFINE_integer(
   "extraction_rounds", None, "Rounds of the extraction audit (default: the config's; 0 = off)."
+)
+_EVAL_BATCH = flags.DEFINE_integer(
+  "eval_batch_size", None, "Rows per evaluation batch (text / images; default: the config's)."
 )
 _LEVEL = flags.DEFINE_integer(
   "gen_level", None, "Multiscale level that generates (default: the config's)."
@@ -43,6 +52,11 @@ def main(argv):
   if _EXTRACTION.value is not None:
     config.eval.extraction_rounds = _EXTRACTION.value
   name = "eval_metrics.json"
+  if _EVAL_BATCH.value is not None:
+    if _EVAL_BATCH.value < 2 or config.task == "records":
+      raise app.UsageError("--eval_batch_size: a text or image workdir and at least 2 rows")
+    config.eval.batch_size = _EVAL_BATCH.value
+    name = f"eval_metrics_batch{_EVAL_BATCH.value}.json"
   if _LEVEL.value is not None:
     config.objective.multiscale.gen_level = _LEVEL.value
     name = f"eval_metrics_level{_LEVEL.value}.json"

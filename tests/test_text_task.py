@@ -4,12 +4,16 @@ posterior-collapse experiment script's smoke run."""
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 from alala_jax.train import loop
 from experiments.configs import text as text_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.slow
@@ -39,6 +43,14 @@ def test_train_and_evaluate(arg, tmp_path):
     assert "encoder_loss" in train[-1]
   if "anneal" in arg:
     assert train[0]["beta"] < 1.0
+  if arg == "smoke,savae":  # re-evaluated in batches of 4 by the CLI, from the workdir alone
+    cmd = [sys.executable, "-m", "experiments.evaluate", f"--workdir={tmp_path}"]
+    subprocess.run([*cmd, "--eval_batch_size=4"], check=True, capture_output=True, cwd=ROOT)
+    with open(tmp_path / "eval_metrics_batch4.json") as f:
+      b4 = json.load(f)
+    assert b4["test/batch_size"] == 4 and b4["step"] == res["step"]
+    assert b4["test/mi_minibatch_cap"] == pytest.approx(np.log(4))
+    assert np.isfinite(b4["test/iw_nll"]) and b4["test/iw_nll"] != res["test/iw_nll"]
 
 
 def test_unknown_argument_is_named():
