@@ -137,6 +137,7 @@ def test_end_to_end_train_and_evaluate(config, prepared, tmp_path):
   ):
     assert k in res and np.isfinite(res[k]), k
   assert 0.0 <= res["pvalue/mean"] <= 1.0 and res["d_lev"] >= 0
+  assert res["data_position"] == res["step"] == config.train.num_steps  # plain: one batch each
   rows = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert {r["split"] for r in rows} == {"train", "eval", "final"}
   assert [r["step"] for r in rows if r["split"] == "train"] == [3, 6]

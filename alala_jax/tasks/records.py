@@ -272,7 +272,7 @@ class RecordTask(Task):
 
   def final_eval(self, state, config) -> dict[str, Any]:
     self.fit_generation_prior(state, config)
-    return evaluate.evaluate(
+    res = evaluate.evaluate(
       self,
       state,
       self.data.train,
@@ -282,6 +282,8 @@ class RecordTask(Task):
       config,
       self.generation_priors,
     )
+    res["data_position"] = int(state.data_position)  # batches consumed (aggressive: more)
+    return res
 
   def save_final(self, workdir: str) -> None:
     """Writes the headline generation prior fitted by `final_eval` (if it is a fitted one) to
