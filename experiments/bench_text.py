@@ -1,6 +1,12 @@
 r"""Benchmark of the text VAE's training strategies, ratios measured in one run (CPU or GPU).
 
   python -m experiments.bench_text [--k=1,5,20,80] [--steps=30] [--config_arg=synthetic004]
+  python -m experiments.bench_text --config_file=experiments/configs/records_lagging.py \
+      --config_arg=vermont --k=1,5,20 --no_remat_too=false --steps=5   # the record VAE's rows
+
+Any config file whose argument takes `savae`, `k=K`, `aggressive` and `steps=N` (text.py,
+records_lagging.py) can be measured; the programs are `ARG`, `savae,ARG,k=K` and
+`aggressive,ARG,steps=N`.
 
 1. SA-VAE (alala_jax/refine.py) at K refinement steps against a plain VAE step of the same
    model and batch: the compiled step's temporary memory (XLA's buffer assignment,
@@ -20,6 +26,7 @@ Paper 001 Table 3 for comparison: aggressive 2.2-3.7x, SA-VAE 9.9-15.2x the VAE'
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import time
 
@@ -29,7 +36,8 @@ from alala_jax import runtime
 
 _K = flags.DEFINE_list("k", ["1", "5", "20", "80"], "SVI steps to measure.")
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed calls per program.")
-_ARG = flags.DEFINE_string("config_arg", "synthetic004", "experiments/configs/text.py argument.")
+_FILE = flags.DEFINE_string("config_file", "experiments/configs/text.py", "Config file measured.")
+_ARG = flags.DEFINE_string("config_arg", "synthetic004", "The config file's argument.")
 _NO_REMAT = flags.DEFINE_bool("no_remat_too", True, "Also measure SA-VAE without remat.")
 _AGG_STEPS = flags.DEFINE_integer("aggressive_steps", 10, "Counted aggressive steps to time.")
 
@@ -64,15 +72,21 @@ def main(argv):
   import jax
 
   from alala_jax.train import loop
-  from experiments.configs import text as text_config
 
-  print(f"device: {jax.devices()[0].device_kind} x {jax.device_count()}")
-  base = text_config.get_config(_ARG.value)
+  spec = importlib.util.spec_from_file_location("bench_config", _FILE.value)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  get_config = module.get_config
+
+  print(
+    f"device: {jax.devices()[0].device_kind} x {jax.device_count()}; {_FILE.value}:{_ARG.value}"
+  )
+  base = get_config(_ARG.value)
   mem0, t0 = _compile(base)
   rows = [("VAE", mem0, t0)]
   for k in [int(v) for v in _K.value]:
     for remat in [True] + ([False] if _NO_REMAT.value else []):
-      c = text_config.get_config(f"{_ARG.value},savae,k={k}")
+      c = get_config(f"savae,{_ARG.value},k={k}")
       c.refine.remat = remat
       mem, t = _compile(c)
       rows.append((f"SA-VAE K={k}" + ("" if remat else " (no remat)"), mem, t))
@@ -87,9 +101,10 @@ def main(argv):
     print(f"memory K=20 / K=1 (remat): {by['SA-VAE K=20'] / max(by['SA-VAE K=1'], 1):.2f}")
 
   # aggressive training: counted steps while aggressive, against plain steps
-  c = text_config.get_config(f"{_ARG.value},aggressive,steps={_AGG_STEPS.value}")
+  c = get_config(f"aggressive,{_ARG.value},steps={_AGG_STEPS.value}")
   c.train.aggressive.check_every = 10**9  # stays aggressive for the whole measurement
-  c.train.log_every = c.train.eval_every = c.train.checkpoint_every = 10**9
+  c.train.log_every = c.train.checkpoint_every = 10**9
+  c.train.eval_every = 0  # no evaluation, not even the final step's
   import tempfile
 
   task = loop.prepare(c)
