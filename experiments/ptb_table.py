@@ -16,8 +16,8 @@ seconds are wall times of training plus evaluation. Writes JSON and a Markdown t
 
 With --workdir each row trains in WORKDIR/ROW and the directory is kept: a rerun resumes its
 training from the last checkpoint (or only evaluates, when training had finished), so a crash
-in the final evaluation does not lose hours of training. Without it rows train in temporary
-directories.
+in the final evaluation does not lose hours of training (a resumed row's seconds are those of
+the rerun alone). Without it rows train in temporary directories.
 """
 
 from __future__ import annotations

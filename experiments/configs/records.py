@@ -19,7 +19,8 @@ extension (BUILD_NOTES "Categorical fields" and "Generation priors"):
 
 6000 steps (the default here) train in ~13 min on the 2-core CPU at ~8 steps/s, plus ~40 s
 compile and ~2 min evaluation. `steps=N` and `seed=S` as in paper.py; `smoke` shrinks it to a
-check of a few minutes; `coord=C` sets the coordinate bound. Without `vermont` the same recipe runs on the embedded synthetic data.
+check of a few minutes; `coord=C` sets the coordinate bound. Without `vermont` the same recipe
+runs on the embedded synthetic data.
 
 Command:
   python -m experiments.train --config=experiments/configs/records.py:vermont --workdir=/tmp/vt
