@@ -6,7 +6,20 @@ config accepts a smoke argument (`--config=path.py:smoke`) that shrinks it for a
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import types
+
 import ml_collections
+
+
+def config_file_module(path: str) -> types.ModuleType:
+  """The module of a config file (e.g. experiments/configs/text.py), loaded from its path as
+  ml_collections' `--config=path.py:arg` does; its `get_config(arg)` builds the config."""
+  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def base_config() -> ml_collections.ConfigDict:

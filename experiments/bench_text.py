@@ -26,7 +26,6 @@ Paper 001 Table 3 for comparison: aggressive 2.2-3.7x, SA-VAE 9.9-15.2x the VAE'
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
 import time
 
@@ -71,12 +70,10 @@ def main(argv):
   del argv
   import jax
 
+  from alala_jax import config as config_lib
   from alala_jax.train import loop
 
-  spec = importlib.util.spec_from_file_location("bench_config", _FILE.value)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  get_config = module.get_config
+  get_config = config_lib.config_file_module(_FILE.value).get_config
 
   print(
     f"device: {jax.devices()[0].device_kind} x {jax.device_count()}; {_FILE.value}:{_ARG.value}"

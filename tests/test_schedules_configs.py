@@ -4,7 +4,6 @@ objective, levels and augmented settings."""
 
 import functools
 import glob
-import importlib.util
 import os
 
 import jax
@@ -68,11 +67,7 @@ def test_teacher_schedules(scheme, expected):
     schedules.teacher_schedule("XX", 100)
 
 
-def _load(path):
-  spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+_load = base.config_file_module
 
 
 CONFIGS = sorted(
