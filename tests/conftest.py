@@ -2,6 +2,8 @@
 
 import dataclasses
 import os
+import shutil
+import tempfile
 
 # Compilation dominates this suite and XLA's CPU backend optimisations buy nothing for a few
 # tiny steps: without them the test config's train step compiles in 76 s instead of 133 s
@@ -18,6 +20,22 @@ from alala_jax import runtime  # noqa: E402  (imports no jax)
 os.environ["XLA_FLAGS"] = runtime.xla_flags(
   "eigen", " ".join([_FAST_COMPILE, _DEVICES, os.environ.get("XLA_FLAGS", "")]).strip()
 )
+
+# One persistent compilation cache per test run, fresh each run: many test files build the same
+# programs (the test config's steps) in different processes (two xdist workers, the kill -9
+# children, experiments run as subprocesses, the notebook kernel), and each compiled them again.
+# The first process to import this file (the xdist controller, or pytest itself) makes the
+# directory; the workers and every subprocess inherit it through the environment; the maker
+# removes it at the end. Keys ignore source locations (jax strips debug info), so the same
+# program built by two files is one entry; compiles under 1 s are not cached (jax's default).
+# A size bound makes jax lock the directory (filelock), so two workers never read a half-written
+# entry.
+_JIT_CACHE_ENV = "ALALA_JAX_TEST_JIT_CACHE"
+_OWN_JIT_CACHE = not os.environ.get(_JIT_CACHE_ENV)
+if _OWN_JIT_CACHE:
+  os.environ[_JIT_CACHE_ENV] = tempfile.mkdtemp(prefix="alala_jax_jit_cache_")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_JIT_CACHE_ENV]
+os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(64 << 30)
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -136,3 +154,9 @@ def small_core(small):
     bad_step=jnp.full((), -1, jnp.int32),
   )
   return model, state, batches
+
+
+def pytest_unconfigure(config):
+  del config
+  if _OWN_JIT_CACHE:
+    shutil.rmtree(os.environ[_JIT_CACHE_ENV], ignore_errors=True)
