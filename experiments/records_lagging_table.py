@@ -9,12 +9,14 @@ from its last checkpoint, or only evaluates it when training had finished, and r
 the results file with the same config are skipped. The columns: the zip-coordinate p-value
 mean and median from the paper's tracked Gaussian and from the aggregate posterior, d_Lev of
 the street reconstructions, the test and generated losses (the paper's Table 1 columns), the
-test KL, counted steps, batches consumed (aggressive mode's inner steps included) and the
-training and evaluation seconds. Writes JSON and a Markdown table (--results).
+test KL, counted steps, batches consumed (aggressive mode's inner steps included), the held-out
+MI checks of aggressive training and the step it left aggressive mode, and the training and
+evaluation seconds. Writes JSON and a Markdown table (--results).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -70,9 +72,26 @@ def main(argv):
       "train_seconds": seconds - res["eval_seconds"],
       "eval_seconds": res["eval_seconds"],
       **{k: float(res.get(k, math.nan)) for k in KEYS},
+      **aggressive_checks(wd),
     }
     print(row, results[row], flush=True)
     write(results, _RESULTS.value)  # after every row: a stopped table keeps the rows it ran
+
+
+def aggressive_checks(workdir: str) -> dict:
+  """The held-out MI checks in `workdir`'s metrics.jsonl and the step of the check that ended
+  aggressive mode (None: it never ended; no checks: not an aggressive row)."""
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f if '"strategy"' in line]
+  checks = [(r["step"], r["heldout_mi"]) for r in rows if "heldout_mi" in r]
+  left = [r["step"] for r in rows if r.get("aggressive") == 0.0]
+  return {"heldout_mi": checks, "left_aggressive_at": left[0] if left else None}
+
+
+def _left_cell(r: dict) -> str:
+  if not r.get("heldout_mi"):
+    return "–"
+  return str(r["left_aggressive_at"]) if r["left_aggressive_at"] is not None else "never"
 
 
 # the headline prior is the config's first ('tracked', the paper's); the aggregate posterior's
@@ -99,14 +118,14 @@ def write(results: dict, stem: str) -> None:
     "",
     "| row (records_lagging.py:…) | p mean (tracked) | p median (tracked) | p mean (aggregate) | "
     "p median (aggregate) | d_Lev | test loss | generated loss | generated BPC | test KL | "
-    "exact copies | counted steps | batches | train s | eval s |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "exact copies | counted steps | batches | left aggressive at | train s | eval s |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
   ]
   for r in results.values():
     cells = [f"{r[k]:.4f}" for k in KEYS]
     lines.append(
       f"| {r['config']} | {' | '.join(cells)} | {r['steps']} | {r['batches']} | "
-      f"{r['train_seconds']:.0f} | {r['eval_seconds']:.0f} |"
+      f"{_left_cell(r)} | {r['train_seconds']:.0f} | {r['eval_seconds']:.0f} |"
     )
   results_io.write_markdown(stem, lines)
 

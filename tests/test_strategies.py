@@ -158,16 +158,22 @@ class _FakeTask:
     return next(self.mis)
 
 
+SATURATED = [4.8129706, 4.8129735, 4.8129759, 4.812977, 4.812978]  # Vermont's record VAE
+
+
 @pytest.mark.parametrize(
-  "mis, patience, left_after",
+  "mis, patience, min_rise, left_after",
   [
-    ([0.1, 0.3, 0.5, 0.4, 0.9], 1, 4),  # text: the first drop
-    ([0.1, 0.3, 0.3, 0.2], 1, 4),  # equal is not a drop (reference: cur - pre < 0)
-    ([0.5, 0.4, 0.6, 0.5, 0.5, 0.55, 0.58], 3, 6),  # images-style patience: 3 without a best
+    ([0.1, 0.3, 0.5, 0.4, 0.9], 1, 0.0, 4),  # text: the first drop
+    ([0.1, 0.3, 0.3, 0.2], 1, 0.0, 4),  # equal is not a drop (reference: cur - pre < 0)
+    ([0.5, 0.4, 0.6, 0.5, 0.5, 0.55, 0.58], 3, 0.0, 6),  # images-style patience: 3 without a best
+    (SATURATED, 1, 0.0, None),  # at the estimator's cap float noise keeps the reference rising
+    (SATURATED, 1, 0.01, 2),  # ... and a tolerance ends it at the second check
+    ([0.1, 0.3, 0.305, 0.5], 1, 0.01, 3),  # a rise below the tolerance is no new best
   ],
 )
-def test_leaves_aggressive_mode_when_heldout_mi_stops_rising(mis, patience, left_after):
-  agg = strategies.Aggressive(check_every=2, patience=patience)
+def test_leaves_aggressive_mode_when_heldout_mi_stops_rising(mis, patience, min_rise, left_after):
+  agg = strategies.Aggressive(check_every=2, patience=patience, min_rise=min_rise)
   state = TrainState(
     *([jax.numpy.zeros((), "int32")] * 2), None, None, None, None, None, None, None
   )
@@ -183,7 +189,10 @@ def test_leaves_aggressive_mode_when_heldout_mi_stops_rising(mis, patience, left
       break
     checks += 1
     assert host == agg.host_state(state)  # the checkpointed state follows the host mirror
-  assert checks == left_after and not host["aggressive"]
+  if left_after is None:
+    assert checks == len(mis) and host["aggressive"]
+  else:
+    assert checks == left_after and not host["aggressive"]
 
 
 @pytest.fixture(scope="module")
