@@ -16,7 +16,6 @@ evaluation seconds. Writes JSON and a Markdown table (--results).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -81,11 +80,11 @@ def main(argv):
 def aggressive_checks(workdir: str) -> dict:
   """The held-out MI checks in `workdir`'s metrics.jsonl and the step of the check that ended
   aggressive mode (None: it never ended; no checks: not an aggressive row)."""
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    rows = [json.loads(line) for line in f if '"strategy"' in line]
-  checks = [(r["step"], r["heldout_mi"]) for r in rows if "heldout_mi" in r]
-  left = [r["step"] for r in rows if r.get("aggressive") == 0.0]
-  return {"heldout_mi": checks, "left_aggressive_at": left[0] if left else None}
+  from alala_jax import viz
+  from alala_jax.train import strategies
+
+  checks, left = strategies.mi_checks(viz.read_metrics(os.path.join(workdir, "metrics.jsonl")))
+  return {"heldout_mi": checks, "left_aggressive_at": left}
 
 
 def _left_cell(r: dict) -> str:

@@ -179,7 +179,7 @@ def test_leaves_aggressive_mode_when_heldout_mi_stops_rising(mis, patience, min_
   )
   state = state.replace(strategy_state=agg.init_state())
   host, task = agg.host_state(state), _FakeTask(mis)
-  checks = 0
+  checks, rows = 0, [{"step": 1, "split": "train", "loss": 1.0}]
   for step in range(1, 2 * len(mis) + 1):
     state, host, logged = agg.after_step(task, state, step, host, None)
     if step % 2:
@@ -188,11 +188,17 @@ def test_leaves_aggressive_mode_when_heldout_mi_stops_rising(mis, patience, min_
     if not logged:  # left aggressive mode: no more checks
       break
     checks += 1
+    rows.append({"step": step, "split": "strategy", **logged})  # as metrics.jsonl has them
     assert host == agg.host_state(state)  # the checkpointed state follows the host mirror
   if left_after is None:
     assert checks == len(mis) and host["aggressive"]
   else:
     assert checks == left_after and not host["aggressive"]
+  # the record table's reading of metrics.jsonl (float32 MI, as the strategy logs it)
+  seen, left = strategies.mi_checks(rows)
+  assert [s for s, _ in seen] == list(range(2, 2 * checks + 1, 2))
+  np.testing.assert_allclose([m for _, m in seen], mis[:checks], rtol=1e-6)
+  assert left == (None if left_after is None else 2 * left_after)
 
 
 @pytest.fixture(scope="module")

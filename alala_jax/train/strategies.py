@@ -242,6 +242,15 @@ class Aggressive:
     return state, host, logged
 
 
+def mi_checks(rows) -> tuple[list[tuple[int, float]], int | None]:
+  """Aggressive training's held-out MI checks, (step, MI), in metrics rows (metrics.jsonl's
+  'strategy' split), and the step of the check that ended aggressive mode (None: it did not)."""
+  rows = [r for r in rows if r.get("split") == "strategy"]
+  checks = [(int(r["step"]), float(r["heldout_mi"])) for r in rows if "heldout_mi" in r]
+  left = [int(r["step"]) for r in rows if r.get("aggressive") == 0.0]
+  return checks, (left[0] if left else None)
+
+
 def from_config(config, steps_per_epoch: int = 0):
   """The strategy of `config.train.strategy` ('plain' by default; 'aggressive' reads
   `config.train.aggressive`: window, max_inner, patience, min_rise, inner_loop ('device' | 'host'),
