@@ -188,7 +188,7 @@ def run_campaign(
       f"kill {len(history):2d} ({mode}) after {history[-1].after_s:.2f} s: latest checkpoint "
       f"{latest}, {'during a save' if during else 'not saving'}"
     )
-  if run_seconds is None:  # a campaign of one kill: the reference is still to run
+  if run_seconds is None:  # fewer than two kills: no random kill ran the reference yet
     reference()
   logf.close()
   return {
