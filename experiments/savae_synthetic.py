@@ -34,6 +34,12 @@ _ROWS = flags.DEFINE_list(
 )
 _RESULTS = flags.DEFINE_string("results", "results/savae_synthetic", "Results file stem.")
 _SMOKE = flags.DEFINE_bool("smoke", False, "A tiny version (tests).")
+_EXTRA = flags.DEFINE_list(
+  "extra",
+  [],
+  "Config arguments of text.py added to every row, e.g. 'anneal' (paper 001's KL weight "
+  "0.1 -> 1 over the first 10 epochs, inside SVI too).",
+)
 _SOURCE = flags.DEFINE_enum(
   "source",
   "oracle_004",
@@ -61,6 +67,7 @@ def row_config(row: str):
     arg += ",oracle_decoder"
   if method != "vae":
     arg += f",{method}"
+  arg += "".join(f",{a}" for a in _EXTRA.value)
   epochs = (_SVAE_EPOCHS.value or _EPOCHS.value) if method == "savae" else _EPOCHS.value
   arg += ",smoke" if _SMOKE.value else f",epochs={epochs}"
   c = text_config.get_config(arg)
