@@ -31,6 +31,9 @@ _ROWS = flags.DEFINE_list("rows", ["vae", "aggressive"], f"Rows, of {ROWS}.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Rows train in WORKDIR/ROW (kept).", required=True)
 _STEPS = flags.DEFINE_integer("steps", 0, "Counted steps of every row (0: the config's, 3000).")
 _K = flags.DEFINE_integer("k", 20, "SVI steps of the SA-VAE row (paper 004: 20).")
+_SVI_LR = flags.DEFINE_float(
+  "svi_lr", 1.0, "SVI learning rate of the SA-VAE row (the reference's 1; records_lagging.py)."
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every row.")
 _VERMONT = flags.DEFINE_bool("vermont", True, "Train on the paper's Vermont CSV (../shared).")
 _SMOKE = flags.DEFINE_bool("smoke", False, "A tiny version (a check of the script).")
@@ -43,7 +46,9 @@ def row_arg(row: str) -> str:
     raise app.UsageError(f"unknown row {row!r}: expected some of {ROWS}")
   parts = [row, *(["vermont"] if _VERMONT.value else []), *(["smoke"] if _SMOKE.value else [])]
   parts += [f"steps={_STEPS.value}"] if _STEPS.value else []
-  parts += [f"seed={_SEED.value}"] + ([f"k={_K.value}"] if row == "savae" else [])
+  parts += [f"seed={_SEED.value}"]
+  if row == "savae":
+    parts += [f"k={_K.value}"] + ([f"svi_lr={_SVI_LR.value:g}"] if _SVI_LR.value != 1.0 else [])
   return ",".join(parts)
 
 

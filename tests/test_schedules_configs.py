@@ -293,3 +293,18 @@ def test_records_recipe_is_the_beta_vae_row_with_geco_and_categories():
   assert old == "loss<=0.2,(lat,long)<=0.02,postcode<=0.02"  # the rows measured before
   with pytest.raises(ValueError, match="coord"):
     mod.get_config("coord=2")
+
+
+def test_records_lagging_rows_differ_only_in_the_method():
+  mod = _load(os.path.join(CONFIG_DIR, "records_lagging.py"))
+  vae, agg, sa = (mod.get_config(f"{m},seed=2") for m in ("vae", "aggressive", "savae"))
+  assert (vae.train.strategy, agg.train.strategy, sa.train.strategy) == (
+    "plain",
+    "aggressive",
+    "plain",
+  )
+  assert (vae.refine.name, agg.refine.name, sa.refine.name) == ("none", "none", "svi")
+  assert vae.model.to_dict() == sa.model.to_dict() and vae.optim.decay_rate == 1.0
+  assert (sa.refine.steps, sa.refine.lr) == (20, 1.0)  # paper 004's reference defaults
+  tuned = mod.get_config("savae,k=5,svi_lr=30")
+  assert (tuned.refine.steps, tuned.refine.lr) == (5, 30.0)

@@ -51,6 +51,23 @@ def test_train_and_evaluate(arg, tmp_path):
     assert b4["test/batch_size"] == 4 and b4["step"] == res["step"]
     assert b4["test/mi_minibatch_cap"] == pytest.approx(np.log(4))
     assert np.isfinite(b4["test/iw_nll"]) and b4["test/iw_nll"] != res["test/iw_nll"]
+    # the amortization gap at two SVI learning rates: the same lambda_0 (its loss does not
+    # depend on the lr, same batches and keys), a different lambda_K
+    stem = str(tmp_path / "gap")
+    cmd = [sys.executable, "-m", "experiments.amortization_gap", f"--workdir={tmp_path}"]
+    subprocess.run(
+      [*cmd, "--lrs=1,50", "--steps=3", "--batches=2", f"--results={stem}"],
+      check=True,
+      capture_output=True,
+      cwd=ROOT,
+    )
+    with open(stem + ".json") as f:
+      rows = json.load(f)["rows"]
+    lr1, lr50 = rows["1.0"], rows["50.0"]
+    assert lr1["steps"] == 3 and lr1["batches"] == 2
+    assert lr1["loss_lambda0"] == lr50["loss_lambda0"]
+    assert lr1["loss_lambdaK"] != lr50["loss_lambdaK"]
+    assert lr1["gap"] == pytest.approx(lr1["loss_lambda0"] - lr1["loss_lambdaK"])
 
 
 def test_unknown_argument_is_named():

@@ -2,7 +2,7 @@
 aggressive inference-network training, or with SA-VAE refinement, at one budget:
 
   --config=experiments/configs/records_lagging.py:[METHOD][,vermont][,smoke][,steps=N][,seed=S]
-      [,k=K][,host]
+      [,k=K][,svi_lr=LR][,host]
 
 METHOD: vae (default) | aggressive | savae. Everything else is `paper.py:repro/beta_vae`
 (Tuple SS + String TF, latent 128, batch 128, lr 1e-3, β 0 -> 0.384 per latent dimension over
@@ -21,6 +21,17 @@ rows differ only in the method.
   `,host` for the host loop).
 * savae (paper 004): K SVI steps (k=K, default 20) of SGD with momentum 0.5, lr 1, clip 5,
   differentiated end to end with exact Hessian-vector products; SVI also at evaluation.
+  svi_lr=LR replaces the SVI learning rate (default 1, the reference's). In the reference mode
+  each row moves lr / B times its own gradient in the loss's units: the text VAE's loss is nats
+  per sentence with B = 32, the record VAE's nats / ~100 with B = 128, so lr 1 is a ~400x
+  smaller step here and changes the test loss by 0.0007 +- 0.0006 in 5 steps; lr 30 gains
+  0.011 (`experiments/amortization_gap.py`, BUILD_NOTES #14).
+
+Measured on Vermont at 3000 steps (2-core CPU, idle; results/records_lagging.md): vae 324 s
+of training, aggressive 1971 s (left aggressive mode at step 470), savae with k=5 4620 s
+(K = 20: ~4.4 h, measured per step by bench_text). Paper 000's row (Table 1, Tuple SS + String
+TF, β 0 -> 0.384, 2M steps x 32 workers): p mean 0.246 - 0.261, median 0.045 - 0.061, d_Lev
+0.114 - 0.111; papers 001 / 004 have no record rows.
 
 A counted step of either costs many plain steps (BUILD_NOTES #14 measures how many), so
 compare the rows at the same number of counted steps and read the wall times beside them.
@@ -37,7 +48,7 @@ import ml_collections
 from experiments.configs import paper
 
 METHODS = ("vae", "aggressive", "savae")
-OPTS = ("steps", "seed", "k")
+OPTS = ("steps", "seed", "k", "svi_lr")
 
 
 def get_config(arg=None):
@@ -49,10 +60,11 @@ def get_config(arg=None):
   if unknown:
     raise ValueError(
       f"unknown config arguments {unknown}: records_lagging.py:[METHOD][,vermont][,smoke]"
-      f"[,steps=N][,seed=S][,k=K][,host] with METHOD one of {METHODS} (default vae)"
+      f"[,steps=N][,seed=S][,k=K][,svi_lr=LR][,host] with METHOD one of {METHODS} (default vae)"
     )
   k = [int(o[2:]) for o in opts if o.startswith("k=")]
-  kept = [o for o in opts if not o.startswith("k=") and o != "host"]
+  svi_lr = [float(o.split("=")[1]) for o in opts if o.startswith("svi_lr=")]
+  kept = [o for o in opts if o.split("=")[0] not in ("k", "svi_lr") and o != "host"]
   c = paper.build(**paper.parse_arg(",".join(["repro/beta_vae", *kept])))
   c.optim.decay_rate = 1.0
   c.train.strategy = "plain"
@@ -70,7 +82,7 @@ def get_config(arg=None):
   r.name = "none"
   r.variant = "savae"
   r.steps = k[0] if k else 20
-  r.lr, r.momentum, r.clip = 1.0, 0.5, 5.0
+  r.lr, r.momentum, r.clip = (svi_lr[0] if svi_lr else 1.0), 0.5, 5.0
   r.mode = "reference"
   r.gradient = "exact"
   r.at_eval = True
