@@ -4,7 +4,8 @@ training and with SA-VAE refinement, at one budget, in one table.
 
   python -m experiments.records_lagging_table --rows=vae,aggressive --workdir=/tmp/rl
 
-Each row trains in WORKDIR/ROW and the directory is kept: a rerun resumes the row's training
+Each row trains in WORKDIR/KEY (KEY = the row, for SA-VAE `savae_k{K}[_lr{LR}]`: another K
+or SVI lr is another row) and the directory is kept: a rerun resumes the row's training
 from its last checkpoint, or only evaluates it when training had finished, and rows already in
 the results file with the same config are skipped. The columns: the zip-coordinate p-value
 mean and median from the paper's tracked Gaussian and from the aggregate posterior, d_Lev of
@@ -28,7 +29,7 @@ from experiments import results_io
 ROWS = ("vae", "aggressive", "savae")
 
 _ROWS = flags.DEFINE_list("rows", ["vae", "aggressive"], f"Rows, of {ROWS}.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Rows train in WORKDIR/ROW (kept).", required=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Rows train in WORKDIR/KEY (kept).", required=True)
 _STEPS = flags.DEFINE_integer("steps", 0, "Counted steps of every row (0: the config's, 3000).")
 _K = flags.DEFINE_integer("k", 20, "SVI steps of the SA-VAE row (paper 004: 20).")
 _SVI_LR = flags.DEFINE_float(
@@ -52,6 +53,14 @@ def row_arg(row: str) -> str:
   return ",".join(parts)
 
 
+def row_key(row: str) -> str:
+  """The row's name in the results and its workdir WORKDIR/KEY: SA-VAE rows with other K or SVI
+  lr are other rows (a kept workdir of another K must not be resumed as this one)."""
+  if row != "savae":
+    return row
+  return f"savae_k{_K.value}" + (f"_lr{_SVI_LR.value:g}" if _SVI_LR.value != 1.0 else "")
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -60,16 +69,16 @@ def main(argv):
 
   results = results_io.read_json(_RESULTS.value) or {}
   for row in _ROWS.value:
-    arg = row_arg(row)
-    if results.get(row, {}).get("config") == arg:
-      print(f"{row}: in {_RESULTS.value}.json already (same config): skipped", flush=True)
+    arg, key = row_arg(row), row_key(row)
+    if results.get(key, {}).get("config") == arg:
+      print(f"{key}: in {_RESULTS.value}.json already (same config): skipped", flush=True)
       continue
     config = records_lagging.get_config(arg)
-    wd = os.path.join(_WORKDIR.value, row)
+    wd = os.path.join(_WORKDIR.value, key)
     t0 = time.time()
     res = loop.train_and_evaluate(config, wd, log=print)
     seconds = time.time() - t0
-    results[row] = {
+    results[key] = {
       "config": arg,
       "steps": int(res["step"]),
       "batches": int(res["data_position"]),
@@ -78,7 +87,7 @@ def main(argv):
       **{k: float(res.get(k, math.nan)) for k in KEYS},
       **aggressive_checks(wd),
     }
-    print(row, results[row], flush=True)
+    print(key, results[key], flush=True)
     write(results, _RESULTS.value)  # after every row: a stopped table keeps the rows it ran
 
 
