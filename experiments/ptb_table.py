@@ -22,9 +22,6 @@ the rerun alone). Without it rows train in temporary directories.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 import time
 
 from absl import app, flags, logging
@@ -89,7 +86,7 @@ def main(argv):
       continue
     t0 = time.time()
     lines = []
-    with _row_dir(row) as wd:
+    with results_io.row_dir(_WORKDIR.value, row) as wd:
       res = loop.train_and_evaluate(config, wd, log=lines.append)
     r = {
       "config": arg,
@@ -105,15 +102,6 @@ def main(argv):
     results[row] = r
     print(row, {k: v for k, v in r.items() if k != "data"}, flush=True)
     write(results, _RESULTS.value)  # after every row: a stopped table keeps the rows it ran
-
-
-def _row_dir(row: str):
-  """The row's workdir: WORKDIR/ROW (kept) or a temporary directory."""
-  if _WORKDIR.value:
-    path = os.path.join(_WORKDIR.value, row)
-    os.makedirs(path, exist_ok=True)
-    return contextlib.nullcontext(path)
-  return tempfile.TemporaryDirectory()
 
 
 def _model(config) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 
 
 def write_json(stem: str, results: dict) -> None:
@@ -28,3 +30,13 @@ def write_markdown(stem: str, lines: list[str], echo: bool = True) -> None:
     f.write(text)
   if echo:
     print(text, end="")
+
+
+def row_dir(root: str | None, name: str):
+  """A context manager giving a table row's workdir: ROOT/NAME, made and kept (a rerun resumes
+  or re-evaluates it), or a temporary directory when `root` is None."""
+  if root:
+    path = os.path.join(root, name)
+    os.makedirs(path, exist_ok=True)
+    return contextlib.nullcontext(path)
+  return tempfile.TemporaryDirectory()

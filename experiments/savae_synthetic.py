@@ -10,11 +10,12 @@ at evaluation). Every bound is the test IW-NLL (k = --iw_samples, paper 004: 500
 refined posterior as the proposal where the row refines (K = 20 steps at evaluation too). The
 true NLL is -log of the integral of p(x | z) N(z; 0, I) on a 2-d grid
 (`models/oracle.grid_nll`). Writes JSON and a Markdown table with the wall time of each row.
+`--workdir` keeps each row's training (WORKDIR/<config argument>) for re-evaluation or a look
+at a model that went wrong; `--extra=anneal` adds config arguments to every row.
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 
 from absl import app, flags, logging
@@ -34,6 +35,12 @@ _ROWS = flags.DEFINE_list(
 )
 _RESULTS = flags.DEFINE_string("results", "results/savae_synthetic", "Results file stem.")
 _SMOKE = flags.DEFINE_bool("smoke", False, "A tiny version (tests).")
+_WORKDIR = flags.DEFINE_string(
+  "workdir",
+  None,
+  "Keep each row's training in WORKDIR/<its config argument> (a rerun resumes or "
+  "re-evaluates it; another config is another directory). Default: temporary directories.",
+)
 _EXTRA = flags.DEFINE_list(
   "extra",
   [],
@@ -98,7 +105,8 @@ def main(argv):
     arg, config = row_config(row)
     t0 = time.time()
     task = loop.prepare(config)  # data and compiled steps, shared by training and the truth
-    with tempfile.TemporaryDirectory() as wd:
+    name = arg.replace(",", "_").replace("=", "")
+    with results_io.row_dir(_WORKDIR.value, name) as wd:
       res = loop.train_and_evaluate(config, wd, log=lambda *a: None, task=task)
     if true_nll is None and row.startswith("oracle/"):
       data = task.test_arrays
