@@ -1,7 +1,7 @@
 r"""The amortization gap of a trained workdir (paper 004 Sec 3): the test loss at the encoder's
 posterior lambda_0 and after K steps of SVI from it, for several SVI learning rates.
 
-  python -m experiments.amortization_gap --workdir=/tmp/rl/savae --lrs=1,10,100,1000 --steps=20
+  python -m experiments.amortization_gap --workdir=/tmp/rl/savae_k5 --lrs=1,10,30,100 --steps=20
 
 Any task and model of the core: the workdir's config with `refine` set to SVI at evaluation
 (a run trained without refinement gets the reference defaults: momentum 0.5, clip 5, mode
@@ -92,8 +92,9 @@ def main(argv):
     rows[str(lr)] = {"lr": lr, "steps": c.refine.steps, "mode": c.refine.mode}
     rows[str(lr)].update(gap(task, state, c, _BATCHES.value))
     print(lr, rows[str(lr)], flush=True)
+  task_name = base.get("task", "records")
   lines = [
-    f"Amortization gap of {_WORKDIR.value} (step {int(state.step)}, task {base.get('task', 'records')}): test "
+    f"Amortization gap of {_WORKDIR.value} (step {int(state.step)}, task {task_name}): test "
     "loss at the encoder's lambda_0 and after K SVI steps (`python3 -m "
     "experiments.amortization_gap`)",
     "",
