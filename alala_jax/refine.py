@@ -38,15 +38,26 @@ Variants (`variant`; paper 004's table):
                  with lambda_K held fixed.
   'svi'          no encoder: lambda_0 = 0 in training, 0.1 N(0, 1) at evaluation.
 
+The reference also clips its backward pass (`optim_n2n.backward_mom`): at every step k it caps
+the adjoint of lambda_k (mu and logvar together) and the step's Hessian-vector share of the
+decoder's gradient at svi_max_grad_norm = 5. `backward_clip` > 0 does the same in both gradient
+modes: in 'exact' through identities whose cotangent is capped (`clip_cotangent`) on lambda_k
+and on the parameters inside each step; in 'per_example' mode the adjoint cap is per example.
+On by default (5): without it the exact backward through 20 steps at lr 1 exploded (gradient
+norms 1e6-3e8 before the outer clip) and SA-VAE training on paper 004's learned-generator row
+diverged (BUILD_NOTES #14); 0 turns it off (the rows recorded before 2026-12-07 ran so).
+
 Deviation from the reference ('fd'): the reference's FD backward differences gradients that were
 clipped in the forward pass against re-clipped perturbed ones and clips the HVPs again, mixing
 clipped and unclipped quantities; ours differences the unclipped gradients. Exact autodiff
-differentiates the clip itself. All three agree when no clip fires (tests/test_refine.py).
+differentiates the clip itself. All three agree when no clip fires (tests/test_refine.py), and
+the exact and 'fd' paths agree when only the backward clip fires.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -72,12 +83,22 @@ class SVIConfig:
   batch_scale: int = 32  # per_example: the step is lr / batch_scale times the own gradient
   gradient: str = "exact"  # GRADIENTS (savae)
   fd_eps: float = 1e-5  # r of the finite-difference HVPs
+  # The reference also clips its backward pass: each step's adjoint of lambda (mu and logvar
+  # together) and each step's Hessian-vector contribution to the decoder's gradient, to this
+  # norm. 0 = off (exact gradients through the clipped forward steps).
+  backward_clip: float = 5.0
   variant: str = "savae"  # VARIANTS
   at_eval: bool = True  # the K steps also run in evaluation (and the likelihood metrics)
   remat: bool = True  # jax.checkpoint around each step (memory flat in K)
 
   def __post_init__(self):
-    if self.steps < 0 or self.lr <= 0 or not 0 <= self.momentum < 1 or self.clip < 0:
+    if (
+      self.steps < 0
+      or self.lr <= 0
+      or not 0 <= self.momentum < 1
+      or self.clip < 0
+      or self.backward_clip < 0
+    ):
       raise ValueError(f"bad SVI hyper-parameters: {self}")
     for name, allowed in (("mode", MODES), ("gradient", GRADIENTS), ("variant", VARIANTS)):
       if getattr(self, name) not in allowed:
@@ -103,6 +124,39 @@ def _clip_tensor(g: jax.Array, clip: float) -> jax.Array:
 def _clip_rows(g: jax.Array, clip: float) -> jax.Array:
   norm = jnp.sqrt(jnp.sum(g**2, -1, keepdims=True))
   return g * jnp.minimum(1.0, clip / (norm + 1e-6))
+
+
+def _clip_joint(tree, clip: float, rows: bool):
+  """tree scaled to joint norm <= clip: one norm over all leaves, or (`rows`) one per example
+  (row b of every [B, ...] leaf)."""
+  leaves = jax.tree.leaves(tree)
+  if rows:
+    sq = sum(jnp.sum(jnp.reshape(a, (a.shape[0], -1)) ** 2, -1) for a in leaves)
+    scale = jnp.minimum(1.0, clip / (jnp.sqrt(sq) + 1e-6))
+    return jax.tree.map(lambda a: a * jnp.reshape(scale, (-1,) + (1,) * (a.ndim - 1)), tree)
+  norm = jnp.sqrt(sum(jnp.sum(a**2) for a in leaves))
+  scale = jnp.minimum(1.0, clip / (norm + 1e-6))
+  return jax.tree.map(lambda a: a * scale, tree)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def clip_cotangent(clip: float, rows: bool, tree):
+  """The identity, whose cotangent is clipped to joint norm <= clip (`_clip_joint`)."""
+  del clip, rows
+  return tree
+
+
+def _clip_cotangent_fwd(clip, rows, tree):
+  del clip, rows
+  return tree, None
+
+
+def _clip_cotangent_bwd(clip, rows, res, g):
+  del res
+  return (_clip_joint(g, clip, rows),)
+
+
+clip_cotangent.defvjp(_clip_cotangent_fwd, _clip_cotangent_bwd)
 
 
 def per_example_loss(
@@ -183,7 +237,11 @@ def _forward(problem: _Problem, lam0, params, eps, keys):
   def step(carry, inp):
     lam, v = carry
     e, k = inp
-    loss, g = jax.value_and_grad(problem.loss)(lam, params, e, k)
+    p = params
+    if cfg.backward_clip:  # the adjoints of lambda_k and this step's share of params'
+      lam = clip_cotangent(cfg.backward_clip, cfg.mode == "per_example", lam)
+      p = clip_cotangent(cfg.backward_clip, False, params)
+    loss, g = jax.value_and_grad(problem.loss)(lam, p, e, k)
     g = problem.clip(g)
     v = tuple(cfg.momentum * vi - gi for vi, gi in zip(v, g))
     new = tuple(li + cfg.lr * vi for li, vi in zip(lam, v))
@@ -230,7 +288,11 @@ def _fd_refine(problem: _Problem, lam0, params, eps, keys):
       g_lam, g_par = grad(lam_k, params, e, k)
       g_lam_r, g_par_r = grad(tuple(li + r * pi for li, pi in zip(lam_k, p)), params, e, k)
       lam_bar = tuple(lb - (a - b) / r for lb, a, b in zip(lam_bar, g_lam_r, g_lam))
-      params_bar = jax.tree.map(lambda pb, a, b: pb - (a - b) / r, params_bar, g_par_r, g_par)
+      hvp = jax.tree.map(lambda a, b: (a - b) / r, g_par_r, g_par)
+      if cfg.backward_clip:  # as in the exact path (the reference's order: HVP, then adjoint)
+        hvp = _clip_joint(hvp, cfg.backward_clip, False)
+        lam_bar = _clip_joint(lam_bar, cfg.backward_clip, cfg.mode == "per_example")
+      params_bar = jax.tree.map(lambda pb, h: pb - h, params_bar, hvp)
       p = tuple(cfg.momentum * pi for pi in p)
       return (lam_bar, p, params_bar), None
 

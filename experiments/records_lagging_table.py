@@ -35,6 +35,12 @@ _K = flags.DEFINE_integer("k", 20, "SVI steps of the SA-VAE row (paper 004: 20).
 _SVI_LR = flags.DEFINE_float(
   "svi_lr", 1.0, "SVI learning rate of the SA-VAE row (the reference's 1; records_lagging.py)."
 )
+_BCLIP = flags.DEFINE_float(
+  "svi_backward_clip",
+  5.0,
+  "Cap on the SA-VAE row's backward adjoints (the reference's 5; 0 = off: the savae_k5_bclip0 "
+  "row).",
+)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of every row.")
 _VERMONT = flags.DEFINE_bool("vermont", True, "Train on the paper's Vermont CSV (../shared).")
 _SMOKE = flags.DEFINE_bool("smoke", False, "A tiny version (a check of the script).")
@@ -49,16 +55,27 @@ def row_arg(row: str) -> str:
   parts += [f"steps={_STEPS.value}"] if _STEPS.value else []
   parts += [f"seed={_SEED.value}"]
   if row == "savae":
-    parts += [f"k={_K.value}"] + ([f"svi_lr={_SVI_LR.value:g}"] if _SVI_LR.value != 1.0 else [])
+    parts += [f"k={_K.value}"] + [arg for arg, _ in _savae_options()]
   return ",".join(parts)
 
 
 def row_key(row: str) -> str:
-  """The row's name in the results and its workdir WORKDIR/KEY: SA-VAE rows with other K or SVI
-  lr are other rows (a kept workdir of another K must not be resumed as this one)."""
+  """The row's name in the results and its workdir WORKDIR/KEY: SA-VAE rows with another K, SVI
+  lr or backward clip are other rows (a kept workdir of another K must not be resumed as this
+  one)."""
   if row != "savae":
     return row
-  return f"savae_k{_K.value}" + (f"_lr{_SVI_LR.value:g}" if _SVI_LR.value != 1.0 else "")
+  return f"savae_k{_K.value}" + "".join(suffix for _, suffix in _savae_options())
+
+
+def _savae_options() -> list[tuple[str, str]]:
+  """(config argument, key suffix) of each SA-VAE option off its default."""
+  opts = []
+  if _SVI_LR.value != 1.0:
+    opts.append((f"svi_lr={_SVI_LR.value:g}", f"_lr{_SVI_LR.value:g}"))
+  if _BCLIP.value != 5.0:
+    opts.append((f"bclip={_BCLIP.value:g}", f"_bclip{_BCLIP.value:g}"))
+  return opts
 
 
 def main(argv):

@@ -2,7 +2,7 @@
 aggressive inference-network training, or with SA-VAE refinement, at one budget:
 
   --config=experiments/configs/records_lagging.py:[METHOD][,vermont][,smoke][,steps=N][,seed=S]
-      [,k=K][,svi_lr=LR][,host]
+      [,k=K][,svi_lr=LR][,bclip=X][,host]
 
 METHOD: vae (default) | aggressive | savae. Everything else is `paper.py:repro/beta_vae`
 (Tuple SS + String TF, latent 128, batch 128, lr 1e-3, β 0 -> 0.384 per latent dimension over
@@ -25,7 +25,9 @@ rows differ only in the method.
   each row moves lr / B times its own gradient in the loss's units: the text VAE's loss is nats
   per sentence with B = 32, the record VAE's nats / ~100 with B = 128, so lr 1 is a ~400x
   smaller step here and changes the test loss by 0.0007 +- 0.0006 in 5 steps; lr 30 gains
-  0.011 (`experiments/amortization_gap.py`, BUILD_NOTES #14).
+  0.011 (`experiments/amortization_gap.py`, BUILD_NOTES #14). bclip=X: the cap on the backward
+  pass's adjoints (`refine.SVIConfig.backward_clip`; default 5, the reference's; 0 = off, how
+  the savae row of 2026-12-07 was trained).
 
 Measured on Vermont at 3000 steps (2-core CPU, idle; results/records_lagging.md): vae 324 s
 of training, aggressive 1971 s (left aggressive mode at step 470), savae with k=5 4620 s
@@ -48,7 +50,7 @@ import ml_collections
 from experiments.configs import paper
 
 METHODS = ("vae", "aggressive", "savae")
-OPTS = ("steps", "seed", "k", "svi_lr")
+OPTS = ("steps", "seed", "k", "svi_lr", "bclip")
 
 
 def get_config(arg=None):
@@ -60,11 +62,12 @@ def get_config(arg=None):
   if unknown:
     raise ValueError(
       f"unknown config arguments {unknown}: records_lagging.py:[METHOD][,vermont][,smoke]"
-      f"[,steps=N][,seed=S][,k=K][,svi_lr=LR][,host] with METHOD one of {METHODS} (default vae)"
+      f"[,steps=N][,seed=S][,k=K][,svi_lr=LR][,bclip=X][,host] with METHOD one of {METHODS} (default vae)"
     )
   k = [int(o[2:]) for o in opts if o.startswith("k=")]
   svi_lr = [float(o.split("=")[1]) for o in opts if o.startswith("svi_lr=")]
-  kept = [o for o in opts if o.split("=")[0] not in ("k", "svi_lr") and o != "host"]
+  bclip = [float(o.split("=")[1]) for o in opts if o.startswith("bclip=")]
+  kept = [o for o in opts if o.split("=")[0] not in ("k", "svi_lr", "bclip") and o != "host"]
   c = paper.build(**paper.parse_arg(",".join(["repro/beta_vae", *kept])))
   c.optim.decay_rate = 1.0
   c.train.strategy = "plain"
@@ -85,6 +88,7 @@ def get_config(arg=None):
   r.lr, r.momentum, r.clip = (svi_lr[0] if svi_lr else 1.0), 0.5, 5.0
   r.mode = "reference"
   r.gradient = "exact"
+  r.backward_clip = bclip[0] if bclip else 5.0
   r.at_eval = True
   c.refine = r
   if method == "aggressive":

@@ -15,7 +15,8 @@ beta = 1: the model's kl_scale is 1), optionally with aggressive inference-netwo
 Arguments (comma-separated): synthetic, ptb, lm (the LSTM language model baseline: the
 decoder alone, model.latent_dim 0), aggressive (train.strategy), anneal (KL weight
 0.1 -> 1 linearly over the first 10 epochs, paper 001 App B), savae | vae_svi | vae_svi_kl |
-svi (paper 004's refinement variants, K = 20 steps; k=N, fd for finite-difference HVPs),
+svi (paper 004's refinement variants, K = 20 steps; k=N, fd for finite-difference HVPs,
+bclip=X the reference's cap on the backward pass's adjoints, 5 in its code),
 synthetic004 (paper 004's synthetic data and generator architecture), oracle_decoder (that
 oracle as the fixed decoder: the table's oracle-generator row), smoke,
 steps=N, epochs=N (the run's length in epochs of the training set), objective=NAME. Prints the test ELBO, IW-NLL
@@ -75,6 +76,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.refine.clip = 5.0
   c.refine.mode = "reference"  # reference (batch mean, tensor clip) | per_example
   c.refine.gradient = "exact"  # exact (autodiff through the loop) | fd (reference HVPs)
+  c.refine.backward_clip = 5.0  # the reference's cap on the backward pass's adjoints; 0 = off
   c.refine.at_eval = True  # the K steps also run at evaluation
   c.eval = ml_collections.ConfigDict()
   c.eval.iw_samples = 500  # papers 001 / 004: 500 importance samples
@@ -135,12 +137,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.refine.steps = int(a.split("=", 1)[1])
     elif a == "fd":
       c.refine.gradient = "fd"
+    elif a.startswith("bclip="):  # the reference's backward clip (alala_jax/refine.py)
+      c.refine.backward_clip = float(a.split("=", 1)[1])
     elif a.startswith("objective="):
       c.objective.name = a.split("=", 1)[1]
     else:
       raise ValueError(
         f"unknown config argument {a!r}: synthetic, synthetic004, oracle_decoder, ptb, lm, "
-        "aggressive, anneal, savae, vae_svi, vae_svi_kl, svi, k=N, fd, smoke, steps=N, "
+        "aggressive, anneal, savae, vae_svi, vae_svi_kl, svi, k=N, fd, bclip=X, smoke, steps=N, "
         "epochs=N, objective=NAME"
       )
   if epochs:
