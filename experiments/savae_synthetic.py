@@ -10,8 +10,8 @@ at evaluation). Every bound is the test IW-NLL (k = --iw_samples, paper 004: 500
 refined posterior as the proposal where the row refines (K = 20 steps at evaluation too). The
 true NLL is -log of the integral of p(x | z) N(z; 0, I) on a 2-d grid
 (`models/oracle.grid_nll`). Writes JSON and a Markdown table with the wall time of each row.
-`--workdir` keeps each row's training (WORKDIR/<config argument>) for re-evaluation or a look
-at a model that went wrong; `--extra=anneal` adds config arguments to every row.
+`--workdir` keeps each row's training (WORKDIR/<config argument>[_<source>]) for re-evaluation
+or a look at a model that went wrong; `--extra=anneal` adds config arguments to every row.
 """
 
 from __future__ import annotations
@@ -106,6 +106,8 @@ def main(argv):
     t0 = time.time()
     task = loop.prepare(config)  # data and compiled steps, shared by training and the truth
     name = arg.replace(",", "_").replace("=", "")
+    if _SOURCE.value != "oracle_004":  # another oracle's row is another directory
+      name += f"_{_SOURCE.value}"
     with results_io.row_dir(_WORKDIR.value, name) as wd:
       res = loop.train_and_evaluate(config, wd, log=lambda *a: None, task=task)
     if true_nll is None and row.startswith("oracle/"):
