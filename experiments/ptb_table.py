@@ -14,10 +14,11 @@ counted steps each take up to 99 encoder steps first (the 'batches' column count
 consumed); SA-VAE takes K = --savae_k SVI steps per training step and at evaluation. The
 seconds are wall times of training plus evaluation. Writes JSON and a Markdown table.
 
-With --workdir each row trains in WORKDIR/ROW and the directory is kept: a rerun resumes its
-training from the last checkpoint (or only evaluates, when training had finished), so a crash
-in the final evaluation does not lose hours of training (a resumed row's seconds are those of
-the rerun alone). Without it rows train in temporary directories.
+With --workdir each row trains in WORKDIR/ROW (SA-VAE at a --svi_backward_clip X other than 5:
+WORKDIR/savae_bclipX) and the directory is kept: a rerun resumes its training from the last
+checkpoint (or only evaluates, when training had finished), so a crash in the final
+evaluation does not lose hours of training (a resumed row's seconds are those of the rerun
+alone). Without it rows train in temporary directories.
 """
 
 from __future__ import annotations
@@ -94,7 +95,9 @@ def main(argv):
       continue
     t0 = time.time()
     lines = []
-    with results_io.row_dir(_WORKDIR.value, row) as wd:
+    # another backward clip is another row directory (a kept one must not be resumed as this)
+    name = row if _BCLIP.value == 5.0 or row != "savae" else f"{row}_bclip{_BCLIP.value:g}"
+    with results_io.row_dir(_WORKDIR.value, name) as wd:
       res = loop.train_and_evaluate(config, wd, log=lines.append)
     r = {
       "config": arg,
@@ -115,8 +118,9 @@ def main(argv):
 def _model(config) -> str:
   """The sizes shared by the rows (the LM's latent is 0 whatever --latent says)."""
   m = config.model
+  latent = m.latent_dim or _LATENT.value  # the LM row's 0 is not the table's latent size
   return (
-    f"embed {m.embed_dim}, LSTM {m.dec_hidden}, latent {_LATENT.value}, SVI K "
+    f"embed {m.embed_dim}, LSTM {m.dec_hidden}, latent {latent}, SVI K "
     f"{config.refine.steps}, max_length {config.data.max_length}, test {config.eval.num_test} "
     f"sentences, k = {config.eval.iw_samples}"
   )
