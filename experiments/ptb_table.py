@@ -15,10 +15,10 @@ consumed); SA-VAE takes K = --savae_k SVI steps per training step and at evaluat
 seconds are wall times of training plus evaluation. Writes JSON and a Markdown table.
 
 With --workdir each row trains in WORKDIR/ROW (SA-VAE at a --svi_backward_clip X other than 5:
-WORKDIR/savae_bclipX) and the directory is kept: a rerun resumes its training from the last
-checkpoint (or only evaluates, when training had finished), so a crash in the final
-evaluation does not lose hours of training (a resumed row's seconds are those of the rerun
-alone). Without it rows train in temporary directories.
+the row savae_bclipX, in the results and as the directory) and the directory is kept: a rerun
+resumes its training from the last checkpoint (or only evaluates, when training had
+finished), so a crash in the final evaluation does not lose hours of training (a resumed
+row's seconds are those of the rerun alone). Without it rows train in temporary directories.
 """
 
 from __future__ import annotations
@@ -90,13 +90,15 @@ def main(argv):
   results = results_io.read_json(_RESULTS.value) or {}
   for row in _ROWS.value:
     arg, config = row_config(row)
-    if row in results and results[row]["config"] == arg and results[row]["model"] == _model(config):
-      print(f"{row}: in {_RESULTS.value}.json already (same config): skipped", flush=True)
+    # another backward clip is another row (its key in the results and its directory: a kept
+    # one must not be resumed as this)
+    name = row if _BCLIP.value == 5.0 or row != "savae" else f"{row}_bclip{_BCLIP.value:g}"
+    old = results.get(name)
+    if old and old["config"] == arg and old["model"] == _model(config):
+      print(f"{name}: in {_RESULTS.value}.json already (same config): skipped", flush=True)
       continue
     t0 = time.time()
     lines = []
-    # another backward clip is another row directory (a kept one must not be resumed as this)
-    name = row if _BCLIP.value == 5.0 or row != "savae" else f"{row}_bclip{_BCLIP.value:g}"
     with results_io.row_dir(_WORKDIR.value, name) as wd:
       res = loop.train_and_evaluate(config, wd, log=lines.append)
     r = {
@@ -110,8 +112,8 @@ def main(argv):
       "iw_samples": int(res["test/iw_samples"]),
       "data": next((s for s in lines if s.startswith("data:")), ""),
     }
-    results[row] = r
-    print(row, {k: v for k, v in r.items() if k != "data"}, flush=True)
+    results[name] = r
+    print(name, {k: v for k, v in r.items() if k != "data"}, flush=True)
     write(results, _RESULTS.value)  # after every row: a stopped table keeps the rows it ran
 
 
