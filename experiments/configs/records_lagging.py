@@ -62,7 +62,8 @@ def get_config(arg=None):
   if unknown:
     raise ValueError(
       f"unknown config arguments {unknown}: records_lagging.py:[METHOD][,vermont][,smoke]"
-      f"[,steps=N][,seed=S][,k=K][,svi_lr=LR][,bclip=X][,host] with METHOD one of {METHODS} (default vae)"
+      f"[,steps=N][,seed=S][,k=K][,svi_lr=LR][,bclip=X][,host] with METHOD one of {METHODS} "
+      "(default vae)"
     )
   k = [int(o[2:]) for o in opts if o.startswith("k=")]
   svi_lr = [float(o.split("=")[1]) for o in opts if o.startswith("svi_lr=")]
