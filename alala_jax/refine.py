@@ -115,20 +115,9 @@ def to_posterior(lam) -> base.DiagGaussian:
   return base.DiagGaussian(mean, jnp.exp(0.5 * logvar))
 
 
-def _clip_tensor(g: jax.Array, clip: float) -> jax.Array:
-  """The reference's clip_grad_norm of one [B, D] tensor (norm over everything, +1e-6)."""
-  norm = jnp.sqrt(jnp.sum(g**2))
-  return g * jnp.minimum(1.0, clip / (norm + 1e-6))
-
-
-def _clip_rows(g: jax.Array, clip: float) -> jax.Array:
-  norm = jnp.sqrt(jnp.sum(g**2, -1, keepdims=True))
-  return g * jnp.minimum(1.0, clip / (norm + 1e-6))
-
-
 def _clip_joint(tree, clip: float, rows: bool):
-  """tree scaled to joint norm <= clip: one norm over all leaves, or (`rows`) one per example
-  (row b of every [B, ...] leaf)."""
+  """tree scaled to joint norm <= clip (the reference's clip_grad_norm, +1e-6): one norm over
+  all leaves, or (`rows`) one per example (row b of every [B, ...] leaf)."""
   leaves = jax.tree.leaves(tree)
   if rows:
     sq = sum(jnp.sum(jnp.reshape(a, (a.shape[0], -1)) ** 2, -1) for a in leaves)
@@ -219,8 +208,8 @@ class _Problem:
   def clip(self, g):
     if not self.cfg.clip:
       return g
-    fn = _clip_tensor if self.cfg.mode == "reference" else _clip_rows
-    return tuple(fn(gi, self.cfg.clip) for gi in g)
+    rows = self.cfg.mode == "per_example"
+    return tuple(_clip_joint(gi, self.cfg.clip, rows) for gi in g)  # mu, logvar separately
 
 
 def _step_inputs(key, shape, steps):

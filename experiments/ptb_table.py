@@ -56,6 +56,12 @@ _SMOKE = flags.DEFINE_bool("smoke", False, "A tiny version (a check of the scrip
 ARGS = {"lm": "lm", "vae": "", "vae_anneal": "anneal", "aggressive": "aggressive", "savae": "savae"}
 
 
+def row_name(row: str) -> str:
+  """The row's key in the results and its directory: SA-VAE at another backward clip is
+  another row (a kept directory must not be resumed as this one)."""
+  return f"{row}_bclip{_BCLIP.value:g}" if row == "savae" and _BCLIP.value != 5.0 else row
+
+
 def row_config(row: str):
   """(config argument, config) of one row."""
   from experiments.configs import text as text_config
@@ -63,7 +69,7 @@ def row_config(row: str):
   if row not in ARGS:
     raise ValueError(f"unknown row {row!r}: expected some of {ROWS}")
   arg = ",".join(a for a in ("ptb", ARGS[row]) if a)
-  if row == "savae" and _BCLIP.value != 5.0:
+  if row_name(row) != row:
     arg += f",bclip={_BCLIP.value:g}"
   arg += ",smoke" if _SMOKE.value else f",steps={_STEPS.value}"
   c = text_config.get_config(arg)
@@ -90,9 +96,7 @@ def main(argv):
   results = results_io.read_json(_RESULTS.value) or {}
   for row in _ROWS.value:
     arg, config = row_config(row)
-    # another backward clip is another row (its key in the results and its directory: a kept
-    # one must not be resumed as this)
-    name = row if _BCLIP.value == 5.0 or row != "savae" else f"{row}_bclip{_BCLIP.value:g}"
+    name = row_name(row)
     old = results.get(name)
     if old and old["config"] == arg and old["model"] == _model(config):
       print(f"{name}: in {_RESULTS.value}.json already (same config): skipped", flush=True)
