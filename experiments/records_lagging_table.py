@@ -4,8 +4,8 @@ training and with SA-VAE refinement, at one budget, in one table.
 
   python -m experiments.records_lagging_table --rows=vae,aggressive --workdir=/tmp/rl
 
-Each row trains in WORKDIR/KEY (KEY = the row, for SA-VAE `savae_k{K}[_lr{LR}]`: another K
-or SVI lr is another row) and the directory is kept: a rerun resumes the row's training
+Each row trains in WORKDIR/KEY (KEY = the row, for SA-VAE `savae_k{K}[_lr{LR}][_bclip{X}]`:
+another K, SVI lr or backward clip is another row) and the directory is kept: a rerun resumes the row's training
 from its last checkpoint, or only evaluates it when training had finished, and rows already in
 the results file with the same config are skipped. The columns: the zip-coordinate p-value
 mean and median from the paper's tracked Gaussian and from the aggregate posterior, d_Lev of

@@ -306,5 +306,6 @@ def test_records_lagging_rows_differ_only_in_the_method():
   assert (vae.refine.name, agg.refine.name, sa.refine.name) == ("none", "none", "svi")
   assert vae.model.to_dict() == sa.model.to_dict() and vae.optim.decay_rate == 1.0
   assert (sa.refine.steps, sa.refine.lr) == (20, 1.0)  # paper 004's reference defaults
-  tuned = mod.get_config("savae,k=5,svi_lr=30")
-  assert (tuned.refine.steps, tuned.refine.lr) == (5, 30.0)
+  assert sa.refine.backward_clip == 5.0  # the reference's backward clip
+  tuned = mod.get_config("savae,k=5,svi_lr=30,bclip=0")
+  assert (tuned.refine.steps, tuned.refine.lr, tuned.refine.backward_clip) == (5, 30.0, 0.0)
