@@ -12,6 +12,8 @@ import types
 
 import ml_collections
 
+from alala_jax.train import validation
+
 
 def config_file_module(path: str) -> types.ModuleType:
   """The module of a config file (e.g. experiments/configs/text.py), loaded from its path as
@@ -134,6 +136,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.max_to_keep = 3  # checkpoints kept
   c.train.mesh = ""  # '' = one device; 'DATA,BETA' (e.g. '2,4'): shard the
   # batch and the multiscale level axis (train/sharding.py)
+  c.train.validation = validation.default_config()  # best checkpoint, lr halving on a
+  # held-out plateau, early stop (train/validation.py; off while its metric is '')
 
   c.eval = ml_collections.ConfigDict()
   c.eval.num_generated = 10000  # generated records scored by the p-value (Sec 2.4)

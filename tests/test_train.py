@@ -37,16 +37,22 @@ def test_train_step_compiles_once(config, prepared):
   assert np.isfinite(float(m["loss"]))
 
 
-def test_restores_a_checkpoint_written_before_strategy_state_existed(config, prepared, tmp_path):
+@pytest.mark.parametrize(
+  "absent", [("strategy_state", "validation"), ("validation",)], ids=["pre_strategy", "pre_val"]
+)
+def test_restores_a_checkpoint_written_before_optional_fields_existed(
+  absent, config, prepared, tmp_path
+):
   import dataclasses
 
   import orbax.checkpoint as ocp
 
   p = prepared.trainer
   state = p.create_state(1, batching.batch_at(prepared.train_arrays, 0, 16, 0))
-  assert state.strategy_state is None  # plain training
+  assert state.strategy_state is None and state.validation is None  # plain, no rule
   old = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
-  del old["strategy_state"]  # the TrainState layout of runs before the strategies
+  for f in absent:  # the TrainState layout of runs before the strategies / validation rules
+    del old[f]
   mngr = loop.checkpoint_manager(str(tmp_path), 2)
   mngr.save(7, args=ocp.args.StandardSave(old))
   mngr.wait_until_finished()
@@ -54,7 +60,8 @@ def test_restores_a_checkpoint_written_before_strategy_state_existed(config, pre
   back = loop.restore_latest(loop.checkpoint_manager(str(tmp_path), 2), template)
   chex.assert_trees_all_equal(back.params, state.params)
   chex.assert_trees_all_equal(back.opt_state, state.opt_state)
-  assert back.strategy_state is None and int(back.step) == int(state.step)
+  assert back.strategy_state is None and back.validation is None
+  assert int(back.step) == int(state.step)
 
 
 def test_resume_after_interrupt_equals_uninterrupted(config, prepared, tmp_path):

@@ -10,6 +10,7 @@ import abc
 from typing import Any
 
 import jax
+import numpy as np
 
 from alala_jax.data import batching
 from alala_jax.train.state import Salt, TrainState
@@ -67,6 +68,26 @@ class Task(abc.ABC):
       for k in names:
         acc.setdefault(f"test/{k}", []).append(float(m[k]))
     return {k: float(sum(v) / len(v)) for k, v in acc.items()}
+
+  def validation_metrics(self, state: TrainState, config) -> dict[str, float]:
+    """Row-weighted means over the whole held-out split (`heldout_arrays`: 'valid/...', or
+    'test/...' where the task has no validation split) of the trainer's evaluation metrics:
+    'loss' (the objective's, at the current schedules), 'nll', 'kl' and 'bound' = nll + kl
+    (-ELBO at KL weight 1 in the model's loss units; the refined posterior's when SVI runs at
+    evaluation). What `train.validation` decides on (train/validation.py)."""
+    valid = getattr(self, "valid_arrays", None)
+    prefix, data = ("test", self.test_arrays) if valid is None else ("valid", valid)
+    n, bs = batching.num_rows(data), int(config.train.batch_size)
+    sums = {"loss": 0.0, "nll": 0.0, "kl": 0.0}
+    for i, start in enumerate(range(0, n, bs)):
+      b = batching.take(data, np.arange(start, min(start + bs, n)))
+      m = jax.device_get(self.trainer.eval_loss(state, b, Salt.VALIDATION + i))
+      rows = min(bs, n - start)
+      for k in sums:
+        sums[k] += float(m[k]) * rows
+    out = {f"{prefix}/{k}": v / n for k, v in sums.items()}
+    out[f"{prefix}/bound"] = out[f"{prefix}/nll"] + out[f"{prefix}/kl"]
+    return out
 
   def heldout_arrays(self) -> Any:
     """Held-out data for training decisions: the validation split if the task has one,

@@ -14,6 +14,10 @@
   finalises a checkpoint by renaming its temporary directory, the small files are replaced
   atomically (`alala_jax.files`), and a resumed run first drops the metrics.jsonl rows written
   after its checkpoint, so the resumed run is bit-identical to an uninterrupted one;
+* with `train.validation` (train/validation.py) checks a held-out bound every epoch (or
+  `every` steps), keeps the best checkpoint in ``workdir/best_checkpoint`` (what
+  `train_and_evaluate`, `load_trained` and `load_model` then use), halves the lr on a plateau
+  and stops after the last halving;
 * a failed checkpoint save (a full disk) stops the run with `CheckpointSaveError`, naming the
   step, the cause and the last complete checkpoint, which stays restorable.
 """
@@ -35,7 +39,7 @@ import tqdm
 from alala_jax import files, tasks
 from alala_jax.data import batching
 from alala_jax.tasks.base import Task
-from alala_jax.train import sharding
+from alala_jax.train import sharding, validation
 from alala_jax.train.state import TrainState
 
 
@@ -128,8 +132,12 @@ class Progress:
 
 
 def checkpoint_manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
+  return checkpoint_manager_at(os.path.join(workdir, "checkpoints"), max_to_keep)
+
+
+def checkpoint_manager_at(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(
-    os.path.join(os.path.abspath(workdir), "checkpoints"),
+    os.path.abspath(directory),
     options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True),
   )
 
@@ -205,20 +213,29 @@ class _Saver:
       self.mngr.close()
 
 
+OPTIONAL_FIELDS = ("strategy_state", "validation")  # TrainState fields added after
+# checkpoints were first written; None when their feature is off
+
+
 def restore_latest(mngr: ocp.CheckpointManager, template: TrainState) -> TrainState | None:
-  step = mngr.latest_step()
+  return _restore_step(mngr, mngr.latest_step(), template)
+
+
+def _restore_step(mngr: ocp.CheckpointManager, step, template: TrainState) -> TrainState | None:
   if step is None:
     return None
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, template)
   try:
     return mngr.restore(step, args=ocp.args.StandardRestore(abstract))
   except ValueError as e:
-    if "strategy_state" not in str(e) or template.strategy_state is not None:
+    absent = [f for f in OPTIONAL_FIELDS if getattr(template, f) is None and f in str(e)]
+    if not absent:
       raise
-  # a checkpoint written before TrainState had `strategy_state` (plain training keeps None):
-  # restore the other fields as a dict
+  # a checkpoint written before TrainState had an optional field that this run keeps None
+  # (plain training, no validation rule; orbax's error names it): restore the other fields
   fields = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)}
-  del fields["strategy_state"]
+  for f in absent:
+    del fields[f]
   restored = mngr.restore(step, args=ocp.args.StandardRestore(fields))
   return template.replace(**restored)
 
@@ -301,7 +318,12 @@ def train(
   host = strategy.host_state(state)
   step = start
   end = tc.num_steps if stop_at is None else min(stop_at, tc.num_steps)
+  checks = None
   try:
+    checks = _Validation.start(config, task, state, workdir, log)
+    if checks is not None and checks.host["stopped"]:
+      log(f"training stopped at step {start} by train.validation (its last lr halving)")
+      end = start
     phase = None
     while step < end:
       if trainer.phase_at(step) != phase:
@@ -334,17 +356,123 @@ def train(
             f"{k} {v:.4f}" for k, v in losses.items() if k in ("test/loss", "generated/loss")
           )
         progress(step, m, extra)
-      if step % tc.checkpoint_every == 0 or step == end:
+      checked = checks is not None and step % checks.rule.every == 0
+      if checked:  # held-out check: lr halving, best checkpoint, stop (saves this step)
+        check_finite(state)
+        state = checks(state, step, writer, saver)
+        if checks.host["stopped"]:
+          end = step
+      if not checked and (step % tc.checkpoint_every == 0 or step == end):
         check_finite(state)
         saver.save(step, state)
   except BaseException as e:  # a save in flight completes even if the run stops
     progress.close()
     saver.close(during=e)
+    if checks is not None:
+      checks.saver.close(during=e)
     raise
   progress.close()
   saver.close()
+  if checks is not None:
+    checks.saver.close()
   check_finite(state)
   return state, task
+
+
+class _Validation:
+  """The loop's side of `train.validation` (train/validation.py): the checks, the kept best
+  checkpoint (``workdir/best_checkpoint``, one step) and the reload of the best parameters.
+
+  Order at a check of step s: update the rule's state; reload the best parameters if the
+  rule halves with `restore_best`; write the regular checkpoint of s and wait for it; then, if
+  s is a new best, write it as the best checkpoint. So a best checkpoint never runs ahead of
+  the regular ones, and a kill between the two leaves only the best of the resumed step
+  itself missing, which `start` writes again from the restored (identical) state."""
+
+  def __init__(self, rule, config, task, workdir: str, log, host: dict):
+    self.rule, self.config, self.task, self.log, self.host = rule, config, task, log, host
+    self.mngr = checkpoint_manager_at(os.path.join(workdir, validation.BEST_DIR), 1)
+    self.saver = _Saver(self.mngr)
+
+  @classmethod
+  def start(cls, config, task: Task, state: TrainState, workdir: str, log):
+    n_train = batching.num_rows(task.train_arrays)
+    rule = validation.from_config(config, n_train // int(config.train.batch_size))
+    if rule is None:
+      return None
+    self = cls(rule, config, task, workdir, log, validation.to_host(state.validation))
+    best = self.host["best_step"]
+    if best >= 0 and best not in self.mngr.all_steps():
+      if best != int(state.step):
+        raise FileNotFoundError(
+          f"the best checkpoint (step {best}) is missing from {self.mngr.directory}; the "
+          f"regular checkpoint of step {int(state.step)} expects it"
+        )
+      self.saver.save(best, state)  # killed between the two saves of that check
+      self.saver.wait()
+    log(
+      f"validation: {rule.metric} every {rule.every} steps; lr x {rule.factor} after "
+      f"{rule.patience} check(s) without improvement after step {rule.min_steps}"
+      + (", every check from then on" if rule.sticky else "")
+      + (f"; stop at halving {rule.max_decays}" if rule.max_decays else "")
+      + ("; a halving reloads the best parameters" if rule.restore_best else "")
+      + f"; best kept in {self.mngr.directory}"
+    )
+    return self
+
+  def __call__(self, state: TrainState, step: int, writer: MetricWriter, saver: _Saver):
+    metrics = self.task.validation_metrics(state, self.config)
+    if self.rule.metric not in metrics:
+      raise KeyError(
+        f"train.validation.metric {self.rule.metric!r} is not among this task's held-out "
+        f"metrics {sorted(metrics)}"
+      )
+    value = metrics[self.rule.metric]
+    self.host, ev = validation.check(self.host, value, step, self.rule)
+    state = state.replace(validation=validation.to_device(self.host, state.validation))
+    h = self.host
+    writer.write(
+      step,
+      "valid",
+      {
+        **metrics,
+        "lr_scale": h["lr_scale"],
+        "best": h["best"],
+        "best_step": h["best_step"],
+        "decays": h["decays"],
+      },
+    )
+    note = f"step {step}: {self.rule.metric} {value:.4f}"
+    if ev.improved:
+      note += " (new best)"
+    if ev.halved:
+      note += f"; lr x {h['lr_scale']:g} (halving {h['decays']})"
+    if ev.restore:
+      state = self.restore_best(state)
+      note += f"; reloaded the parameters of step {h['best_step']}"
+    if ev.stop:
+      note += f"; training stops (best at step {h['best_step']}: {h['best']:.4f})"
+    self.log(note)
+    saver.save(step, state)
+    saver.wait()
+    if ev.improved:
+      self.saver.save(step, state)
+      self.saver.wait()
+    return state
+
+  def restore_best(self, state: TrainState) -> TrainState:
+    """`state` with the best checkpoint's parameters, statistics and EMA, and fresh optimiser
+    states (paper 001's code builds new optimisers); step, data position, key and the
+    objective's and strategy's states stay."""
+    best = _restore_step(self.mngr, self.host["best_step"], state)
+    tx = self.task.trainer.setup.tx
+    opt = jax.device_put(tx.init(best.params), jax.tree.map(lambda a: a.sharding, state.opt_state))
+    return state.replace(
+      params=best.params,
+      model_state=best.model_state,
+      ema_params=best.ema_params,
+      opt_state=opt,
+    )
 
 
 def train_and_evaluate(config, workdir: str, log=print, task: Task | None = None) -> dict[str, Any]:
@@ -355,15 +483,20 @@ def train_and_evaluate(config, workdir: str, log=print, task: Task | None = None
     written to ``workdir/final_metrics.json`` and as the 'final' row of metrics.jsonl.
   """
   state, task = train(config, workdir, task, log=log)
+  last = int(state.step)
+  best = restore_best(workdir, config, state)
+  if best is not None:
+    log(f"evaluating the best checkpoint (step {int(best.step)}) by {_metric(config)}")
+    state = best
   t_eval = time.time()
   res = task.final_eval(state, config)
   res["eval_seconds"] = time.time() - t_eval
+  if best is not None:
+    res["selected_by"], res["trained_steps"] = _metric(config), last
   task.save_final(workdir)
   writer = MetricWriter(os.path.join(workdir, "metrics.jsonl"))
-  writer.rewind(int(state.step), drop_final=True)  # an evaluation of this step ran before
-  writer.write(
-    int(state.step), "final", {k: v for k, v in res.items() if isinstance(v, (int, float))}
-  )
+  writer.rewind(last, drop_final=True)  # an evaluation of this run ran before
+  writer.write(last, "final", {k: v for k, v in res.items() if isinstance(v, (int, float))})
   files.write_atomic(
     os.path.join(workdir, "final_metrics.json"), json.dumps(res, indent=1, sort_keys=True)
   )
@@ -372,11 +505,35 @@ def train_and_evaluate(config, workdir: str, log=print, task: Task | None = None
 
 
 def restore_state(workdir: str, config, template: TrainState) -> TrainState:
-  """The latest checkpoint of `workdir` in the shape of `template`; an error if none."""
+  """The checkpoint of `workdir` (the best one of a run with `train.validation`, else the
+  latest) in the shape of `template`; an error if none."""
   return _restore_or_raise(workdir, config, template)
 
 
+def _metric(config) -> str:
+  return config.train.validation.metric
+
+
+def restore_best(workdir: str, config, template: TrainState) -> TrainState | None:
+  """The kept best checkpoint of a run with `train.validation` (None without one)."""
+  if not validation.enabled(config):
+    return None
+  directory = os.path.join(workdir, validation.BEST_DIR)
+  if not _finalized_steps(directory):
+    return None
+  mngr = checkpoint_manager_at(directory, 1)
+  try:
+    return restore_latest(mngr, template)
+  finally:
+    mngr.close()
+
+
 def _restore_or_raise(workdir: str, config, template: TrainState) -> TrainState:
+  """The model of a workdir: its best checkpoint when the run selects by validation
+  (`train.validation`), else its latest."""
+  best = restore_best(workdir, config, template)
+  if best is not None:
+    return best
   mngr = checkpoint_manager(workdir, config.train.max_to_keep)
   state = restore_latest(mngr, template)
   mngr.close()
@@ -386,15 +543,15 @@ def _restore_or_raise(workdir: str, config, template: TrainState) -> TrainState:
 
 
 def load_model(workdir: str, config) -> tuple[TrainState, Task]:
-  """The latest TrainState and the task of a workdir, from its saved files and checkpoints
-  alone (no training data needed: what generation uses)."""
+  """The TrainState (`restore_state`'s) and the task of a workdir, from its saved files and
+  checkpoints alone (no training data needed: what generation uses)."""
   task = tasks.build_without_data(config, workdir)
   template = task.trainer.create_state(config.seed, task.example_batch(config.train.batch_size))
   return _restore_or_raise(workdir, config, template), task
 
 
 def load_trained(workdir: str, config) -> tuple[TrainState, Task]:
-  """The latest TrainState of a trained workdir with its data and trainer (evaluation)."""
+  """The TrainState (`restore_state`'s) of a trained workdir with its data and trainer."""
   task = prepare(config, workdir)
   template = task.trainer.create_state(
     config.seed, task.example_batch(config.train.batch_size, config.seed)

@@ -22,6 +22,7 @@ from alala_jax.models.base import LEVEL_INIT_SALT, VAEModel
 from alala_jax.objectives import multiscale
 from alala_jax.objectives.base import Objective
 from alala_jax.train import optim
+from alala_jax.train import validation as validation_lib
 
 
 class Salt(enum.IntEnum):
@@ -36,6 +37,7 @@ class Salt(enum.IntEnum):
   EVAL_LOSS = 1000  # + batch index: train / test loss
   GENERATED_LOSS = 2000  # + 2 x batch index: generated loss (and + 1 for its eval loss)
   HELDOUT_MI = 3000  # held-out mutual information (aggressive training's checks)
+  VALIDATION = 4000  # + batch index: the held-out metrics of train.validation's checks
 
 
 @struct.dataclass
@@ -52,6 +54,8 @@ class TrainState:
   bad_step: jax.Array  # [] int32 first step with a non-finite loss/gradient, -1 if none
   strategy_state: Any = None  # the strategy's host-loop state (train/strategies.py), e.g.
   # aggressive training's {'aggressive': [] bool, 'best_mi': [], 'stale': [] int32}
+  validation: Any = None  # the held-out checks' state (train/validation.py; None when off):
+  # {'lr_scale': [] float32 (multiplies every update), 'best': [], 'best_step': [] int32, ...}
 
   def variables(self, params: Any = None) -> dict:
     """{'params': params (default: self.params), **model_state} (levels still stacked)."""
@@ -69,6 +73,8 @@ class Setup:
   ema_decay: float = 0.0  # 0: no EMA parameters
   strategy: Any = None  # which compiled step runs next (train/strategies.py; None: plain)
   refinement: Any = None  # alala_jax.refine.Refinement between encode and recon (None: off)
+  validation: bool = False  # TrainState.validation is kept (train/validation.py): its lr
+  # scale multiplies every update
 
 
 def step_key(state: TrainState, salt) -> jax.Array:
@@ -110,6 +116,7 @@ def init_state(setup: Setup, key: jax.Array, example_batch: Any) -> TrainState:
     key=jax.random.key_data(key),
     bad_step=jnp.full((), -1, jnp.int32),
     strategy_state=None if setup.strategy is None else setup.strategy.init_state(),
+    validation=validation_lib.init_state() if setup.validation else None,
   )
 
 
@@ -160,4 +167,5 @@ def make_setup(model: VAEModel, objective: Objective, config, steps_per_epoch: i
     ema_decay=float(config.optim.get("ema_decay", 0.0)),
     strategy=strategy,
     refinement=refine.from_config(config),
+    validation=validation_lib.enabled(config),
   )

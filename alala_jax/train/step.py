@@ -33,7 +33,7 @@ import optax
 from alala_jax.models.base import DECODER, ENCODER, non_params
 from alala_jax.objectives import multiscale
 from alala_jax.objectives.base import Level, Terms
-from alala_jax.train import optim
+from alala_jax.train import optim, validation
 from alala_jax.train.state import Salt, Setup, TrainState, level_variables, step_key
 
 
@@ -243,6 +243,7 @@ def train_step(
   if update != "all":
     labels = setup.model.partition(state.params)
     updates, new_opt = optim.restrict_update(updates, new_opt, state.opt_state, labels, update)
+  updates = validation.scale_updates(updates, state.validation)  # lr halvings on plateau
   new_params = optax.apply_updates(state.params, updates)
 
   finite = ok & _all_finite(grads)

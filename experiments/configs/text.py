@@ -23,14 +23,17 @@ steps=N, epochs=N (the run's length in epochs of the training set), objective=NA
 (k = eval.iw_samples; papers 001/004: 500), PPL, KL, MI (both estimators, named) and active
 units, and writes samples.txt to the workdir.
 
-Paper 001's learning-rate rule (halve on 2 epochs without validation improvement, stop after
-5 halvings) is not built: runs here have a fixed step budget (BUILD_NOTES).
+halving=savae | halving=lagging: the learning-rate rule of paper 004's / paper 001's code on the
+validation bound (train/validation.py: the best checkpoint is kept and evaluated; after 15
+epochs the lr halves on a plateau; training stops at the 6th / 5th halving, so `epochs` is
+then an upper bound). Without it a run has a fixed step budget and evaluates its last step.
 """
 
 import ml_collections
 
 from alala_jax import config as base
 from alala_jax.data import text as text_data
+from alala_jax.train import validation
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -86,6 +89,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.eval.num_samples_txt = 20  # sampled sentences in samples.txt
   epochs = None
   anneal = False
+  halving = ""
   for a in args:
     if a == "synthetic":
       c.data.source = "oracle_001"
@@ -139,16 +143,22 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.refine.gradient = "fd"
     elif a.startswith("bclip="):  # the reference's backward clip (alala_jax/refine.py)
       c.refine.backward_clip = float(a.split("=", 1)[1])
+    elif a in ("halving=savae", "halving=lagging"):
+      halving = a.split("=", 1)[1]
     elif a.startswith("objective="):
       c.objective.name = a.split("=", 1)[1]
     else:
       raise ValueError(
         f"unknown config argument {a!r}: synthetic, synthetic004, oracle_decoder, ptb, lm, "
         "aggressive, anneal, savae, vae_svi, vae_svi_kl, svi, k=N, fd, bclip=X, smoke, steps=N, "
-        "epochs=N, objective=NAME"
+        "epochs=N, objective=NAME, halving=savae|lagging"
       )
   if epochs:
     c.train.num_steps = epochs * train_sentences(c) // c.train.batch_size
+  if halving:  # checks once per epoch of the training set
+    per_epoch = max(train_sentences(c) // c.train.batch_size, 1)
+    rule = validation.savae_rule if halving == "savae" else validation.lagging_rule
+    rule(c, per_epoch)
   if anneal:  # paper 001 App B: 0.1 -> 1 over the first 10 epochs (or the whole short run)
     c.objective.beta_schedule = "linear"
     c.objective.beta_start = 0.1
