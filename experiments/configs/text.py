@@ -19,7 +19,8 @@ svi (paper 004's refinement variants, K = 20 steps; k=N, fd for finite-differenc
 bclip=X the reference's cap on the backward pass's adjoints, 5 in its code),
 synthetic004 (paper 004's synthetic data and generator architecture), oracle_decoder (that
 oracle as the fixed decoder: the table's oracle-generator row), smoke,
-steps=N, epochs=N (the run's length in epochs of the training set), objective=NAME. Prints the test ELBO, IW-NLL
+steps=N, epochs=N (the run's length in epochs of the training set), objective=NAME, dropout=P (the
+decoder's input and output dropout; synthetic004 sets 0). Prints the test ELBO, IW-NLL
 (k = eval.iw_samples; papers 001/004: 500), PPL, KL, MI (both estimators, named) and active
 units, and writes samples.txt to the workdir.
 
@@ -145,13 +146,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       c.refine.backward_clip = float(a.split("=", 1)[1])
     elif a in ("halving=savae", "halving=lagging"):
       halving = a.split("=", 1)[1]
+    elif a.startswith("dropout="):  # the decoder's input and output dropout (App B: 0.5)
+      c.model.dec_dropout_in = c.model.dec_dropout_out = float(a.split("=", 1)[1])
     elif a.startswith("objective="):
       c.objective.name = a.split("=", 1)[1]
     else:
       raise ValueError(
         f"unknown config argument {a!r}: synthetic, synthetic004, oracle_decoder, ptb, lm, "
         "aggressive, anneal, savae, vae_svi, vae_svi_kl, svi, k=N, fd, bclip=X, smoke, steps=N, "
-        "epochs=N, objective=NAME, halving=savae|lagging"
+        "epochs=N, objective=NAME, halving=savae|lagging, dropout=P"
       )
   if epochs:
     c.train.num_steps = epochs * train_sentences(c) // c.train.batch_size
