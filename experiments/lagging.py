@@ -42,14 +42,11 @@ def run_one(name: str, workdir: str) -> dict:
   from alala_jax.data import batching
   from alala_jax.metrics import latent
   from alala_jax.train import loop
-  from experiments.configs import text as text_config
+  from experiments.configs import rows_001_004
 
-  arg = "synthetic" + (",aggressive" if name == "aggressive" else "")
-  arg += ",smoke" if _SMOKE.value else f",epochs={_EPOCHS.value}"
-  config = text_config.get_config(arg)
-  if _SMOKE.value:
-    config.data.source, config.model.latent_dim = "oracle_001", 1
-  config.eval.iw_samples = min(_IW.value, config.eval.iw_samples) if _SMOKE.value else _IW.value
+  arg, config = rows_001_004.synthetic001(
+    name, epochs=_EPOCHS.value, smoke=_SMOKE.value, iw_samples=_IW.value
+  )
   task = loop.prepare(config)
   model, trainer = task.trainer.model, task.trainer
   valid = task.heldout_arrays()

@@ -29,8 +29,9 @@ from absl import app, flags, logging
 
 from alala_jax import runtime
 from experiments import results_io
+from experiments.configs import rows_001_004
 
-ROWS = ("lm", "vae", "vae_anneal", "aggressive", "savae")
+ROWS = rows_001_004.PTB_ROWS
 
 _ROWS = flags.DEFINE_list("rows", list(ROWS), f"Rows, of {ROWS}.")
 _STEPS = flags.DEFINE_integer("steps", 1000, "Counted training steps of every row (batch 32).")
@@ -53,8 +54,6 @@ _WORKDIR = flags.DEFINE_string(
 )
 _SMOKE = flags.DEFINE_bool("smoke", False, "A tiny version (a check of the script).")
 
-ARGS = {"lm": "lm", "vae": "", "vae_anneal": "anneal", "aggressive": "aggressive", "savae": "savae"}
-
 
 def row_name(row: str) -> str:
   """The row's key in the results and its directory: SA-VAE at another backward clip is
@@ -63,29 +62,20 @@ def row_name(row: str) -> str:
 
 
 def row_config(row: str):
-  """(config argument, config) of one row."""
-  from experiments.configs import text as text_config
-
-  if row not in ARGS:
-    raise ValueError(f"unknown row {row!r}: expected some of {ROWS}")
-  arg = ",".join(a for a in ("ptb", ARGS[row]) if a)
-  if row_name(row) != row:
-    arg += f",bclip={_BCLIP.value:g}"
-  arg += ",smoke" if _SMOKE.value else f",steps={_STEPS.value}"
-  c = text_config.get_config(arg)
-  if not _SMOKE.value:
-    c.model.embed_dim = _EMBED.value
-    c.model.enc_hidden = c.model.dec_hidden = _HIDDEN.value
-    c.model.latent_dim = _LATENT.value
-    c.data.max_length = _MAX_LENGTH.value
-    c.eval.num_test = _NUM_TEST.value
-    c.eval.iw_samples = _IW.value
-    c.eval.iw_chunk = min(c.eval.iw_chunk, _IW.value)
-    c.refine.steps = _SAVAE_K.value
-  if row == "lm":  # after the sizes: `smoke` sets a latent too
-    c.model.latent_dim = 0
-  c.train.checkpoint_every = max(c.train.num_steps, 1)
-  return arg, c
+  """(config argument, config) of one row (`rows_001_004.ptb` with this run's flags)."""
+  return rows_001_004.ptb(
+    row,
+    steps=_STEPS.value,
+    embed=_EMBED.value,
+    hidden=_HIDDEN.value,
+    latent=_LATENT.value,
+    max_length=_MAX_LENGTH.value,
+    num_test=_NUM_TEST.value,
+    iw_samples=_IW.value,
+    savae_k=_SAVAE_K.value,
+    bclip=_BCLIP.value,
+    smoke=_SMOKE.value,
+  )
 
 
 def main(argv):

@@ -24,6 +24,7 @@ from absl import app, flags, logging
 
 from alala_jax import runtime
 from experiments import results_io
+from experiments.configs import rows_001_004
 
 _EPOCHS = flags.DEFINE_integer("epochs", 10, "Training epochs of each row.")
 _SVAE_EPOCHS = flags.DEFINE_integer(
@@ -68,28 +69,17 @@ PAPER = {  # paper 004, Table (synthetic): oracle generator / learned generator
 
 
 def row_config(row: str):
-  from experiments.configs import text as text_config
-
-  generator, method = row.split("/")
-  arg = "synthetic004"
-  if generator == "oracle":
-    arg += ",oracle_decoder"
-  if method != "vae":
-    arg += f",{method}"
-  arg += "".join(f",{a}" for a in _EXTRA.value)
+  """(config argument, config) of one row (`rows_001_004.synthetic004` with this run's flags)."""
+  method = row.split("/")[-1]
   epochs = (_SVAE_EPOCHS.value or _EPOCHS.value) if method == "savae" else _EPOCHS.value
-  arg += ",smoke" if _SMOKE.value else f",epochs={epochs}"
-  c = text_config.get_config(arg)
-  c.data.source = _SOURCE.value
-  if _SMOKE.value:
-    c.model.latent_dim = 2
-  if _SOURCE.value == "oracle_001" and not _SMOKE.value:
-    c.train.num_steps = epochs * (16000 // c.train.batch_size)  # epochs of the 16k train set
-  if generator == "oracle" and method == "svi":
-    c.train.num_steps = 0  # nothing to learn: the decoder is the oracle, SVI needs no encoder
-  c.eval.iw_samples = _IW.value if not _SMOKE.value else 10
-  c.train.log_every = max(1, min(c.train.log_every, c.train.num_steps or 1))
-  return arg, c
+  return rows_001_004.synthetic004(
+    row,
+    epochs=epochs,
+    extra=tuple(_EXTRA.value),
+    smoke=_SMOKE.value,
+    source=_SOURCE.value,
+    iw_samples=_IW.value,
+  )
 
 
 def main(argv):

@@ -23,7 +23,7 @@ from alala_jax.objectives import schedules
 from alala_jax.objectives.base import AUGMENTED, TRAIN, Level, Terms
 from alala_jax.tasks import records
 from alala_jax.train import loop, state
-from experiments.configs import paper
+from experiments.configs import paper, rows_001_004
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "experiments", "configs")
 
@@ -73,8 +73,9 @@ _load = base.config_file_module
 CONFIGS = sorted(
   p
   for p in glob.glob(os.path.join(CONFIG_DIR, "*.py"))
-  if not os.path.basename(p).startswith("_") and os.path.basename(p) != "paper.py"
-)  # the row registry: tested below
+  if not os.path.basename(p).startswith("_")
+  and os.path.basename(p) not in ("paper.py", "rows_001_004.py")
+)  # the row registries: tested below
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.basename(p) for p in CONFIGS])
@@ -94,6 +95,33 @@ def test_every_config_loads_and_smokes(path):
     assert smoke.train.num_steps < full.train.num_steps
     with pytest.raises(ValueError, match="unknown config argument"):
       mod.get_config("nonsense")
+
+
+@pytest.mark.parametrize("name", sorted(rows_001_004.ROWS))
+def test_every_001_004_row_builds_smokes_and_is_documented(name):
+  """Each row of papers 001/004 builds (full and smoke, the smoke shorter) by name, and the
+  module docstring lists it in its table's section with the command that ran it."""
+  row = rows_001_004.ROWS[name]
+  (arg, full), (sarg, smoke) = row.build(False), row.build(True)
+  assert "smoke" in sarg and "smoke" not in arg
+  assert rows_001_004.get_config(name).to_json() == full.to_json()
+  assert rows_001_004.get_config(name + ",smoke").to_json() == smoke.to_json()
+  assert 0 < smoke.train.num_steps < full.train.num_steps or full.train.num_steps == 0
+  table, short = name.split("/")
+  doc = rows_001_004.__doc__
+  section = doc[doc.index(f"\n{table} (") :].split("\n\n")[0]
+  assert f"\n  {short} " in section and "python3 -m experiments." in section
+  with pytest.raises(ValueError, match="only 'smoke'"):
+    rows_001_004.get_config(name + ",bogus")
+
+
+def test_001_004_rows_refuse_unknown_names():
+  with pytest.raises(ValueError, match="name a row"):
+    rows_001_004.get_config("004_synthetic/nonsense")
+  with pytest.raises(ValueError, match="unknown row"):
+    rows_001_004.synthetic004("oracle/nonsense")
+  with pytest.raises(ValueError, match="unknown row"):
+    rows_001_004.ptb("nonsense")
 
 
 def test_table1_schemes_are_the_papers():
