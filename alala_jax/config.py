@@ -134,6 +134,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.eval_batches = 2  # batches for the periodic test / generated loss
   c.train.checkpoint_every = 1000  # orbax checkpoint interval (steps)
   c.train.max_to_keep = 3  # checkpoints kept
+  c.train.allow_config_change = False  # resume a workdir whose config.json differs in a key
+  # that changes the run (train/config_diff.py; changes of length / logging / eval are allowed)
   c.train.mesh = ""  # '' = one device; 'DATA,BETA' (e.g. '2,4'): shard the
   # batch and the multiscale level axis (train/sharding.py)
   c.train.validation = validation.default_config()  # best checkpoint, lr halving on a

@@ -8,6 +8,7 @@ import contextlib
 import copy
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -132,8 +133,14 @@ def test_nan_mid_run_stops_keeps_the_last_good_checkpoint_and_resumes_with_a_low
 
   lower = copy.deepcopy(config)
   lower.optim.learning_rate = config.optim.learning_rate / 10
+  task = loop.prepare(lower)
+  change = f"optim.learning_rate: {config.optim.learning_rate!r} -> {lower.optim.learning_rate!r}"
+  with pytest.raises(loop.ConfigChangedError, match=re.escape(change)):
+    loop.train(lower, wd, task)  # a changed run must be asked for
+  lower.train.allow_config_change = True
   logs = []
-  state, _ = loop.train(lower, wd, loop.prepare(lower), log=logs.append)
+  state, _ = loop.train(lower, wd, task, log=logs.append)
+  assert f"resuming with a changed config: {change}" in logs
   assert any("resumed from checkpoint at step 6" in s for s in logs)
   assert int(state.step) == STEPS and int(state.bad_step) == -1
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state.params))

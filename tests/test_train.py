@@ -314,3 +314,30 @@ def test_coordinate_precision_stages_on_a_model(config, prepared):
   readout = res[("linear readout of mu(x)", "train")]["sq"]
   assert np.mean(readout) <= 2.0 * (1 + 1e-3)
   chex.assert_shape([res["whitened_train_mean"], res["whitened_train_cov"]], [(2,), (2, 2)])
+
+
+def test_resume_refuses_a_config_that_changes_the_run(config, prepared, tmp_path):
+  wd = str(tmp_path)
+  loop.train(config, wd, prepared, stop_at=3)
+  recorded = open(os.path.join(wd, "config.json")).read()
+  changed = copy.deepcopy(config)
+  changed.seed = config.seed + 1
+  changed.optim.learning_rate = 2 * config.optim.learning_rate
+  with pytest.raises(loop.ConfigChangedError, match=r"(?s)optim.learning_rate: .* seed: 0 -> 1"):
+    loop.train(changed, wd, prepared)
+  assert open(os.path.join(wd, "config.json")).read() == recorded  # nothing rewritten
+
+  # how long it runs, logs and is evaluated may change: logged, then resumed
+  longer = copy.deepcopy(config)
+  longer.train.log_every, longer.eval.num_generated = 1, 7
+  logs = []
+  state, _ = loop.train(longer, wd, prepared, log=logs.append, stop_at=4)
+  assert int(state.step) == 4
+  assert "resuming with a changed config: train.log_every: 3 -> 1" in logs
+  assert "resuming with a changed config: eval.num_generated: " in "\n".join(logs)
+  assert json.load(open(os.path.join(wd, "config.json")))["train"]["log_every"] == 1
+
+  changed.train.allow_config_change = True  # forced: resumed, every change logged
+  logs = []
+  state, _ = loop.train(changed, wd, prepared, log=logs.append, stop_at=5)
+  assert int(state.step) == 5 and "resuming with a changed config: seed: 0 -> 1" in logs

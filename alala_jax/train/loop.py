@@ -18,6 +18,9 @@
   `every` steps), keeps the best checkpoint in ``workdir/best_checkpoint`` (what
   `train_and_evaluate`, `load_trained` and `load_model` then use), halves the lr on a plateau
   and stops after the last halving;
+* refuses to resume under a config that changes what the checkpoint means (another β, data
+  file or seed: `config_diff.ConfigChangedError` names each key) unless
+  ``train.allow_config_change``; changes of length, logging and evaluation are logged;
 * a failed checkpoint save (a full disk) stops the run with `CheckpointSaveError`, naming the
   step, the cause and the last complete checkpoint, which stays restorable.
 """
@@ -39,8 +42,10 @@ import tqdm
 from alala_jax import files, tasks
 from alala_jax.data import batching
 from alala_jax.tasks.base import Task
-from alala_jax.train import sharding, validation
+from alala_jax.train import config_diff, sharding, validation
 from alala_jax.train.state import TrainState
+
+ConfigChangedError = config_diff.ConfigChangedError
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -266,13 +271,19 @@ def train(
     NonFiniteLossError: a step's loss or gradient was not finite.
     CheckpointSaveError: a checkpoint could not be written (e.g. the disk is full); the last
       complete checkpoint stays restorable.
+    ConfigChangedError: `workdir` holds checkpoints of a run whose config.json differs from
+      `config` in a key that changes the run (`config_diff`).
   """
   os.makedirs(workdir, exist_ok=True)
   tc = config.train
+  if _finalized_steps(os.path.join(workdir, "checkpoints")):
+    config_diff.check(workdir, config, log)  # before anything is rewritten
   task = task or prepare(config, workdir)
   trainer = task.trainer
   task.save(workdir)
-  files.write_atomic(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=1))
+  files.write_atomic(
+    os.path.join(workdir, config_diff.CONFIG_FILE), config.to_json_best_effort(indent=1)
+  )
   for line in task.notes():
     log(line)
 
