@@ -53,6 +53,12 @@ _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Keep each row's training in WORKDIR/ROW (resumed or re-evaluated on rerun)."
 )
 _SMOKE = flags.DEFINE_bool("smoke", False, "A tiny version (a check of the script).")
+_CKPT = flags.DEFINE_integer(
+  "checkpoint_every",
+  0,
+  "Checkpoint interval of a row (0: at its end only, as the table's rows ran); a long row "
+  "with --workdir resumes from its last one.",
+)
 
 
 def row_name(row: str) -> str:
@@ -63,7 +69,7 @@ def row_name(row: str) -> str:
 
 def row_config(row: str):
   """(config argument, config) of one row (`rows_001_004.ptb` with this run's flags)."""
-  return rows_001_004.ptb(
+  arg, c = rows_001_004.ptb(
     row,
     steps=_STEPS.value,
     embed=_EMBED.value,
@@ -76,6 +82,9 @@ def row_config(row: str):
     bclip=_BCLIP.value,
     smoke=_SMOKE.value,
   )
+  if _CKPT.value > 0:  # not part of the row: where it checkpoints changes no number
+    c.train.checkpoint_every = min(_CKPT.value, c.train.checkpoint_every)
+  return arg, c
 
 
 def main(argv):
