@@ -164,6 +164,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.gmm_components = "1,2,4,8,16,32,64"  # candidate mixture sizes
   c.eval.gmm_iters = 100  # EM iterations per candidate
   c.eval.prior_fit_on = "samples"  # Gaussian / GMM fitted to z ~ q(z|x) or to the means
+  c.eval.prior_refined = False  # fit them to the refined posteriors q_K of SVI at evaluation
+  # (refine.at_eval; in batches of train.batch_size, as in training) instead of the encoder's
   c.eval.privacy_records = 2000  # records of the privacy audit: distance to the closest
   # record against the test set as held-out baseline, membership-inference AUC (0 = off)
   # Repeated encode/decode extraction rate (paper 000 App E; metrics/privacy.extraction_rates),

@@ -135,7 +135,10 @@ def fit_generation_priors(task, state, train_arrays, config):
   'tracked' maps to None (the model's own generation path, bit-identical to runs before the
   fitted priors existed). The others are fitted to q(z | x) of `eval.prior_records` random
   training records, `eval.prior_heldout` of which are held out to score every prior and to
-  choose the mixture's size.
+  choose the mixture's size; with `eval.prior_refined`, to the refined posteriors q_K of the
+  refinement at evaluation, in batches of `train.batch_size` (in SVI's 'reference' mode a
+  row's step is lr / B times its gradient: B as in training refines as training did; the last
+  batch's padding rows, copies of its first, enter its joint gradient clip).
 
   Returns:
     ({kind: prior or None}, latent_priors.FitReport or None when only 'tracked' is asked for).
@@ -155,10 +158,15 @@ def fit_generation_priors(task, state, train_arrays, config):
       "leaves no fitting or no held-out records"
     )
   k_enc, k_fit = jax.random.split(jax.random.fold_in(jax.random.key(config.seed + 7), 3))
+  refined = bool(ec.get("prior_refined", False))
+  if refined and not task.refines_at_eval:
+    raise ValueError(
+      "eval.prior_refined needs SVI at evaluation (refine.name='svi', refine.at_eval=True)"
+    )
   post = latent_priors.encode_posteriors(
-    lambda b: task.encode_posterior(variables, b),
+    lambda b: task.encode_posterior(variables, b, refined=refined),
     batching.take(train_arrays, idx),
-    ec.chunk,
+    config.train.batch_size if refined else ec.chunk,
     k_enc,
   )
   split = lambda a, s: type(a)(*(x[s] for x in a))

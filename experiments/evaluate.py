@@ -6,8 +6,10 @@ r"""Evaluates a trained workdir (all metrics of the end of training) without tra
 Writes workdir/eval_metrics.json (and the refitted generation prior, generation_prior.npz)
 and prints the summary. `--gen_level` evaluates a multiscale model with another level's
 sigma-network and tracked moments generating (and its losses); it writes
-eval_metrics_level{L}.json and leaves the run's generation prior alone. The summary ends with
-the privacy audit (`eval.privacy_records` > 0), including the repeated encode/decode extraction
+eval_metrics_level{L}.json and leaves the run's generation prior alone, as `--prior_refined`
+does (generation priors fitted to SVI's refined posteriors q_K of a records workdir trained
+with SVI at evaluation; eval_metrics_prior_refined.json). The summary ends with the privacy
+audit (`eval.privacy_records` > 0), including the repeated encode/decode extraction
 rate of paper 000 App E over `--extraction_rounds` rounds (default: the config's).
 
 `--eval_batch_size=B` evaluates in batches of B rows (text and image tasks; eval_metrics_batchB
@@ -36,6 +38,12 @@ _EVAL_BATCH = flags.DEFINE_integer(
 _LEVEL = flags.DEFINE_integer(
   "gen_level", None, "Multiscale level that generates (default: the config's)."
 )
+_REFINED = flags.DEFINE_bool(
+  "prior_refined",
+  False,
+  "Fit the generation priors to the refined posteriors q_K of SVI at evaluation (a records "
+  "workdir trained with refine.at_eval); writes eval_metrics_prior_refined.json.",
+)
 
 
 def main(argv):
@@ -60,9 +68,12 @@ def main(argv):
   if _LEVEL.value is not None:
     config.objective.multiscale.gen_level = _LEVEL.value
     name = f"eval_metrics_level{_LEVEL.value}.json"
+  if _REFINED.value:
+    config.eval.prior_refined = True
+    name = name.replace(".json", "_prior_refined.json")
   state, task = loop.load_trained(_WORKDIR.value, config)
   res = task.final_eval(state, config)
-  if _LEVEL.value is None:
+  if _LEVEL.value is None and not _REFINED.value:
     task.save_final(_WORKDIR.value)  # the refitted generation prior, for experiments.generate
   with open(os.path.join(_WORKDIR.value, name), "w") as f:
     json.dump(res, f, indent=1, sort_keys=True)

@@ -55,8 +55,6 @@ def run_config(variant: str, seed: int, steps: int, free_bits: float):
   c.eval.num_test = _NUM_TEST.value
   c.eval.iw_samples = _IW.value
   c.eval.l_above_samples = 1  # the AUC pass below takes more
-  # the λ = 0 fine-tune resumes the trained workdir with another objective, by design
-  c.train.allow_config_change = True
   return c
 
 
@@ -99,6 +97,7 @@ def main(argv):
       before = loop.train_and_evaluate(c1, wd, log=lambda *a: None)
       t1 = time.time()
       c2 = run_config(variant, seed, _STEPS.value + _FT.value, 0.0)
+      c2.train.allow_config_change = True  # the λ = 0 fine-tune resumes c1's run, by design
       after = loop.train_and_evaluate(c2, wd, log=lambda *a: None)
       t2 = time.time()
       state, task = loop.load_trained(wd, c2)

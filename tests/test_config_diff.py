@@ -6,6 +6,7 @@ import json
 import ml_collections
 import pytest
 
+from alala_jax import config as config_lib
 from alala_jax.train import config_diff
 
 
@@ -27,15 +28,26 @@ def test_flatten_names_every_leaf_by_its_path():
   }
 
 
-def test_changes_compare_only_keys_both_sides_have():
+def test_changes_compare_a_missing_key_with_the_library_default():
   saved = json.loads(_config().to_json())
-  del saved["eval"]  # a setting added after the run was trained: not compared
+  del saved["eval"]  # settings added after the run was trained: it ran with the defaults
   saved["model"]["gone"] = 3  # one the config no longer sets: not compared
   new = _config()
   new.model.sizes = (4, 16)  # a tuple against the JSON list of the saved file
+  new.model.extra = {"x": 1}  # under an empty dict, and not a library setting: not compared
   new.eval.num_generated = 5
-  assert config_diff.changes(saved, new) == [("model.sizes", [4, 8], [4, 16])]
+  default = config_lib.base_config().eval.num_generated
+  assert config_diff.changes(saved, new) == [
+    ("eval.num_generated", default, 5),
+    ("model.sizes", [4, 8], [4, 16]),
+  ]
+  new.eval.num_generated = default  # the default itself is no change
+  assert config_diff.changes(saved, new)[0][0] == "model.sizes"
   assert config_diff.changes(json.loads(_config().to_json()), _config()) == []
+  v = json.loads(_config().to_json())  # a rule enabled on a run from before train.validation
+  c = _config()
+  c.train.validation = {"metric": "valid/bound"}
+  assert config_diff.changes(v, c) == [("train.validation.metric", "", "valid/bound")]
 
 
 @pytest.mark.parametrize(
@@ -64,7 +76,10 @@ def test_check_logs_allowed_changes_and_refuses_the_rest(tmp_path):
     config_diff.check(str(tmp_path), _config(batch_size=2), logs.append)
   logs.clear()
   config_diff.check(str(tmp_path), _config(batch_size=2, allow_config_change=True), logs.append)
-  assert logs == ["resuming with a changed config: train.batch_size: 1 -> 2"]
+  assert logs == [
+    "resuming with a changed config: train.allow_config_change: False -> True",
+    "resuming with a changed config: train.batch_size: 1 -> 2",
+  ]
 
 
 def test_check_without_a_record_passes_and_a_torn_one_is_named(tmp_path):

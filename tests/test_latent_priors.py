@@ -210,3 +210,56 @@ def test_component_scales_name_each_samples_component(kind):
   nearest = np.argmin(np.abs(np.asarray(z)[:, :1] - np.asarray(means)[None, :, 0]), 1)
   np.testing.assert_allclose(np.asarray(s), t * np.asarray(scales)[nearest], rtol=1e-6)
   assert len(set(nearest)) > 1
+
+
+class _FakeTask:
+  """The task interface `evaluate.fit_generation_priors` uses: q(z | x) = N(x, 1), refined
+  q_K = N(x + 10, 1); every encode call records (rows, refined)."""
+
+  def __init__(self, refines: bool):
+    self.refines_at_eval, self.calls = refines, []
+
+  def variables(self, state):
+    return {}
+
+  def encode_posterior(self, variables, batch, refined=False):
+    self.calls.append((len(batch["x"]), refined))
+    x = jnp.asarray(batch["x"], jnp.float32)
+    return DiagGaussian(x + (10.0 if refined else 0.0), jnp.ones_like(x))
+
+  def prior_moments(self, variables):
+    return jnp.zeros(2), jnp.eye(2)
+
+
+@pytest.mark.parametrize("refined", [False, True])
+def test_generation_priors_fit_the_refined_posteriors_on_request(refined):
+  from alala_jax import config as config_lib
+  from alala_jax import evaluate
+
+  c = config_lib.base_config()
+  c.seed, c.train.batch_size = 0, 8
+  c.eval.generation_prior, c.eval.prior_records, c.eval.prior_heldout = "aggregate", 50, 0.2
+  c.eval.chunk, c.eval.prior_refined = 32, refined
+  x = np.arange(100 * 2, dtype=np.float32).reshape(100, 2)
+  task = _FakeTask(refines=True)
+  priors, report = evaluate.fit_generation_priors(task, None, {"x": x}, c)
+  # the encoder's q_0 in chunks of eval.chunk; q_K in the training batch size (SVI's step
+  # in 'reference' mode depends on it), never a mix
+  assert {r for _, r in task.calls} == {refined}
+  assert [b for b, _ in task.calls] == ([8] * 7 if refined else [32, 32])
+  means = np.asarray(priors["aggregate"].means)
+  assert report.num_fit == len(means) == 40 and report.num_heldout == 10
+  rows = (means - (10.0 if refined else 0.0)) / 2  # back to row indices: x[i] = (2i, 2i + 1)
+  np.testing.assert_array_equal(rows[:, 0], np.round(rows[:, 0]))
+  assert len(set(rows[:, 0])) == 40 and rows.min() >= 0 and rows.max() < 100
+  np.testing.assert_array_equal(means[:, 1] - means[:, 0], 1.0)
+
+
+def test_refined_generation_priors_need_svi_at_evaluation():
+  from alala_jax import config as config_lib
+  from alala_jax import evaluate
+
+  c = config_lib.base_config()
+  c.eval.generation_prior, c.eval.prior_records, c.eval.prior_refined = "aggregate", 50, True
+  with pytest.raises(ValueError, match="prior_refined needs SVI at evaluation"):
+    evaluate.fit_generation_priors(_FakeTask(refines=False), None, {"x": np.zeros((60, 2))}, c)

@@ -77,15 +77,20 @@ def _run_rule(vals, rule):
 
 
 def _curves(seed):
-  """Validation curves that fall, then wander and rise (float32 values, distinct)."""
+  """Validation curves that fall, then wander and rise (float32 values; seeds >= 6: rounded to
+  0.5, so that equal values, ties with the best and the reference, occur)."""
   rng = np.random.default_rng(seed)
   n = 60
   t = np.arange(n)
   base = 40.0 - 10 * (1 - np.exp(-t / 6)) + 0.02 * np.maximum(t - 20, 0) ** 1.3
-  return list(np.float32(base + rng.normal(0, 0.4, n)).astype(float))
+  vals = base + rng.normal(0, 0.4, n)
+  if seed >= 6:
+    vals = np.round(vals * 2) / 2
+    assert len(set(vals[15:].tolist())) < n - 15  # ties after the 15-epoch floor
+  return list(np.float32(vals).astype(float))
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_check_follows_paper_004_code(seed):
   vals = _curves(seed)
   rule = validation.Rule(
@@ -98,7 +103,7 @@ def test_check_follows_paper_004_code(seed):
   np.testing.assert_array_equal(bests, ref_bests[: len(bests)])
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(12))
 def test_check_follows_paper_001_code(seed):
   vals = _curves(seed)
   rule = validation.Rule(
@@ -117,11 +122,14 @@ def test_check_follows_paper_001_code(seed):
 def test_rules_set_by_name_and_bad_rules_refused():
   c = text_config.get_config("smoke")
   assert validation.from_config(c, 10) is None
-  validation.savae_rule(c, 10)
-  r = validation.from_config(c, 10)
+  validation.savae_rule(c)
+  r = validation.from_config(c, 10)  # epochs of 10 steps, as the run finds its data
   assert (r.every, r.min_steps, r.patience, r.sticky, r.max_decays) == (10, 150, 1, True, 6)
-  c.train.validation.every = 0
-  assert validation.from_config(c, 7).every == 7  # one epoch
+  assert validation.from_config(c, 7).min_steps == 105
+  c.train.validation.min_steps = 200  # the larger floor wins
+  assert validation.from_config(c, 10).min_steps == 200
+  c.train.validation.every = 4
+  assert validation.from_config(c, 7).every == 4
   with pytest.raises(ValueError, match="patience"):
     validation.Rule("valid/bound", every=1, patience=0)
   with pytest.raises(ValueError, match="factor"):
@@ -237,14 +245,43 @@ def test_loop_restores_best_params_with_fresh_optimiser(task, straight, tmp_path
   best = loop.restore_best(wd2, _config(), at)
   assert int(best.step) == best_step
   chex.assert_trees_all_equal(at.params, best.params)
-  fresh = task.trainer.setup.tx.init(at.params)
-  chex.assert_trees_all_equal(at.opt_state, fresh)
+  # a new optimiser's momentum, but the lr schedule's count carries on (s updates so far)
+  is_sched = lambda x: isinstance(x, optax.ScaleByScheduleState)
+  expected = jax.tree.map(
+    lambda x: x._replace(count=jnp.full_like(x.count, s)) if is_sched(x) else x,
+    task.trainer.setup.tx.init(at.params),
+    is_leaf=is_sched,
+  )
+  assert any(is_sched(x) for x in jax.tree.leaves(expected, is_leaf=is_sched))
+  chex.assert_trees_all_equal(at.opt_state, expected)
+
+
+def test_fresh_optimiser_state_keeps_the_schedule_and_skip_counts():
+  """Adam with a decaying lr rebuilt after 3 updates (one skipped): its moments restart, the
+  lr continues at schedule(2) and the skipped update stays counted."""
+  from alala_jax.train import optim
+
+  sched = optax.exponential_decay(0.1, 1, 0.5)
+  tx = optax.apply_if_finite(optax.adam(sched), 100)
+  p = jnp.array([1.0, -1.0])
+  st = tx.init(p)
+  for g in ([1.0, 2.0], [np.nan, 0.0], [0.5, -1.0]):
+    _, st = tx.update(jnp.array(g), st, p)
+  fresh = optim.fresh_state(tx, p, st)
+  assert int(fresh.total_notfinite) == 1 and int(fresh.notfinite_count) == 0
+  adam, count = fresh.inner_state[0], fresh.inner_state[-1].count
+  assert int(count) == 2 and int(adam.count) == 0  # schedule steps vs Adam's bias correction
+  chex.assert_trees_all_equal(adam.mu, jnp.zeros(2))
+  u, _ = tx.update(jnp.array([1.0, 1.0]), fresh, p)
+  # a fresh Adam's first step is lr * g / (|g| + eps) = lr at schedule(2) = 0.1 / 4
+  np.testing.assert_allclose(u, [-0.025, -0.025], rtol=1e-5)
 
 
 def test_resume_is_bit_identical_also_after_a_kill_between_saves(task, straight, tmp_path):
   wd, state, _ = straight
   rows = _valid_rows(wd)
-  improved = [r["step"] for r in rows if r["best_step"] == r["step"]][-1]
+  n = _config().train.num_steps  # a new best with steps left to resume after it:
+  improved = [r["step"] for r in rows if r["best_step"] == r["step"] and r["step"] < n][-1]
   for stop, drop_best in ((7, False), (improved, True)):
     wd2 = str(tmp_path / f"resume{stop}")
     loop.train(_config(), wd2, task, log=lambda _: None, stop_at=stop)
@@ -258,6 +295,31 @@ def test_resume_is_bit_identical_also_after_a_kill_between_saves(task, straight,
       loop.restore_state(wd2, _config(), state).params,
       loop.restore_state(wd, _config(), state).params,
     )
+
+
+def test_a_best_checkpoint_left_by_another_run_is_removed(task, straight, tmp_path):
+  """Regular checkpoints deleted to start again, the old best left behind: the new run must
+  neither evaluate nor reload it."""
+  wd, _, _ = straight
+  wd2 = str(tmp_path / "again")
+  shutil.copytree(os.path.join(wd, validation.BEST_DIR), os.path.join(wd2, validation.BEST_DIR))
+  logs = []
+  state, _ = loop.train(_config(), wd2, task, log=logs.append, stop_at=EVERY)
+  assert any("removing best checkpoint(s)" in x for x in logs)
+  assert validation.to_host(state.validation)["best_step"] == EVERY
+  assert int(loop.restore_state(wd2, _config(), state).step) == EVERY
+
+
+def test_sticky_rule_with_restore_best_halves_on_a_new_best(task, tmp_path):
+  """Once a sticky rule decays, a check that sets a new best halves too: the reload is then of
+  this very step (not yet in the best checkpoint), so it keeps the parameters and only starts
+  fresh optimiser states."""
+  c = _config()
+  c.train.validation.sticky = True
+  logs = []
+  state, _ = loop.train(c, str(tmp_path), task, log=logs.append)
+  assert any("(new best)" in x and "fresh optimiser states" in x for x in logs), logs
+  assert int(state.step) == c.train.num_steps
 
 
 def test_early_stop_ends_training_and_stays_stopped(task, tmp_path):

@@ -197,9 +197,16 @@ class RecordTask(Task):
   def encode_mean(self, variables, batch):
     return self.trainer.encode_mean(variables, batch)
 
-  def encode_posterior(self, variables, batch):
-    """q(z | x) of a batch (a DiagGaussian)."""
+  def encode_posterior(self, variables, batch, refined: bool = False):
+    """q(z | x) of a batch (a DiagGaussian); `refined`: the refined q_K of SVI at evaluation
+    (`refine.at_eval`; in its 'reference' mode q_K depends on the batch's size)."""
+    if refined:
+      return self.trainer.encode_refined(variables, batch)
     return self.trainer.encode_posterior(variables, batch)
+
+  @property
+  def refines_at_eval(self) -> bool:
+    return self.trainer.eval_model is not self.model
 
   def prior_moments(self, variables):
     """Mean and covariance of the model's own (tracked) generation Gaussian."""

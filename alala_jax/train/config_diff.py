@@ -9,8 +9,9 @@ another seed): a wrong number, not an error. So before resuming, `check` compare
   devices) may change: each change is logged, because schedules follow ``train.num_steps``;
 * any other changed value raises `ConfigChangedError`, naming every key with its recorded and
   its new value, unless ``train.allow_config_change`` is set (then they are logged too);
-* keys only one side has (a setting added to the library after the run was trained, or one a
-  config file no longer sets) are not compared.
+* a key the recorded config lacks (a setting added to the library after the run was trained)
+  counts as the library's default (`alala_jax.config.base_config`), so setting it now is a
+  change; keys without a default there, and keys the new config lacks, are not compared.
 """
 
 from __future__ import annotations
@@ -51,10 +52,24 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
 
 
 def changes(saved: dict, config) -> list[tuple[str, Any, Any]]:
-  """(key, recorded value, new value) of every key both configs have whose value differs."""
+  """(key, recorded value, new value) of every key whose value differs; a key `saved` lacks
+  has the library default's value there (module doc)."""
+  from alala_jax import config as config_lib
+
   new = flatten(json.loads(config.to_json_best_effort()))
   old = flatten(saved)
-  return [(k, old[k], new[k]) for k in sorted(old.keys() & new.keys()) if old[k] != new[k]]
+  defaults = flatten(json.loads(config_lib.base_config().to_json_best_effort()))
+  out = []
+  for k in sorted(new):
+    if k in old:
+      before = old[k]
+    elif k in defaults:
+      before = defaults[k]  # absent when the run was trained: it ran with the default
+    else:
+      continue
+    if before != new[k]:
+      out.append((k, before, new[k]))
+  return out
 
 
 def resumable(key: str) -> bool:

@@ -42,7 +42,7 @@ import tqdm
 from alala_jax import files, tasks
 from alala_jax.data import batching
 from alala_jax.tasks.base import Task
-from alala_jax.train import config_diff, sharding, validation
+from alala_jax.train import config_diff, optim, sharding, validation
 from alala_jax.train.state import TrainState
 
 ConfigChangedError = config_diff.ConfigChangedError
@@ -199,9 +199,14 @@ class _Saver:
   def save(self, step: int, state: TrainState) -> None:
     self.wait()
     try:
-      self.mngr.save(step, args=ocp.args.StandardSave(state))
+      saved = self.mngr.save(step, args=ocp.args.StandardSave(state))
     except Exception as e:
       raise _save_error(self.mngr, step, e) from e
+    if not saved:
+      raise CheckpointSaveError(
+        f"orbax did not save step {step} in {self.mngr.directory} (its latest step there is "
+        f"{self.mngr.latest_step()}): a checkpoint of another run?"
+      )
     self.pending = step
 
   def close(self, during: BaseException | None = None) -> None:
@@ -413,6 +418,11 @@ class _Validation:
       return None
     self = cls(rule, config, task, workdir, log, validation.to_host(state.validation))
     best = self.host["best_step"]
+    stale = [s for s in self.mngr.all_steps() if best < 0 or s > best]
+    if stale:  # a best checkpoint of a run whose regular checkpoints were removed
+      log(f"validation: removing best checkpoint(s) {stale} of an earlier run from {workdir}")
+      for s in stale:
+        self.mngr.delete(s)
     if best >= 0 and best not in self.mngr.all_steps():
       if best != int(state.step):
         raise FileNotFoundError(
@@ -458,8 +468,11 @@ class _Validation:
       note += " (new best)"
     if ev.halved:
       note += f"; lr x {h['lr_scale']:g} (halving {h['decays']})"
-    if ev.restore:
-      state = self.restore_best(state)
+    if ev.restore and ev.improved:  # this step is the best (a sticky rule halves anyway)
+      state = self.fresh_optimiser(state, state)
+      note += "; fresh optimiser states"
+    elif ev.restore:
+      state = self.fresh_optimiser(state, _restore_step(self.mngr, h["best_step"], state))
       note += f"; reloaded the parameters of step {h['best_step']}"
     if ev.stop:
       note += f"; training stops (best at step {h['best_step']}: {h['best']:.4f})"
@@ -471,13 +484,14 @@ class _Validation:
       self.saver.wait()
     return state
 
-  def restore_best(self, state: TrainState) -> TrainState:
-    """`state` with the best checkpoint's parameters, statistics and EMA, and fresh optimiser
-    states (paper 001's code builds new optimisers); step, data position, key and the
-    objective's and strategy's states stay."""
-    best = _restore_step(self.mngr, self.host["best_step"], state)
+  def fresh_optimiser(self, state: TrainState, best: TrainState) -> TrainState:
+    """`state` with `best`'s parameters, statistics and EMA, and fresh optimiser states
+    (paper 001's code builds new optimisers; the lr schedules' counts carry on:
+    `optim.fresh_state`); step, data position, key and the objective's and strategy's
+    states stay."""
     tx = self.task.trainer.setup.tx
-    opt = jax.device_put(tx.init(best.params), jax.tree.map(lambda a: a.sharding, state.opt_state))
+    opt = optim.fresh_state(tx, best.params, state.opt_state)
+    opt = jax.device_put(opt, jax.tree.map(lambda a: a.sharding, state.opt_state))
     return state.replace(
       params=best.params,
       model_state=best.model_state,

@@ -105,6 +105,23 @@ def make_optimizer(
   return optax.apply_if_finite(_clipped(cfg, tx), MAX_SKIPPED)
 
 
+def fresh_state(tx: optax.GradientTransformation, params: Any, old_state: Any) -> Any:
+  """`tx.init(params)` (new moments and momentum traces, as a rebuilt optimiser has) that keeps
+  `old_state`'s lr-schedule step counts and skipped-step counters, so that a decaying lr
+  carries on where it was instead of restarting (`old_state`: a state of the same `tx`)."""
+  is_kept = lambda x: isinstance(x, (optax.ScaleByScheduleState, optax.ApplyIfFiniteState))
+
+  def keep(new, old):
+    if isinstance(new, optax.ApplyIfFiniteState):
+      return old._replace(inner_state=fresh_inner(new.inner_state, old.inner_state))
+    return old if isinstance(new, optax.ScaleByScheduleState) else new
+
+  def fresh_inner(new, old):
+    return jax.tree.map(keep, new, old, is_leaf=is_kept)
+
+  return fresh_inner(tx.init(params), old_state)
+
+
 def ema_update(ema_params: Any, params: Any, decay: float) -> Any:
   """The new EMA: decay * ema_params + (1 - decay) * params (BIVA evaluates with 0.9995)."""
   return optax.incremental_update(new_tensors=params, old_tensors=ema_params, step_size=1.0 - decay)

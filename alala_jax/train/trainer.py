@@ -35,6 +35,10 @@ class Trainer:
     self.generate = jax.jit(self._generate, static_argnums=(2, 3))
     self.encode_mean = jax.jit(self._encode_mean)
     self.encode_posterior = jax.jit(lambda variables, batch: self.model.encode(variables, batch)[0])
+    # q_K of the refinement at evaluation (the encoder's q_0 when there is none)
+    self.encode_refined = jax.jit(
+      lambda variables, batch: self.eval_model.encode(variables, batch)[0]
+    )
     self.decode_latents = jax.jit(self._decode_latents, static_argnums=3)
 
   def create_state(self, seed: int, example_batch) -> TrainState:

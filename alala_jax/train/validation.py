@@ -8,20 +8,24 @@ bound, halve the learning rate when it stops improving, stop training after the 
                posterior's when SVI runs at evaluation), 'valid/loss' (the objective's),
                'valid/nll', 'valid/kl'; 'test/...' on a task without a validation split
   every        counted steps between checks (0: one epoch of the training set)
-  min_steps    no halving at a check before or at this step (the references: 15 epochs)
+  min_steps    no halving at a check before or at this step
+  min_epochs   the same floor in epochs of the training set, resolved when the run starts
+               (the larger of the two counts; the references: 15 epochs)
   patience     checks without improving on the reference value before a halving
   sticky       once a halving has happened, halve at every later check (paper 004's code)
   factor       the lr multiplier of a halving (0.5)
   max_decays   stop training at the check that makes this many halvings (0: never stop)
   restore_best a halving reloads the best checkpoint's parameters and starts fresh optimiser
-               states (paper 001's code)
+               states (paper 001's code); the lr schedules' step counts and the skipped-step
+               counters carry on (a decaying lr does not restart)
 
 At each check with held-out value v at step s (pure host logic, `check`):
 
   if v < best:                     best, best_step <- v, s     (the kept best checkpoint)
-  if v < ref:                      ref, stale <- v, 0          (ref: best since the last
+  if v < ref (not sticky: v <= ref): ref, stale <- v, 0        (ref: best since the last
   else:                            stale <- stale + 1           halving, if not sticky)
   if s > min_steps and stale >= patience:   decaying <- True (sticky) / halve now
+  (min_steps: the larger of min_steps and min_epochs x the steps of an epoch)
   if halving:   lr_scale <- lr_scale x factor; decays += 1;
                 not sticky: ref, stale <- v, 0;  restore_best: reload the best parameters
   stop <- max_decays > 0 and decays >= max_decays
@@ -30,17 +34,18 @@ The two references, as configs (`SAVAE_RULE`, `LAGGING_RULE`; E = steps per epoc
 * paper 004's code (harvardnlp/sa-vae train_text.py): best checkpoint by the validation
   bound; after `min_epochs` 15 the first check that does not improve on the best starts the
   decay and from then on every epoch halves the lr; training stops once the lr is below 0.02
-  (from lr 1: at the 6th halving) -> patience 1, sticky, min_steps 15 E, max_decays 6.
+  (from lr 1: at the 6th halving) -> patience 1, sticky, min_epochs 15, max_decays 6.
 * paper 001's code (jxhe/vae-lagging-encoder text.py): halve when the validation loss has not
   improved for `decay_epoch` 2 epochs (against the best since the last halving, which a
   halving resets to the current value), from epoch 15 on (0-based, i.e. after 16 epochs:
   the same checks as `s > 15 E`), reloading the best parameters with new optimisers; stop at
-  the 5th halving -> patience 2, not sticky, min_steps 15 E, max_decays 5, restore_best.
+  the 5th halving -> patience 2, not sticky, min_epochs 15, max_decays 5, restore_best.
   (Paper 001 App B states the rule without the 15-epoch floor.)
 
-The lr scale multiplies every parameter update in the train step (`step.train_step`), so it
-scales the lr of SGD (with or without momentum: the momentum trace accumulates gradients) and
-Adam exactly. The state lives in `TrainState.validation` (checkpointed: a resumed run decides
+The lr scale multiplies every parameter update of the model's optimiser in the train step
+(`step.train_step`), so it scales the lr of SGD (with or without momentum: the momentum trace
+accumulates gradients) and Adam exactly; an objective's own optimiser (the AAE's
+discriminator) is not scaled. The state lives in `TrainState.validation` (checkpointed: a resumed run decides
 exactly as an uninterrupted one; values are compared as the float32 they are stored as).
 """
 
@@ -64,6 +69,7 @@ class Rule:
   metric: str
   every: int
   min_steps: int = 0
+  min_epochs: float = 0.0
   patience: int = 1
   sticky: bool = False
   factor: float = 0.5
@@ -73,10 +79,17 @@ class Rule:
   def __post_init__(self):
     if not self.metric:
       raise ValueError("a validation rule needs a metric")
-    if self.every < 1 or self.patience < 1 or self.min_steps < 0 or self.max_decays < 0:
+    if (
+      self.every < 1
+      or self.patience < 1
+      or self.min_steps < 0
+      or self.min_epochs < 0
+      or self.max_decays < 0
+    ):
       raise ValueError(
-        "train.validation needs every >= 1, patience >= 1, min_steps >= 0, max_decays >= 0; "
-        f"got {self.every}, {self.patience}, {self.min_steps}, {self.max_decays}"
+        "train.validation needs every >= 1, patience >= 1, min_steps >= 0, min_epochs >= 0, "
+        f"max_decays >= 0; got {self.every}, {self.patience}, {self.min_steps}, "
+        f"{self.min_epochs}, {self.max_decays}"
       )
     if not 0.0 < self.factor <= 1.0:
       raise ValueError(f"train.validation.factor must be in (0, 1], got {self.factor}")
@@ -88,6 +101,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.metric = ""  # '' = off; e.g. 'valid/bound'
   c.every = 0  # counted steps between checks; 0 = one epoch
   c.min_steps = 0
+  c.min_epochs = 0.0
   c.patience = 1
   c.sticky = False
   c.factor = 0.5
@@ -102,7 +116,8 @@ def enabled(config) -> bool:
 
 
 def from_config(config, steps_per_epoch: int) -> Rule | None:
-  """The rule of `config.train.validation` (None when off); `every` 0 -> one epoch."""
+  """The rule of `config.train.validation` (None when off); `every` 0 -> one epoch;
+  `min_epochs` -> counted steps (`min_steps` becomes the larger floor, `min_epochs` 0)."""
   if not enabled(config):
     return None
   v = config.train.validation
@@ -111,24 +126,27 @@ def from_config(config, steps_per_epoch: int) -> Rule | None:
   if unknown:
     raise ValueError(f"unknown train.validation keys {sorted(unknown)}: expected {sorted(fields)}")
   kw = {k: v[k] for k in v.keys()}
-  kw["every"] = int(kw.get("every", 0)) or max(int(steps_per_epoch), 1)
+  epoch = max(int(steps_per_epoch), 1)
+  kw["every"] = int(kw.get("every", 0)) or epoch
+  floor = int(round(float(kw.pop("min_epochs", 0.0)) * epoch))
+  kw["min_steps"] = max(int(kw.get("min_steps", 0)), floor)
   return Rule(**kw)
 
 
-def savae_rule(config, epoch_steps: int) -> None:
-  """Sets `config.train.validation` to paper 004's code's rule (module doc) for epochs of
-  `epoch_steps` counted steps, on the validation bound."""
-  _set(config, epoch_steps, patience=1, sticky=True, max_decays=6, restore_best=False)
+def savae_rule(config) -> None:
+  """Sets `config.train.validation` to paper 004's code's rule (module doc): checks once per
+  epoch of the training set as the run finds it, on the validation bound."""
+  _set(config, patience=1, sticky=True, max_decays=6, restore_best=False)
 
 
-def lagging_rule(config, epoch_steps: int) -> None:
+def lagging_rule(config) -> None:
   """Sets `config.train.validation` to paper 001's code's rule (module doc)."""
-  _set(config, epoch_steps, patience=2, sticky=False, max_decays=5, restore_best=True)
+  _set(config, patience=2, sticky=False, max_decays=5, restore_best=True)
 
 
-def _set(config, epoch_steps: int, **kw) -> None:
+def _set(config, **kw) -> None:
   v = config.train.validation
-  v.metric, v.every, v.min_steps, v.factor = "valid/bound", epoch_steps, 15 * epoch_steps, 0.5
+  v.metric, v.every, v.min_steps, v.min_epochs, v.factor = "valid/bound", 0, 0, 15.0, 0.5
   for k, val in kw.items():
     v[k] = val
 
@@ -173,7 +191,9 @@ def check(host: dict, value: float, step: int, rule: Rule) -> tuple[dict, Events
   improved = v < h["best"]
   if improved:
     h["best"], h["best_step"] = v, int(step)
-  if v < h["ref"]:
+  # a tie improves on the reference in the non-sticky rule (paper 001's code counts only a
+  # rise as "not improved"); paper 004's sticky rule needs a strict improvement
+  if v < h["ref"] or (v == h["ref"] and not rule.sticky):
     h["ref"], h["stale"] = v, 0
   else:
     h["stale"] += 1

@@ -158,10 +158,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       )
   if epochs:
     c.train.num_steps = epochs * train_sentences(c) // c.train.batch_size
-  if halving:  # checks once per epoch of the training set
-    per_epoch = max(train_sentences(c) // c.train.batch_size, 1)
-    rule = validation.savae_rule if halving == "savae" else validation.lagging_rule
-    rule(c, per_epoch)
+  if halving:  # checks once per epoch of the training set, as loaded (resolved at the start)
+    (validation.savae_rule if halving == "savae" else validation.lagging_rule)(c)
   if anneal:  # paper 001 App B: 0.1 -> 1 over the first 10 epochs (or the whole short run)
     c.objective.beta_schedule = "linear"
     c.objective.beta_start = 0.1
