@@ -30,7 +30,7 @@ At each check with held-out value v at step s (pure host logic, `check`):
                 not sticky: ref, stale <- v, 0;  restore_best: reload the best parameters
   stop <- max_decays > 0 and decays >= max_decays
 
-The two references, as configs (`SAVAE_RULE`, `LAGGING_RULE`; E = steps per epoch):
+The two references, as configs (`savae_rule`, `lagging_rule`; E = steps per epoch):
 * paper 004's code (harvardnlp/sa-vae train_text.py): best checkpoint by the validation
   bound; after `min_epochs` 15 the first check that does not improve on the best starts the
   decay and from then on every epoch halves the lr; training stops once the lr is below 0.02
@@ -45,8 +45,9 @@ The two references, as configs (`SAVAE_RULE`, `LAGGING_RULE`; E = steps per epoc
 The lr scale multiplies every parameter update of the model's optimiser in the train step
 (`step.train_step`), so it scales the lr of SGD (with or without momentum: the momentum trace
 accumulates gradients) and Adam exactly; an objective's own optimiser (the AAE's
-discriminator) is not scaled. The state lives in `TrainState.validation` (checkpointed: a resumed run decides
-exactly as an uninterrupted one; values are compared as the float32 they are stored as).
+discriminator) is not scaled. The state lives in `TrainState.validation` (checkpointed: a
+resumed run decides exactly as an uninterrupted one; values are compared as the float32 they
+are stored as).
 """
 
 from __future__ import annotations
