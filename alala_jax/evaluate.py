@@ -163,8 +163,9 @@ def fit_generation_priors(task, state, train_arrays, config):
     raise ValueError(
       "eval.prior_refined needs SVI at evaluation (refine.name='svi', refine.at_eval=True)"
     )
+  step = int(state.step) if refined else 0  # SVI's objective decodes as the model at its step
   post = latent_priors.encode_posteriors(
-    lambda b: task.encode_posterior(variables, b, refined=refined),
+    lambda b: task.encode_posterior(variables, b, refined=refined, step=step),
     batching.take(train_arrays, idx),
     config.train.batch_size if refined else ec.chunk,
     k_enc,

@@ -442,10 +442,15 @@ class RefinedModel(base.VAEModel):
     return self.inner.init(key, x)
 
   def encode(self, variables, x):
+    return self.encode_at(variables, x, 0)
+
+  def encode_at(self, variables, x, step):
+    """`encode` with the decoder's schedules (a record VAE's scheduled sampling) at `step`
+    inside the SVI objective, as the evaluation of a run at that step has them."""
     q0, aux = self.inner.encode(variables, x)
     key = jax.random.key(self.seed)
     ref = dataclasses.replace(self.refinement, kl_weight=_one)
-    qk, _, _ = ref.apply(self.inner, variables, x, aux, q0, key, step=0, train=False)
+    qk, _, _ = ref.apply(self.inner, variables, x, aux, q0, key, step=step, train=False)
     return qk, aux
 
   def recon(self, variables, x, z, aux, *, key, step=0, train=False):

@@ -4,6 +4,8 @@ fitting pass's errors."""
 
 from __future__ import annotations
 
+import types
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -222,7 +224,8 @@ class _FakeTask:
   def variables(self, state):
     return {}
 
-  def encode_posterior(self, variables, batch, refined=False):
+  def encode_posterior(self, variables, batch, refined=False, step=0):
+    assert step == (7 if refined else 0)  # q_K's objective decodes at the model's step
     self.calls.append((len(batch["x"]), refined))
     x = jnp.asarray(batch["x"], jnp.float32)
     return DiagGaussian(x + (10.0 if refined else 0.0), jnp.ones_like(x))
@@ -242,7 +245,8 @@ def test_generation_priors_fit_the_refined_posteriors_on_request(refined):
   c.eval.chunk, c.eval.prior_refined = 32, refined
   x = np.arange(100 * 2, dtype=np.float32).reshape(100, 2)
   task = _FakeTask(refines=True)
-  priors, report = evaluate.fit_generation_priors(task, None, {"x": x}, c)
+  state = types.SimpleNamespace(step=7)
+  priors, report = evaluate.fit_generation_priors(task, state, {"x": x}, c)
   # the encoder's q_0 in chunks of eval.chunk; q_K in the training batch size (SVI's step
   # in 'reference' mode depends on it), never a mix
   assert {r for _, r in task.calls} == {refined}

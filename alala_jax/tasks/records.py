@@ -197,11 +197,12 @@ class RecordTask(Task):
   def encode_mean(self, variables, batch):
     return self.trainer.encode_mean(variables, batch)
 
-  def encode_posterior(self, variables, batch, refined: bool = False):
+  def encode_posterior(self, variables, batch, refined: bool = False, step: int = 0):
     """q(z | x) of a batch (a DiagGaussian); `refined`: the refined q_K of SVI at evaluation
-    (`refine.at_eval`; in its 'reference' mode q_K depends on the batch's size)."""
+    (`refine.at_eval`; in its 'reference' mode q_K depends on the batch's size), its objective
+    decoding with the schedules of `step`."""
     if refined:
-      return self.trainer.encode_refined(variables, batch)
+      return self.trainer.encode_refined(variables, batch, step)
     return self.trainer.encode_posterior(variables, batch)
 
   @property

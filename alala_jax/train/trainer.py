@@ -35,10 +35,7 @@ class Trainer:
     self.generate = jax.jit(self._generate, static_argnums=(2, 3))
     self.encode_mean = jax.jit(self._encode_mean)
     self.encode_posterior = jax.jit(lambda variables, batch: self.model.encode(variables, batch)[0])
-    # q_K of the refinement at evaluation (the encoder's q_0 when there is none)
-    self.encode_refined = jax.jit(
-      lambda variables, batch: self.eval_model.encode(variables, batch)[0]
-    )
+    self.encode_refined = jax.jit(self._encode_refined)
     self.decode_latents = jax.jit(self._decode_latents, static_argnums=3)
 
   def create_state(self, seed: int, example_batch) -> TrainState:
@@ -102,6 +99,13 @@ class Trainer:
     key = state_lib.step_key(state, salt)
     sample = self._generate(self.variables(state), key, n, False)
     return self._eval_loss(state, sample, salt + 1)
+
+  def _encode_refined(self, variables, batch, step):
+    """q_K of the refinement at evaluation, the decoder's schedules at `step` (the encoder's
+    q_0 when there is no refinement at evaluation)."""
+    if isinstance(self.eval_model, refine.RefinedModel):
+      return self.eval_model.encode_at(variables, batch, step)[0]
+    return self.model.encode(variables, batch)[0]
 
   def _encode_mean(self, variables, batch):
     """Posterior means [B, D]."""
