@@ -207,7 +207,7 @@ class RecordTask(Task):
 
   @property
   def refines_at_eval(self) -> bool:
-    return self.trainer.eval_model is not self.model
+    return self.trainer.refines_at_eval
 
   def prior_moments(self, variables):
     """Mean and covariance of the model's own (tracked) generation Gaussian."""

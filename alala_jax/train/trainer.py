@@ -100,10 +100,15 @@ class Trainer:
     sample = self._generate(self.variables(state), key, n, False)
     return self._eval_loss(state, sample, salt + 1)
 
+  @property
+  def refines_at_eval(self) -> bool:
+    """Whether evaluation sees the refined posterior q_K (`refine.at_eval`)."""
+    return isinstance(self.eval_model, refine.RefinedModel)
+
   def _encode_refined(self, variables, batch, step):
     """q_K of the refinement at evaluation, the decoder's schedules at `step` (the encoder's
     q_0 when there is no refinement at evaluation)."""
-    if isinstance(self.eval_model, refine.RefinedModel):
+    if self.refines_at_eval:
       return self.eval_model.encode_at(variables, batch, step)[0]
     return self.model.encode(variables, batch)[0]
 

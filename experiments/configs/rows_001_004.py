@@ -59,9 +59,14 @@ from typing import Callable
 
 import ml_collections
 
-PTB_ROWS = ("lm", "vae", "vae_anneal", "aggressive", "savae")
-PTB_ARGS = {"lm": "lm", "vae": "", "vae_anneal": "anneal", "aggressive": "aggressive"}
-PTB_ARGS["savae"] = "savae"
+PTB_ARGS = {  # row -> its text.py argument after 'ptb'
+  "lm": "lm",
+  "vae": "",
+  "vae_anneal": "anneal",
+  "aggressive": "aggressive",
+  "savae": "savae",
+}
+PTB_ROWS = tuple(PTB_ARGS)
 SYNTHETIC004_ROWS = (
   "oracle/vae",
   "oracle/svi",
@@ -73,9 +78,13 @@ SYNTHETIC004_ROWS = (
 
 
 def _text(arg: str) -> ml_collections.ConfigDict:
+  return _text_module().get_config(arg)
+
+
+def _text_module():
   from experiments.configs import text as text_config
 
-  return text_config.get_config(arg)
+  return text_config
 
 
 def synthetic001(run: str, *, epochs: int = 30, smoke: bool = False, iw_samples: int = 500):
@@ -116,8 +125,8 @@ def synthetic004(
   c.data.source = source
   if smoke:
     c.model.latent_dim = 2
-  if source == "oracle_001" and not smoke:
-    c.train.num_steps = epochs * (16000 // c.train.batch_size)  # epochs of the 16k train set
+  if source == "oracle_001" and not smoke:  # epochs of its training set (16k sentences)
+    c.train.num_steps = epochs * _text_module().train_sentences(c) // c.train.batch_size
   if generator == "oracle" and method == "svi":
     c.train.num_steps = 0  # nothing to learn: the decoder is the oracle, SVI needs no encoder
   c.eval.iw_samples = iw_samples if not smoke else 10
